@@ -1,0 +1,71 @@
+# PaDiM Inspector: two-command setup.  `make run` opens the app, `make test` runs every test.
+# Set-up steps are stamped inside .venv, so pip only runs again when its input file changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8501
+
+STAMP_REQ := $(VENV)/.stamp-requirements
+STAMP_DEV := $(VENV)/.stamp-requirements-dev
+STAMP_PKG := $(VENV)/.stamp-editable
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint bench setup setup-runtime chromium clean-venv
+
+help:
+	@echo "make run    # set up .venv and open the app on http://localhost:$(PORT)"
+	@echo "make test   # set up, then run the whole test suite (browser test included)"
+	@echo "make setup  # only create .venv with runtime + dev requirements"
+	@echo "make lint   # ruff check ."
+	@echo "make bench  # speed / memory benchmark (python -m bench)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime requirements (torch==2.14.1 / torchvision==0.29.1 are pinned there).
+$(STAMP_REQ): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $@
+
+# Test and lint tools; re-run when either list changes.
+$(STAMP_DEV): requirements.txt requirements-dev.txt $(STAMP_REQ)
+	$(BIN)/python -m pip install -r requirements-dev.txt
+	touch $@
+
+# padim_core as an editable package (gives the `padim` command); deps come from the stamps above.
+$(STAMP_PKG): pyproject.toml $(STAMP_REQ)
+	$(BIN)/python -m pip install -e . --no-deps
+	touch $@
+
+setup-runtime: $(STAMP_REQ) $(STAMP_PKG)
+
+setup: $(STAMP_REQ) $(STAMP_DEV) $(STAMP_PKG)
+
+run: setup-runtime
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "The browser tests need Debian's Chromium at /usr/bin/chromium." >&2; \
+		echo "Install it as root:  apt-get update && apt-get install -y chromium" >&2; \
+		exit 1; \
+	fi
+
+test: setup chromium
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean-venv:
+	rm -rf $(VENV)
