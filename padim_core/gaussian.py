@@ -1,0 +1,216 @@
+"""Streaming per-patch Gaussian: accumulate n, Σx, Σxxᵀ batch by batch, then invert once.
+
+Memory does not grow with the number of images: the state is one d×d second-moment matrix
+per patch position, stored as float64 upper triangles in blocks of patches. Statistics of two
+shards add up exactly, so ``merge`` gives the statistics of the union.
+
+``finalize`` turns the statistics into what scoring needs: the mean and a *whitener* M per
+patch, an upper-triangular matrix with M Mᵀ = Σ⁻¹, so that the squared Mahalanobis distance is
+the plain sum of squares ‖(x − μ) M‖². It works block by block and frees each block as it goes,
+so peak memory stays near the size of one copy even for d = 550.
+
+On the CPU the linear algebra runs in numpy (OpenBLAS/LAPACK); torch's batched CPU solvers
+are slow or fail on some processors for these shapes. On CUDA everything stays in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from .errors import InvalidInputError
+
+Array = np.ndarray | torch.Tensor
+BLOCK_BYTES = 64 << 20
+
+
+@dataclass
+class PatchGaussian:
+    """Fitted per-patch Gaussians: mean (P, d) and whitener (P, d, d), float32."""
+
+    mean: Array
+    whitener: Array
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[1])
+
+
+def _is_torch(x: Array) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+class PatchGaussianAccumulator:
+    """Running float64 sums for P patch positions of dimension d.
+
+    ``update`` takes embeddings laid out patch-major, (P, B, d): numpy arrays on the CPU or
+    torch tensors on the accelerator (``device``). ``use_torch`` forces the torch code path
+    on the CPU too (tests use it to cover the GPU path without a GPU; small d only).
+    """
+
+    def __init__(self, n_patches: int, dim: int, device: str | torch.device = "cpu",
+                 block_bytes: int = BLOCK_BYTES, use_torch: bool | None = None) -> None:
+        self.n_patches, self.dim = int(n_patches), int(dim)
+        self.device = torch.device(device)
+        self._use_numpy = self.device.type == "cpu" if use_torch is None else not use_torch
+        self.n = 0
+        per_patch = self.dim * self.dim * 8
+        step = max(1, min(self.n_patches, block_bytes // per_patch))
+        self.bounds = [(lo, min(lo + step, self.n_patches))
+                       for lo in range(0, self.n_patches, step)]
+        rows, cols = np.triu_indices(self.dim)
+        self._triu = rows * self.dim + cols          # flat positions of the upper triangle
+        self._triu_t = cols * self.dim + rows        # the same entries, mirrored
+        n_tri = len(rows)
+        if self._numpy:
+            self.sum = np.zeros((self.n_patches, self.dim))
+            self.second = [np.zeros((hi - lo, n_tri)) for lo, hi in self.bounds]
+        else:
+            self.sum = torch.zeros((self.n_patches, self.dim), dtype=torch.float64,
+                                   device=self.device)
+            self.second = [torch.zeros((hi - lo, n_tri), dtype=torch.float64, device=self.device)
+                           for lo, hi in self.bounds]
+            self._triu = torch.as_tensor(self._triu, device=self.device)
+            self._triu_t = torch.as_tensor(self._triu_t, device=self.device)
+
+    @property
+    def _numpy(self) -> bool:
+        return self._use_numpy
+
+    def _as_f64(self, x: Array) -> Array:
+        if self._numpy:
+            x = x.numpy() if _is_torch(x) else x
+            return np.asarray(x, dtype=np.float64)
+        return torch.as_tensor(x, device=self.device).to(torch.float64)
+
+    def update(self, x: Array) -> PatchGaussianAccumulator:
+        """Add a batch of embeddings, shape (P, B, d)."""
+        if tuple(x.shape[::2]) != (self.n_patches, self.dim):
+            raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), got {tuple(x.shape)}")
+        x = self._as_f64(x)
+        self.sum += x.sum(1)
+        for (lo, hi), acc in zip(self.bounds, self.second, strict=True):
+            xb = x[lo:hi]
+            gram = xb.transpose(0, 2, 1) @ xb if self._numpy else xb.transpose(1, 2) @ xb
+            acc += gram.reshape(hi - lo, -1)[:, self._triu]
+        self.n += int(x.shape[1])
+        return self
+
+    def merge(self, other: PatchGaussianAccumulator) -> PatchGaussianAccumulator:
+        """Add another shard's statistics (same P and d) into this one."""
+        if (other.n_patches, other.dim) != (self.n_patches, self.dim):
+            raise ValueError("cannot merge statistics of different shapes")
+        self.n += other.n
+        self.sum += other.sum
+        for acc, add in zip(self.second, other.second, strict=True):
+            acc += add
+        return self
+
+    def _full(self, packed: Array) -> Array:
+        rows = packed.shape[0]
+        if self._numpy:
+            full = np.empty((rows, self.dim * self.dim))
+        else:
+            full = torch.empty((rows, self.dim * self.dim), dtype=torch.float64,
+                               device=self.device)
+        full[:, self._triu] = packed
+        full[:, self._triu_t] = packed
+        return full.reshape(rows, self.dim, self.dim)
+
+    def covariance(self, lo: int = 0, hi: int | None = None, eps: float = 0.0) -> Array:
+        """Unbiased covariance + eps·I for patches lo:hi (float64). For tests and inspection."""
+        hi = self.n_patches if hi is None else hi
+        mean = self.sum / self.n
+        parts = []
+        for (blo, bhi), packed in zip(self.bounds, self.second, strict=True):
+            if bhi <= lo or blo >= hi:
+                continue
+            second = self._full(packed)
+            cov = _cov(second, mean[blo:bhi], self.n, eps)
+            parts.append(cov[max(lo, blo) - blo:min(hi, bhi) - blo])
+        return np.concatenate(parts) if self._numpy else torch.cat(parts)
+
+    def finalize(self, eps: float = 0.01, holdout: Array | None = None,
+                 ) -> tuple[PatchGaussian, Array | None]:
+        """Gaussians from all data; optionally distances of ``holdout`` under the rest.
+
+        ``holdout`` (P, H, d) are embeddings that were *also* passed to ``update``. Their
+        squared Mahalanobis distances (H, P) are computed under the Gaussians of the other
+        n − H samples, so thresholds can be calibrated on images the model did not see while
+        the final model still uses every image. Consumes the accumulator (frees its blocks).
+        """
+        if self.n < 2:
+            raise InvalidInputError("training images",
+                                    f"need at least 2 usable images, got {self.n}")
+        n_hold = 0 if holdout is None else int(holdout.shape[1])
+        if holdout is not None and self.n - n_hold < 2:
+            raise InvalidInputError("training images", "too few images left after calibration")
+        mean = self.sum / self.n
+        p, d = self.n_patches, self.dim
+        if self._numpy:
+            whitener = np.empty((p, d, d), dtype=np.float32)   # pages committed block by block
+            hold_dist = np.empty((n_hold, p)) if n_hold else None
+            hold = None if holdout is None else self._as_f64(holdout)
+        else:
+            whitener = torch.empty((p, d, d), dtype=torch.float32, device=self.device)
+            hold_dist = torch.empty((n_hold, p), dtype=torch.float64, device=self.device)
+            hold = None if holdout is None else self._as_f64(holdout)
+        for i, (lo, hi) in enumerate(self.bounds):
+            second = self._full(self.second[i])
+            self.second[i] = None
+            if hold is not None:
+                hb = hold[lo:hi]                                           # (pb, H, d)
+                gram = hb.transpose(0, 2, 1) @ hb if self._numpy else hb.transpose(1, 2) @ hb
+                rest_n = self.n - n_hold
+                rest_mean = (self.sum[lo:hi] - hb.sum(1)) / rest_n
+                rest_cov = _cov(second - gram, rest_mean, rest_n, eps)
+                z = (hb - rest_mean[:, None, :]) @ _whitener(rest_cov, self._numpy)
+                hold_dist[:, lo:hi] = (z * z).sum(-1).T
+                del gram, rest_cov, z
+            whitener[lo:hi] = _whitener(_cov(second, mean[lo:hi], self.n, eps), self._numpy)
+            del second
+        self.second = []
+        if self._numpy:
+            return PatchGaussian(mean.astype(np.float32), whitener), hold_dist
+        return PatchGaussian(mean.float(), whitener), hold_dist
+
+
+def _cov(second: Array, mean: Array, n: int, eps: float) -> Array:
+    """(Σxxᵀ − n μμᵀ)/(n − 1) + eps·I, written into ``second`` to save memory."""
+    outer = mean[:, :, None] * mean[:, None, :]
+    second -= n * outer
+    second /= n - 1
+    d = second.shape[-1]
+    second.reshape(second.shape[0], d * d)[:, :: d + 1] += eps   # the diagonal, in place
+    return second
+
+
+def _whitener(cov: Array, use_numpy: bool) -> Array:
+    """Upper-triangular M with M Mᵀ = cov⁻¹ (M = L⁻ᵀ for cov = L Lᵀ)."""
+    if use_numpy:
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise InvalidInputError("training images", "covariance is not positive definite; "
+                                    "increase eps") from None
+        out = np.empty_like(chol)
+        for k in range(chol.shape[0]):
+            inv, info = scipy.linalg.lapack.dtrtri(chol[k], lower=1)
+            if info != 0:
+                raise InvalidInputError("training images", "singular covariance; increase eps")
+            out[k] = inv.T
+        return out
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if int(info.max()) != 0:
+        raise InvalidInputError("training images", "covariance is not positive definite; "
+                                "increase eps")
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
+    inv = torch.linalg.solve_triangular(chol, eye, upper=False)
+    return inv.transpose(1, 2)

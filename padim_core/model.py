@@ -1,0 +1,492 @@
+"""PadimModel: the scikit-learn-style entry point (configure, ``fit``, ``predict``, save/load).
+
+Pipeline, one module per step: images → backbones (three feature maps) → embedding
+(d channels on one grid) → gaussian (streaming per-patch statistics, one inversion) →
+scoring (batched Mahalanobis, upsampling, blur) → thresholds (from held-out normals).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import model_files
+from .backbones import DEFAULT_BACKBONE, SPECS, FeatureExtractor, load_feature_extractor
+from .devices import device_label, resolve_device
+from .embedding import REDUCTIONS, Embedder, random_channel_subset, semi_orthogonal_projection
+from .errors import InvalidInputError, NotFittedError
+from .gaussian import PatchGaussian, PatchGaussianAccumulator
+from .images import input_name, load_image, resize_and_crop
+from .scoring import anomaly_maps, image_scores, mahalanobis, to_patch_major
+from .thresholds import calibration_split, threshold_at_fpr
+
+Progress = Callable[[int, int, str], None]
+__version__ = "0.1.0"
+
+
+@dataclass(frozen=True)
+class PadimConfig:
+    """Everything that defines a model before it sees data."""
+
+    backbone: str = DEFAULT_BACKBONE
+    d: int = 100
+    image_size: int = 256
+    crop: int = 224
+    device: str = "auto"
+    seed: int = 1024
+    weights: str | None = None
+    reduction: str = "random"
+    eps: float = 0.01
+    calibration_fraction: float = 0.2
+    image_fpr: float = 0.01
+    pixel_fpr: float = 0.001
+    batch_size: int = 32
+    sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        def bad(field_name: str, problem: str) -> InvalidInputError:
+            return InvalidInputError(field_name, problem)
+
+        if self.backbone not in SPECS:
+            raise bad("backbone", f"unknown backbone {self.backbone!r}; choose from "
+                                  f"{', '.join(SPECS)}")
+        if self.reduction not in REDUCTIONS:
+            raise bad("reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
+        total = sum(SPECS[self.backbone].channels)
+        if not 1 <= self.d <= total:
+            raise bad("d", f"must be between 1 and {total} for {self.backbone}, got {self.d}")
+        if not 32 <= self.crop <= self.image_size:
+            raise bad("crop", f"must be between 32 and image_size={self.image_size}, "
+                              f"got {self.crop}")
+        if self.image_size > 2048:
+            raise bad("image_size", f"must be at most 2048, got {self.image_size}")
+        if self.eps <= 0:
+            raise bad("eps", f"must be positive, got {self.eps}")
+        if self.batch_size < 1:
+            raise bad("batch_size", f"must be at least 1, got {self.batch_size}")
+        for name in ("calibration_fraction", "image_fpr", "pixel_fpr"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise bad(name, f"must be in [0, 1), got {value}")
+
+
+@dataclass
+class FittedState:
+    """What ``fit`` learns; kept apart from the configuration."""
+
+    gaussian: PatchGaussian
+    channel_index: np.ndarray | None
+    projection: np.ndarray | None
+    grid: tuple[int, int]
+    image_threshold: float
+    pixel_threshold: float
+    calibration_scores: np.ndarray
+    calibrated_on: str
+    n_train_images: int
+    n_calibration_images: int
+    fit_seconds: float
+    device: str
+    weights_origin: str
+    created: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PredictResult:
+    """Scores and maps for a batch of images (unreadable inputs listed in ``skipped``)."""
+
+    names: list[str]
+    scores: np.ndarray
+    maps: np.ndarray
+    images: np.ndarray
+    image_threshold: float
+    pixel_threshold: float
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def normalized(self) -> np.ndarray:
+        """Score / image threshold: 1.0 is the boundary, independent of the rest of the batch."""
+        return self.scores / self.image_threshold
+
+    def verdicts(self, threshold: float | None = None) -> np.ndarray:
+        """True where the image is NG (score above the threshold)."""
+        return self.scores > (self.image_threshold if threshold is None else threshold)
+
+    @classmethod
+    def concat(cls, parts: Sequence[PredictResult], image_threshold: float,
+               pixel_threshold: float, crop: int) -> PredictResult:
+        """Join per-batch results."""
+        if not parts:
+            return cls([], np.zeros(0), np.zeros((0, crop, crop), np.float32),
+                       np.zeros((0, crop, crop, 3), np.uint8), image_threshold, pixel_threshold)
+        return cls([n for p in parts for n in p.names], np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.maps for p in parts]),
+                   np.concatenate([p.images for p in parts]), image_threshold, pixel_threshold,
+                   [s for p in parts for s in p.skipped])
+
+
+class PadimModel:
+    """PaDiM anomaly detector.
+
+    >>> model = PadimModel(d=100).fit(normal_paths)          # doctest: +SKIP
+    >>> res = model.predict(test_paths); res.scores, res.maps  # doctest: +SKIP
+
+    ``extractor`` lets a caller share one loaded backbone between models (the app caches it
+    per process); it must match ``backbone``.
+    """
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, d: int = 100, image_size: int = 256,
+                 crop: int = 224, device: str = "auto", seed: int = 1024,
+                 weights: str | os.PathLike | None = None, reduction: str = "random",
+                 eps: float = 0.01, calibration_fraction: float = 0.2, image_fpr: float = 0.01,
+                 pixel_fpr: float = 0.001, batch_size: int = 32, sigma: float = 4.0,
+                 extractor: FeatureExtractor | None = None) -> None:
+        self.config = PadimConfig(
+            backbone=backbone, d=int(d), image_size=int(image_size), crop=int(crop),
+            device=str(device), seed=int(seed), weights=None if weights is None else str(weights),
+            reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
+            image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
+            sigma=float(sigma))
+        if extractor is not None and extractor.spec.name != backbone:
+            raise InvalidInputError("extractor",
+                                    f"is {extractor.spec.name}, the model wants {backbone}")
+        self._extractor = extractor
+        self.state_: FittedState | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The backbone, loaded on first use."""
+        if self._extractor is None:
+            self._extractor = load_feature_extractor(
+                self.config.backbone, self.config.weights, self.config.device, self.config.seed)
+        return self._extractor
+
+    @property
+    def device(self) -> torch.device:
+        return self.extractor.device
+
+    def _state(self) -> FittedState:
+        if self.state_ is None:
+            raise NotFittedError("model is not fitted: call fit() or PadimModel.load() first")
+        return self.state_
+
+    def _embedder(self, state: FittedState | None = None) -> Embedder:
+        state = state or self._state()
+        return Embedder(SPECS[self.config.backbone].channels, state.channel_index,
+                        state.projection)
+
+    def _decoded_batches(self, images: Sequence[Any], names: Sequence[str] | None,
+                         ) -> Iterator[tuple[list[int], list[str], np.ndarray,
+                                             list[tuple[str, str]]]]:
+        """Yield (input indices, names, (b, crop, crop, 3) uint8, skipped) per batch."""
+        cfg = self.config
+        for start in range(0, len(images), cfg.batch_size):
+            idx, batch_names, crops, skipped = [], [], [], []
+            for i in range(start, min(start + cfg.batch_size, len(images))):
+                name = names[i] if names is not None else input_name(images[i], i)
+                try:
+                    img = load_image(images[i], name)
+                    crops.append(resize_and_crop(img, cfg.image_size, cfg.crop))
+                except InvalidInputError as err:
+                    skipped.append((name, err.problem))
+                    continue
+                idx.append(i)
+                batch_names.append(name)
+            arr = (np.stack(crops) if crops
+                   else np.zeros((0, cfg.crop, cfg.crop, 3), np.uint8))
+            yield idx, batch_names, arr, skipped
+
+    def _embed(self, crops: np.ndarray, embedder: Embedder) -> torch.Tensor:
+        with torch.inference_mode():
+            feats = self.extractor(torch.from_numpy(crops))
+            return embedder(feats)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, images: Iterable[Any], progress: Progress | None = None,
+            names: Sequence[str] | None = None) -> PadimModel:
+        """Learn the per-patch Gaussians of normal ``images`` and calibrate thresholds.
+
+        images: paths, bytes, PIL images or HxWx3 uint8 arrays. Unreadable ones are skipped
+        and listed in ``skipped_``. A share of the images (``calibration_fraction``) is held
+        out to set the thresholds on scores of images the Gaussians did not see; the final
+        Gaussians still use every image (the held-out statistics are merged back).
+        """
+        t0 = time.perf_counter()
+        images = list(images)
+        if names is not None and len(names) != len(images):
+            raise InvalidInputError("names", "must have one name per image")
+        cfg = self.config
+        if not images:
+            raise InvalidInputError("training images", "no images given")
+        extractor = self.extractor
+        total_c = sum(extractor.channels)
+        if cfg.reduction == "random":
+            channel_index, projection = random_channel_subset(total_c, cfg.d, cfg.seed), None
+        else:
+            channel_index, projection = None, semi_orthogonal_projection(total_c, cfg.d, cfg.seed)
+        embedder = Embedder(extractor.channels, channel_index, projection)
+        _, cal_idx = calibration_split(len(images), cfg.calibration_fraction, cfg.seed)
+        is_cal = np.zeros(len(images), bool)
+        is_cal[cal_idx] = True
+
+        acc: PatchGaussianAccumulator | None = None
+        on_cpu = extractor.device.type == "cpu"
+        held: list[Any] = []
+        skipped: list[tuple[str, str]] = []
+        used, grid = 0, (0, 0)
+        for idx, _, crops, bad in self._decoded_batches(images, names):
+            skipped += bad
+            if len(crops):
+                emb = self._embed(crops, embedder)
+                grid = tuple(emb.shape[-2:])
+                x = to_patch_major(emb)
+                x = x.numpy() if on_cpu else x
+                if acc is None:
+                    acc = PatchGaussianAccumulator(x.shape[0], x.shape[2], extractor.device)
+                acc.update(x)
+                cal_rows = np.flatnonzero(is_cal[idx])
+                if len(cal_rows):
+                    held.append(x[:, cal_rows].copy() if on_cpu else x[:, cal_rows].clone())
+                used += len(crops)
+            if progress:
+                progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
+        if used < 2 or acc is None:
+            detail = f"; {len(skipped)} unreadable (first: {skipped[0][0]}: {skipped[0][1]})" \
+                if skipped else ""
+            raise InvalidInputError("training images",
+                                    f"need at least 2 readable images, got {used}{detail}")
+        notes = []
+        if used < cfg.d:
+            notes.append(f"only {used} training images for d={cfg.d}: the covariance rests on "
+                         f"the eps={cfg.eps} regularization; more normal images give better maps")
+        holdout = None
+        if held and used - sum(h.shape[1] for h in held) >= 2:
+            holdout = np.concatenate(held, 1) if on_cpu else torch.cat(held, 1)
+        del held
+        if progress:
+            progress(0, 1, "inverting covariances")
+        gaussian, hold_sq = acc.finalize(cfg.eps, holdout=holdout)
+        del acc
+        state = FittedState(
+            gaussian=gaussian, channel_index=channel_index, projection=projection, grid=grid,
+            image_threshold=float("nan"), pixel_threshold=float("nan"),
+            calibration_scores=np.zeros(0), calibrated_on="", n_train_images=used,
+            n_calibration_images=0, fit_seconds=0.0, device=device_label(extractor.device),
+            weights_origin=extractor.weights_origin,
+            created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
+            warnings=notes)
+        if hold_sq is not None:
+            dist = torch.as_tensor(hold_sq).to(self.device).float().sqrt()
+            maps = anomaly_maps(dist.reshape(-1, *grid), cfg.crop, cfg.sigma)
+            cal_scores = image_scores(maps).double().cpu().numpy()
+            cal_pixels = maps.cpu().numpy()
+            state.calibrated_on = "held-out normal images"
+        else:
+            # Too few images to hold any out: calibrate on the training images themselves,
+            # which under-estimates normal scores. Say so.
+            res = self._predict_with(state, images, names)
+            cal_scores, cal_pixels = res.scores, res.maps
+            state.calibrated_on = "training images (too few to hold out)"
+            notes.append("thresholds were set on training images (too few to hold any out) "
+                         "and are likely too low")
+        state.calibration_scores = cal_scores
+        state.n_calibration_images = len(cal_scores)
+        state.image_threshold = threshold_at_fpr(cal_scores, cfg.image_fpr)
+        state.pixel_threshold = threshold_at_fpr(cal_pixels, cfg.pixel_fpr)
+        state.fit_seconds = time.perf_counter() - t0
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        self.state_ = state
+        if progress:
+            progress(1, 1, "done")
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def iter_predict(self, images: Iterable[Any], progress: Progress | None = None,
+                     names: Sequence[str] | None = None) -> Iterator[PredictResult]:
+        """Predict batch by batch, so huge sets never sit in memory at once."""
+        yield from self._iter_predict(self._state(), list(images), names, progress)
+
+    def predict(self, images: Iterable[Any], progress: Progress | None = None,
+                names: Sequence[str] | None = None) -> PredictResult:
+        """Anomaly maps (N, crop, crop) and image scores (max of each map)."""
+        return self._predict_with(self._state(), list(images), names, progress)
+
+    def _predict_with(self, state: FittedState, images: list[Any], names: Sequence[str] | None,
+                      progress: Progress | None = None) -> PredictResult:
+        parts = list(self._iter_predict(state, images, names, progress))
+        return PredictResult.concat(parts, state.image_threshold, state.pixel_threshold,
+                                    self.config.crop)
+
+    def _iter_predict(self, state: FittedState, images: list[Any],
+                      names: Sequence[str] | None, progress: Progress | None,
+                      ) -> Iterator[PredictResult]:
+        if names is not None and len(names) != len(images):
+            raise InvalidInputError("names", "must have one name per image")
+        embedder = self._embedder(state)
+        done = 0
+        for idx, batch_names, crops, bad in self._decoded_batches(images, names):
+            if len(crops):
+                emb = self._embed(crops, embedder)
+                with torch.inference_mode():
+                    maps = anomaly_maps(mahalanobis(emb, state.gaussian), self.config.crop,
+                                        self.config.sigma)
+                    scores = image_scores(maps)
+                maps_np = maps.cpu().numpy()
+                scores_np = scores.double().cpu().numpy()
+            else:
+                maps_np = np.zeros((0, self.config.crop, self.config.crop), np.float32)
+                scores_np = np.zeros(0)
+            done = idx[-1] + 1 if idx else done + len(bad)
+            if progress:
+                progress(min(done, len(images)), len(images), "predict")
+            yield PredictResult(batch_names, scores_np, maps_np, crops, state.image_threshold,
+                                state.pixel_threshold, bad)
+
+    # ------------------------------------------------------------------ fitted attributes
+    @property
+    def image_threshold_(self) -> float:
+        return self._state().image_threshold
+
+    @property
+    def pixel_threshold_(self) -> float:
+        return self._state().pixel_threshold
+
+    @property
+    def calibration_scores_(self) -> np.ndarray:
+        return self._state().calibration_scores
+
+    @property
+    def n_train_images_(self) -> int:
+        return self._state().n_train_images
+
+    @property
+    def n_calibration_images_(self) -> int:
+        return self._state().n_calibration_images
+
+    @property
+    def fit_seconds_(self) -> float:
+        return self._state().fit_seconds
+
+    @property
+    def device_(self) -> str:
+        return self._state().device
+
+    @property
+    def weights_origin_(self) -> str:
+        return self._state().weights_origin
+
+    @property
+    def skipped_(self) -> list[tuple[str, str]]:
+        return self._state().skipped
+
+    @property
+    def warnings_(self) -> list[str]:
+        return self._state().warnings
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.state_ is not None
+
+    def card(self) -> dict[str, Any]:
+        """A JSON-safe summary for model cards, CLIs and reports."""
+        s = self._state()
+        cal = s.calibration_scores
+        return {
+            "backbone": self.config.backbone, "d": self.config.d,
+            "reduction": self.config.reduction, "image_size": self.config.image_size,
+            "crop": self.config.crop, "grid": list(s.grid), "eps": self.config.eps,
+            "n_train_images": s.n_train_images, "n_calibration_images": s.n_calibration_images,
+            "calibrated_on": s.calibrated_on, "fit_seconds": round(s.fit_seconds, 3),
+            "device": s.device, "weights_origin": s.weights_origin,
+            "image_threshold": s.image_threshold, "pixel_threshold": s.pixel_threshold,
+            "image_fpr": self.config.image_fpr, "pixel_fpr": self.config.pixel_fpr,
+            "calibration_score_min": float(cal.min()) if cal.size else None,
+            "calibration_score_median": float(np.median(cal)) if cal.size else None,
+            "calibration_score_max": float(cal.max()) if cal.size else None,
+            "created": s.created, "skipped": [list(x) for x in s.skipped],
+            "warnings": list(s.warnings), "version": __version__,
+        }
+
+    # ------------------------------------------------------------------ files
+    def _tensors_and_meta(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        s = self._state()
+        g = s.gaussian
+        mean = g.mean if isinstance(g.mean, np.ndarray) else g.mean.cpu().numpy()
+        whit = g.whitener if isinstance(g.whitener, np.ndarray) else g.whitener.cpu().numpy()
+        tensors = {"mean": np.ascontiguousarray(mean, np.float32),
+                   "whitener_triu": model_files.pack_upper(whit).astype(np.float32),
+                   "calibration_scores": np.asarray(s.calibration_scores, np.float64)}
+        if s.channel_index is not None:
+            tensors["channel_index"] = s.channel_index.astype(np.int64)
+        else:
+            tensors["projection"] = s.projection.astype(np.float32)
+        spec = SPECS[self.config.backbone]
+        cfg = asdict(self.config)
+        meta = {**{k: v for k, v in self.card().items() if k not in {"grid"}},
+                "config": cfg, "grid": list(s.grid), "channels": list(spec.channels),
+                "layers": list(spec.layers), "normalization": {"mean": list(spec.mean),
+                                                                "std": list(spec.std)},
+                "warnings": list(s.warnings)}
+        return tensors, meta
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model as .safetensors (atomic)."""
+        model_files.write(path, *self._tensors_and_meta())
+
+    def to_bytes(self) -> bytes:
+        """The model file as bytes (for downloads)."""
+        return model_files.encode(*self._tensors_and_meta())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto",
+             extractor: FeatureExtractor | None = None) -> PadimModel:
+        """Read a model file written by ``save``; validates before using anything."""
+        return cls._from_parts(*model_files.read(path), device, extractor)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "model.safetensors", device: str = "auto",
+                   extractor: FeatureExtractor | None = None) -> PadimModel:
+        """Like ``load`` for a file held in memory (an upload); errors name ``name``."""
+        return cls._from_parts(*model_files.decode(data, name), device, extractor)
+
+    @classmethod
+    def _from_parts(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any], device: str,
+                    extractor: FeatureExtractor | None) -> PadimModel:
+        known = {f.name for f in fields(PadimConfig)}
+        cfg = {k: v for k, v in meta["config"].items() if k in known}
+        cfg["device"] = device
+        model = cls(**cfg, extractor=extractor)
+        d = model.config.d
+        whitener = model_files.unpack_upper(tensors["whitener_triu"], d)
+        mean = tensors["mean"]
+        dev = resolve_device(device)
+        if dev.type != "cpu":
+            mean = torch.from_numpy(mean).to(dev)
+            whitener = torch.from_numpy(whitener).to(dev)
+        model.state_ = FittedState(
+            gaussian=PatchGaussian(mean, whitener),
+            channel_index=tensors.get("channel_index"), projection=tensors.get("projection"),
+            grid=tuple(int(v) for v in meta["grid"]),
+            image_threshold=float(meta["image_threshold"]),
+            pixel_threshold=float(meta["pixel_threshold"]),
+            calibration_scores=tensors["calibration_scores"],
+            calibrated_on=str(meta.get("calibrated_on", "")),
+            n_train_images=int(meta.get("n_train_images", 0)),
+            n_calibration_images=int(meta.get("n_calibration_images", 0)),
+            fit_seconds=float(meta.get("fit_seconds", 0.0)), device=str(meta.get("device", "")),
+            weights_origin=str(meta.get("weights_origin", "")),
+            created=str(meta.get("created", "")),
+            skipped=[tuple(x) for x in meta.get("skipped", [])],
+            warnings=list(meta.get("warnings", [])))
+        return model

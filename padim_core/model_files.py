@@ -1,0 +1,175 @@
+"""Model files: safetensors tensors + JSON metadata, validated on load, never unpickled.
+
+Layout (format version 1):
+  tensors  mean (P, d) f32, whitener_triu (P, d(d+1)/2) f32 (the upper triangle of the
+           whitener, half the bytes of the full matrix), channel_index (d,) i64 or
+           projection (C, d) f32, calibration_scores (H,) f64
+  metadata "format" = "padim-inspector-model", "format_version" = "1", "padim" = JSON with
+           the configuration, backbone description, grid, thresholds and provenance.
+A file from another version, another program, or with shapes that do not agree with its
+metadata is rejected with a message that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from .backbones import SPECS
+from .errors import ModelFileError
+from .limits import MAX_MODEL_FILE_MB
+
+FORMAT = "padim-inspector-model"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 16 << 20
+
+
+def pack_upper(whitener: np.ndarray) -> np.ndarray:
+    """(P, d, d) upper-triangular → (P, d(d+1)/2)."""
+    rows, cols = np.triu_indices(whitener.shape[-1])
+    flat = whitener.reshape(whitener.shape[0], -1)
+    return np.ascontiguousarray(flat[:, rows * whitener.shape[-1] + cols])
+
+
+def unpack_upper(packed: np.ndarray, d: int) -> np.ndarray:
+    """(P, d(d+1)/2) → (P, d, d) with zeros below the diagonal."""
+    rows, cols = np.triu_indices(d)
+    out = np.zeros((packed.shape[0], d * d), dtype=packed.dtype)
+    out[:, rows * d + cols] = packed
+    return out.reshape(packed.shape[0], d, d)
+
+
+def encode(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """Serialize to safetensors bytes."""
+    return safetensors.numpy.save(_c_order(tensors), metadata=_metadata(meta))
+
+
+def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write atomically (temp file then rename) so a crash never leaves half a model."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    safetensors.numpy.save_file(_c_order(tensors), str(tmp), metadata=_metadata(meta))
+    os.replace(tmp, path)
+
+
+def _c_order(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # safetensors writes the raw buffer: a non-C-ordered array would be saved scrambled.
+    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+
+
+def _metadata(meta: dict[str, Any]) -> dict[str, str]:
+    return {"format": FORMAT, "format_version": str(FORMAT_VERSION), "padim": json.dumps(meta)}
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and validate a model file from disk."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ModelFileError(name, "model file not found")
+    size = path.stat().st_size
+    if size > MAX_MODEL_FILE_MB << 20:
+        raise ModelFileError(name, f"{size >> 20} MB exceeds the {MAX_MODEL_FILE_MB} MB limit")
+    with open(path, "rb") as fh:
+        head = fh.read(8 + MAX_HEADER_BYTES)
+    meta = _parse_header(head, size, name)
+    try:
+        tensors = {}
+        with safetensors.safe_open(str(path), framework="numpy") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                tensors[key] = f.get_tensor(key)
+    except Exception as err:  # safetensors raises its own error types
+        raise ModelFileError(name, f"damaged model file ({_short(err)})") from None
+    _validate(tensors, meta, name)
+    return tensors, meta
+
+
+def decode(data: bytes, name: str = "model.safetensors") -> tuple[dict[str, np.ndarray], dict]:
+    """Read and validate a model file held in memory (an upload)."""
+    meta = _parse_header(bytes(data[: 8 + MAX_HEADER_BYTES]), len(data), name)
+    try:
+        tensors = safetensors.numpy.load(bytes(data))
+    except Exception as err:
+        raise ModelFileError(name, f"damaged model file ({_short(err)})") from None
+    _validate(tensors, meta, name)
+    return tensors, meta
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def _parse_header(head: bytes, size: int, name: str) -> dict[str, Any]:
+    """Read the safetensors JSON header ourselves: only JSON is parsed, never pickle."""
+    not_model = "not a PaDiM Inspector model file (expected a .safetensors file saved by it)"
+    if size < 8 or len(head) < 8:
+        raise ModelFileError(name, "file is empty or truncated" if size else "file is empty")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > MAX_HEADER_BYTES or n > size - 8:
+        raise ModelFileError(name, not_model)
+    try:
+        header = json.loads(head[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(name, not_model) from None
+    if not isinstance(header, dict):
+        raise ModelFileError(name, not_model)
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(name, "a safetensors file, but not a PaDiM Inspector model")
+    version = meta.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise ModelFileError(name, f"model format version {version} is not supported "
+                                   f"(this version reads {FORMAT_VERSION}); re-train or re-save it")
+    end = max((v["data_offsets"][1] for k, v in header.items()
+               if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
+    if 8 + n + end > size:
+        raise ModelFileError(name, f"file is truncated ({size} bytes, needs {8 + n + end})")
+    try:
+        return json.loads(meta["padim"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ModelFileError(name, "model metadata is missing or damaged") from None
+
+
+def _validate(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -> None:
+    """Check that every tensor exists with the shape and type the metadata implies."""
+    try:
+        cfg = meta["config"]
+        backbone, d = cfg["backbone"], int(cfg["d"])
+        grid_h, grid_w = (int(v) for v in meta["grid"])
+        channels = tuple(int(c) for c in meta["channels"])
+        float(meta["image_threshold"]), float(meta["pixel_threshold"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(name, "model metadata is incomplete") from None
+    if backbone not in SPECS:
+        raise ModelFileError(name, f"unknown backbone {backbone!r}")
+    if channels != SPECS[backbone].channels:
+        raise ModelFileError(name, f"channel counts {channels} do not match backbone {backbone}")
+    p = grid_h * grid_w
+    expected = {"mean": ((p, d), np.float32), "whitener_triu": ((p, d * (d + 1) // 2), np.float32),
+                "calibration_scores": (None, np.float64)}
+    if cfg.get("reduction", "random") == "random":
+        expected["channel_index"] = ((d,), np.int64)
+    else:
+        expected["projection"] = ((sum(channels), d), np.float32)
+    for key, (shape, dtype) in expected.items():
+        if key not in tensors:
+            raise ModelFileError(name, f"tensor {key!r} is missing")
+        arr = tensors[key]
+        if arr.dtype != dtype or (shape is not None and arr.shape != shape):
+            raise ModelFileError(name, f"tensor {key!r} has shape {arr.shape} {arr.dtype}, "
+                                       f"expected {shape} {np.dtype(dtype)}")
+    if "channel_index" in expected:
+        idx = tensors["channel_index"]
+        if idx.min() < 0 or idx.max() >= sum(channels) or len(np.unique(idx)) != d:
+            raise ModelFileError(name, "channel_index is out of range or repeats channels")
+    for key in ("mean", "whitener_triu"):
+        if not np.isfinite(tensors[key]).all():
+            raise ModelFileError(name, f"tensor {key!r} contains NaN or infinity")

@@ -1,0 +1,43 @@
+"""Decision thresholds from normal images only.
+
+PaDiM gives distances, not probabilities, so the threshold must come from data. Without
+defective examples the honest choice is a quantile of scores on normal images the model did
+not train on: a threshold at false-positive rate ``fpr`` flags about that fraction of normal
+parts. (Picking the minimum score, as an "adaptive" threshold does when it sees only normals,
+would flag every normal part.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+MIN_CALIBRATION_IMAGES = 1
+MIN_FIT_IMAGES = 2
+
+
+def calibration_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, calibration) of ``n`` normal images, reproducible from ``seed``.
+
+    At least ``MIN_FIT_IMAGES`` stay for fitting; with too few images nothing is held out and
+    the caller must calibrate on training scores (and say so).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise InvalidInputError("calibration_fraction", f"must be in [0, 1), got {fraction}")
+    n_cal = int(round(fraction * n))
+    if fraction > 0 and n >= MIN_FIT_IMAGES + MIN_CALIBRATION_IMAGES:
+        n_cal = max(n_cal, MIN_CALIBRATION_IMAGES)
+    n_cal = min(n_cal, max(0, n - MIN_FIT_IMAGES))
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_cal:]), np.sort(order[:n_cal])
+
+
+def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
+    """The score above which a fraction ``fpr`` of these normal scores lie (linear quantile)."""
+    scores = np.asarray(normal_scores, dtype=np.float64).ravel()
+    if scores.size == 0:
+        raise InvalidInputError("calibration", "no normal scores to set a threshold from")
+    if not 0.0 <= fpr < 1.0:
+        raise InvalidInputError("fpr", f"must be in [0, 1), got {fpr}")
+    return float(np.quantile(scores, 1.0 - fpr))
