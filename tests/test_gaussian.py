@@ -1,0 +1,119 @@
+"""Streaming statistics: exact merge, the d = 550 CPU path, the torch (GPU) code path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from padim_core.errors import InvalidInputError
+from padim_core.gaussian import PatchGaussianAccumulator
+from padim_core.scoring import gaussian_blur, mahalanobis
+
+
+def samples(p: int, n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((p, d, d)) / np.sqrt(d)
+    x = rng.standard_normal((p, n, d)) @ mix + rng.standard_normal((p, 1, d)) * 3
+    return x.astype(np.float32)
+
+
+def reference_inverse(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    x = x.astype(np.float64)
+    means = x.mean(1)
+    invs = np.stack([np.linalg.inv(np.cov(xp, rowvar=False) + eps * np.eye(x.shape[2]))
+                     for xp in x])
+    return means, invs
+
+
+def test_merge_of_shards_equals_whole() -> None:
+    x = samples(9, 50, 12)
+    whole = PatchGaussianAccumulator(9, 12, block_bytes=4 * 12 * 12 * 8)
+    for i in range(0, 50, 8):
+        whole.update(x[:, i:i + 8])
+    a = PatchGaussianAccumulator(9, 12, block_bytes=4 * 12 * 12 * 8).update(x[:, :17])
+    b = PatchGaussianAccumulator(9, 12, block_bytes=4 * 12 * 12 * 8)
+    b.update(x[:, 17:30]).update(x[:, 30:])
+    merged = a.merge(b)
+    assert merged.n == whole.n == 50
+    np.testing.assert_allclose(merged.sum, whole.sum, rtol=1e-12)
+    np.testing.assert_allclose(merged.covariance(eps=0.01), whole.covariance(eps=0.01),
+                               rtol=1e-10, atol=1e-12)
+    ref = np.stack([np.cov(xp.astype(np.float64), rowvar=False) for xp in x]) + 0.01 * np.eye(12)
+    np.testing.assert_allclose(whole.covariance(eps=0.01), ref, rtol=1e-9, atol=1e-9)
+    g_merged, _ = merged.finalize(0.01)
+    g_whole, _ = whole.finalize(0.01)
+    np.testing.assert_allclose(g_merged.whitener, g_whole.whitener, rtol=1e-6, atol=1e-6)
+
+
+def test_merge_rejects_other_shapes() -> None:
+    with pytest.raises(ValueError):
+        PatchGaussianAccumulator(4, 3).merge(PatchGaussianAccumulator(4, 5))
+
+
+def test_cpu_path_at_d550_matches_numpy_inverse() -> None:
+    p, n, d = 3, 700, 550
+    x = samples(p, n, d, seed=3)
+    acc = PatchGaussianAccumulator(p, d, block_bytes=2 * d * d * 8)   # two blocks
+    for i in range(0, n, 128):
+        acc.update(x[:, i:i + 128])
+    gauss, _ = acc.finalize(0.01)
+    means, invs = reference_inverse(x, 0.01)
+    w = gauss.whitener.astype(np.float64)
+    np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=2e-3,
+                               atol=2e-5 * np.abs(invs).max())
+    probe = samples(p, 4, d, seed=9)
+    emb = torch.from_numpy(probe.transpose(1, 2, 0)[..., None].copy())   # (B, d, P, 1)
+    ours = mahalanobis(emb, gauss).numpy()[:, :, 0]
+    diff = probe.astype(np.float64) - means[:, None, :]
+    ref = np.sqrt(np.einsum("pbi,pij,pbj->bp", diff, invs, diff))
+    np.testing.assert_allclose(ours, ref, rtol=1e-4)
+
+
+def test_holdout_distances_use_only_the_other_images() -> None:
+    x = samples(5, 40, 6, seed=4)
+    acc = PatchGaussianAccumulator(5, 6)
+    acc.update(x)
+    _, hold_sq = acc.finalize(0.01, holdout=x[:, 30:])
+    means, invs = reference_inverse(x[:, :30], 0.01)
+    diff = x[:, 30:].astype(np.float64) - means[:, None, :]
+    ref = np.einsum("pbi,pij,pbj->bp", diff, invs, diff)
+    np.testing.assert_allclose(hold_sq, ref, rtol=1e-6)
+
+
+def test_torch_code_path_matches_numpy_path() -> None:
+    x = samples(7, 30, 10, seed=5)
+    np_acc = PatchGaussianAccumulator(7, 10).update(x)
+    t_acc = PatchGaussianAccumulator(7, 10, use_torch=True).update(torch.from_numpy(x))
+    g_np, h_np = np_acc.finalize(0.01, holdout=x[:, :5])
+    g_t, h_t = t_acc.finalize(0.01, holdout=torch.from_numpy(x[:, :5]))
+    assert isinstance(g_t.whitener, torch.Tensor)
+    np.testing.assert_allclose(g_t.whitener.numpy(), g_np.whitener, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_t.numpy(), h_np, rtol=1e-6)
+    emb = torch.from_numpy(x[:, :3].transpose(1, 2, 0)[..., None].copy())
+    np.testing.assert_allclose(mahalanobis(emb, g_t).numpy(), mahalanobis(emb, g_np).numpy(),
+                               rtol=1e-5)
+
+
+def test_too_few_images_is_a_clear_error() -> None:
+    acc = PatchGaussianAccumulator(2, 3).update(samples(2, 1, 3))
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        acc.finalize(0.01)
+
+
+def test_identical_images_still_invert_thanks_to_eps() -> None:
+    x = np.repeat(samples(3, 1, 8), 10, axis=1)                 # zero variance
+    gauss, _ = PatchGaussianAccumulator(3, 8).update(x).finalize(0.01)
+    w = gauss.whitener.astype(np.float64)
+    np.testing.assert_allclose(w @ w.transpose(0, 2, 1), np.broadcast_to(np.eye(8) / 0.01,
+                               (3, 8, 8)), rtol=1e-5, atol=1e-3)
+
+
+def test_blur_matches_scipy_reflect_mode() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 40, 23)).astype(np.float32)   # narrower than the kernel radius x2
+    ours = gaussian_blur(torch.from_numpy(maps), 4.0).numpy()
+    ref = np.stack([gaussian_filter(m.astype(np.float64), sigma=4) for m in maps])
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
