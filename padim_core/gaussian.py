@@ -93,7 +93,8 @@ class PatchGaussianAccumulator:
     def update(self, x: Array) -> PatchGaussianAccumulator:
         """Add a batch of embeddings, shape (P, B, d)."""
         if tuple(x.shape[::2]) != (self.n_patches, self.dim):
-            raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), got {tuple(x.shape)}")
+            raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), "
+                             f"got {tuple(x.shape)}")
         x = self._as_f64(x)
         self.sum += x.sum(1)
         for (lo, hi), acc in zip(self.bounds, self.second, strict=True):
