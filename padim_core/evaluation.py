@@ -1,0 +1,383 @@
+"""Evaluate a fitted model on an MVTec-style labelled set.
+
+:func:`evaluate_model` runs the model and loads the ground-truth masks;
+:func:`evaluate_predictions` is the pure part (arrays in, :class:`EvaluationReport` out).
+
+Pixel ground truth: good images (label 0) without a mask file count as all-normal masks;
+anomalous images without a mask file (or with an unreadable one) have no pixel ground truth
+and are left out of the pixel metrics (listed in ``EvaluationReport.no_pixel_ground_truth``).
+They still count in the image metrics.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from padim_core import metrics
+from padim_core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from padim_core.datasets import LabeledImage
+
+Progress = Callable[[int, int, str], None]
+
+NO_MASK_FILE = "no mask file"
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics of one evaluation run; ``None`` marks a metric without the data it needs.
+
+    Thresholds follow the ``score >= threshold`` rule. ``per_defect_type`` maps each defect
+    type to ``{"count", "n_anomalous", "image_auroc", "mean_score"}``, where ``image_auroc``
+    compares that type's anomalous images with all good images (None for good-only types).
+    """
+
+    image_auroc: float
+    image_f1: float
+    image_f1_threshold: float
+    pixel_auroc: float | None
+    aupro: float | None
+    pixel_f1: float | None
+    pixel_f1_threshold: float | None
+    per_defect_type: dict[str, dict[str, Any]]
+    n_images: int
+    n_anomalous: int = 0
+    #: images whose pixels entered the pixel metrics
+    n_pixel_images: int = 0
+    #: (name, reason) of anomalous images left out of the pixel metrics
+    no_pixel_ground_truth: list[tuple[str, str]] = field(default_factory=list)
+    #: (name, reason) of inputs the model could not read (in no metric at all)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: the model's own thresholds (set at fit from held-out normals) and F1 at them, using
+    #: the model's verdict rule ``score > threshold``; None when the model has none
+    model_image_threshold: float | None = None
+    image_f1_at_model_threshold: float | None = None
+    model_pixel_threshold: float | None = None
+    pixel_f1_at_model_threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: plain floats/ints/str, lists instead of tuples, NaN -> None."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _notify(progress: Progress | None, done: int, total: int, stage: str) -> None:
+    if progress is not None:
+        progress(done, total, stage)
+
+
+def _per_defect_type(
+    labels: NDArray[np.bool_], scores: NDArray[np.float64], defect_types: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    types = np.asarray([str(t) for t in defect_types], dtype=object)
+    normal_scores = scores[~labels]
+    result: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(types.tolist()):  # first-appearance order
+        sel = types == name
+        positives = scores[sel & labels]
+        auroc = None
+        if positives.size and normal_scores.size:
+            y = np.r_[np.ones(positives.size, bool), np.zeros(normal_scores.size, bool)]
+            auroc = metrics.image_auroc(y, np.r_[positives, normal_scores])
+        result[name] = {
+            "count": int(sel.sum()),
+            "n_anomalous": int((sel & labels).sum()),
+            "image_auroc": auroc,
+            "mean_score": float(scores[sel].mean()),
+        }
+    return result
+
+
+def evaluate_predictions(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    masks: Sequence[ArrayLike | None] | None,
+    maps: ArrayLike | None,
+    defect_types: Sequence[str],
+    *,
+    names: Sequence[str] | None = None,
+    image_threshold: float | None = None,
+    pixel_threshold: float | None = None,
+    progress: Progress | None = None,
+) -> EvaluationReport:
+    """Compute every metric from predictions and ground truth (no model, no files).
+
+    ``labels`` (N,) 1 = anomalous; ``scores`` (N,) image scores; ``maps`` (N, H, W) anomaly
+    maps or None; ``masks`` one bool (H, W) mask or None per image (None for a good image
+    means all normal, for an anomalous image "no pixel ground truth": excluded from pixel
+    metrics), or None for no masks at all. ``image_threshold`` / ``pixel_threshold``: the
+    model's own thresholds, to report F1 at them. Progress stage: ``"metrics"``.
+    """
+    y, s = metrics.as_labels_and_scores(labels, scores)
+    image_threshold = _finite_or_none(image_threshold)
+    pixel_threshold = _finite_or_none(pixel_threshold)
+    n = y.size
+    if len(defect_types) != n:
+        raise InvalidInputError(
+            "defect_types", f"expected {n} defect types, got {len(defect_types)}"
+        )
+    shown = [str(v) for v in names] if names is not None else [f"image_{i}" for i in range(n)]
+    if len(shown) != n:
+        raise InvalidInputError("names", f"expected {n} names, got {len(shown)}")
+    if masks is not None and len(masks) != n:
+        raise InvalidInputError("masks", f"expected {n} masks (or None entries), got {len(masks)}")
+    total = 6
+    _notify(progress, 0, total, "metrics")
+
+    image_auroc = metrics.image_auroc(y, s)
+    image_thr, image_f1 = metrics.f1_optimal_threshold(y, s)
+    f1_at_model = None
+    if image_threshold is not None:
+        f1_at_model = metrics.f1_at_threshold(y, s, image_threshold, strict=True)
+    _notify(progress, 1, total, "metrics")
+
+    report = EvaluationReport(
+        image_auroc=image_auroc,
+        image_f1=image_f1,
+        image_f1_threshold=image_thr,
+        pixel_auroc=None,
+        aupro=None,
+        pixel_f1=None,
+        pixel_f1_threshold=None,
+        per_defect_type=_per_defect_type(y, s, defect_types),
+        n_images=n,
+        n_anomalous=int(y.sum()),
+        model_image_threshold=image_threshold,
+        image_f1_at_model_threshold=f1_at_model,
+        model_pixel_threshold=pixel_threshold,
+    )
+    _notify(progress, 2, total, "metrics")
+
+    if maps is None:
+        report.no_pixel_ground_truth = [(shown[i], "no anomaly map") for i in np.flatnonzero(y)]
+        _notify(progress, total, total, "metrics")
+        return report
+    maps_arr = np.asarray(maps)
+    if maps_arr.ndim != 3 or maps_arr.shape[0] != n:
+        raise InvalidInputError("maps", f"expected shape ({n}, H, W), got {maps_arr.shape}")
+    mask_list: Sequence[ArrayLike | None] = masks if masks is not None else [None] * n
+    used: list[int] = []
+    gt: list[NDArray[np.bool_]] = []
+    for i in range(n):
+        mask = mask_list[i]
+        if mask is None:
+            if y[i]:
+                report.no_pixel_ground_truth.append((shown[i], NO_MASK_FILE))
+                continue
+            mask_arr = np.zeros(maps_arr.shape[1:], dtype=bool)
+        else:
+            mask_arr = np.asarray(mask) != 0
+            if mask_arr.shape != maps_arr.shape[1:]:
+                raise InvalidInputError(
+                    shown[i],
+                    f"mask shape {mask_arr.shape} does not match map shape {maps_arr.shape[1:]}",
+                )
+        used.append(i)
+        gt.append(mask_arr)
+    report.n_pixel_images = len(used)
+    if not used:
+        _notify(progress, total, total, "metrics")
+        return report
+    gt_arr = np.stack(gt)
+    pix_maps = maps_arr if len(used) == n else maps_arr[used]
+    if gt_arr.any() and not gt_arr.all():
+        report.pixel_auroc = metrics.pixel_auroc(gt_arr, pix_maps)
+        _notify(progress, 3, total, "metrics")
+        report.aupro = metrics.aupro(gt_arr, pix_maps)
+        _notify(progress, 4, total, "metrics")
+        report.pixel_f1_threshold, report.pixel_f1 = metrics.pixel_f1_optimal_threshold(
+            gt_arr, pix_maps
+        )
+        _notify(progress, 5, total, "metrics")
+        if pixel_threshold is not None:
+            report.pixel_f1_at_model_threshold = metrics.pixel_f1_at_threshold(
+                gt_arr, pix_maps, pixel_threshold, strict=True
+            )
+    _notify(progress, total, total, "metrics")
+    return report
+
+
+# --------------------------------------------------------------------------- with a model
+
+
+def _display_name(item: LabeledImage) -> str:
+    """``defect_type/file name``: MVTec file names repeat across defect types."""
+    return f"{item.defect_type}/{Path(item.path).name}"
+
+
+def _unique_names(items: Sequence[LabeledImage]) -> list[str]:
+    """Display names, made unique with ``#<index>`` where two items would share one."""
+    names = [_display_name(item) for item in items]
+    counts = Counter(names)
+    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+
+def _accepts_names(model: Any) -> bool:
+    """True if ``model.predict`` takes a ``names`` argument (the real PadimModel does)."""
+    try:
+        params = inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        return False
+    return "names" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _matches(name: str, item: LabeledImage) -> bool:
+    path = Path(item.path)
+    return name in (str(item.path), path.name, path.as_posix()) or Path(name).name == path.name
+
+
+def _readable(item: LabeledImage) -> bool:
+    from padim_core.images import load_image
+
+    try:
+        load_image(item.path)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _align(
+    items: Sequence[LabeledImage],
+    names: Sequence[str],
+    skipped: Sequence[Any],
+    given: Sequence[str] | None,
+) -> list[int]:
+    """Indices of ``items`` that the model scored, in result order.
+
+    The model keeps input order in both ``names`` and ``skipped``. With ``given`` (the unique
+    names we passed to ``predict``) matching is exact. Otherwise the model chose the names,
+    possibly bare file names that repeat in MVTec sets; where a name fits both the next result
+    and the next skipped entry, the image is decoded to tell which one it is.
+    """
+    if len(names) + len(skipped) != len(items):
+        raise InvalidInputError(
+            "model",
+            f"returned {len(names)} results and {len(skipped)} skipped for {len(items)} inputs",
+        )
+    if not skipped:
+        return list(range(len(items)))
+
+    def fits(name: Any, i: int) -> bool:
+        return str(name) == given[i] if given is not None else _matches(str(name), items[i])
+
+    kept: list[int] = []
+    j = k = 0
+    for i, item in enumerate(items):
+        as_result = j < len(names) and fits(names[j], i)
+        as_skipped = k < len(skipped) and fits(skipped[k][0], i)
+        if as_result and as_skipped:
+            as_result = _readable(item)
+        if as_result:
+            kept.append(i)
+            j += 1
+        elif as_skipped:
+            k += 1
+        else:
+            raise InvalidInputError(
+                str(item.path), "cannot match the model's results to the input images"
+            )
+    return kept
+
+
+def evaluate_model(
+    model: Any, items: Sequence[LabeledImage], progress: Progress | None = None
+) -> EvaluationReport:
+    """Run a fitted model on labelled images and compute an :class:`EvaluationReport`.
+
+    Images the model cannot read are reported in ``skipped`` and left out. Masks are loaded,
+    square-resized and centre-cropped exactly like the images (``model.config.image_size``,
+    ``model.config.crop``). ``progress(done, total, stage)`` gets the model's own stages,
+    then ``"masks"`` and ``"metrics"``.
+    """
+    if not items:
+        raise InvalidInputError("items", "no labelled images to evaluate")
+    paths = [item.path for item in items]
+    given = _unique_names(items) if _accepts_names(model) else None
+    if given is not None:
+        res = model.predict(paths, progress=progress, names=given)
+    else:
+        res = model.predict(paths, progress=progress)
+    kept = _align(items, list(res.names), list(res.skipped), given)
+    kept_set = set(kept)
+    skipped_items = [items[i] for i in range(len(items)) if i not in kept_set]
+    skipped = [
+        (_display_name(item), str(reason))
+        for item, (_, reason) in zip(skipped_items, res.skipped, strict=True)
+    ]
+    if not kept:
+        raise InvalidInputError("items", "the model could not read any of the images")
+
+    image_size, crop = int(model.config.image_size), int(model.config.crop)
+    masks: list[NDArray[np.bool_] | None] = []
+    mask_problems: dict[int, str] = {}
+    for done, i in enumerate(kept, start=1):
+        item = items[i]
+        mask = None
+        if item.mask_path is not None:
+            try:
+                mask = _load_cropped_mask(item.mask_path, image_size, crop)
+            except InvalidInputError as err:
+                # a good image stays all-normal; an anomalous one loses its pixel ground truth
+                mask_problems[len(masks)] = f"mask unreadable: {err.problem}"
+        masks.append(mask)
+        _notify(progress, done, len(kept), "masks")
+
+    labels = [bool(items[i].is_anomalous) for i in kept]
+    names = [_display_name(items[i]) for i in kept]
+    report = evaluate_predictions(
+        labels,
+        np.asarray(res.scores, dtype=np.float64),
+        masks,
+        np.asarray(res.maps),
+        [str(items[i].defect_type) for i in kept],
+        names=names,
+        image_threshold=getattr(model, "image_threshold_", None),
+        pixel_threshold=getattr(model, "pixel_threshold_", None),
+        progress=progress,
+    )
+    report.skipped = skipped
+    report.no_pixel_ground_truth = [
+        (names[n], mask_problems.get(n, NO_MASK_FILE))
+        for n in range(len(kept))
+        if labels[n] and masks[n] is None
+    ]
+    return report
+
+
+def _load_cropped_mask(path: str | Path, image_size: int, crop: int) -> NDArray[np.bool_]:
+    from padim_core.images import load_mask, resize_and_crop_mask
+
+    return resize_and_crop_mask(load_mask(path), image_size, crop)
