@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+CHROMIUM ?= /usr/bin/chromium
 
 STAMP_REQ := $(VENV)/.stamp-requirements
 STAMP_DEV := $(VENV)/.stamp-requirements-dev
@@ -47,13 +48,13 @@ run: setup-runtime
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
 chromium:
-	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
 		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else \
-		echo "The browser tests need Debian's Chromium at /usr/bin/chromium." >&2; \
+		echo "The browser tests need Debian's Chromium at $(CHROMIUM)." >&2; \
 		echo "Install it as root:  apt-get update && apt-get install -y chromium" >&2; \
 		exit 1; \
 	fi
