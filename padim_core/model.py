@@ -118,8 +118,9 @@ class PredictResult:
         return self.scores / self.image_threshold
 
     def verdicts(self, threshold: float | None = None) -> np.ndarray:
-        """True where the image is NG (score above the threshold)."""
-        return self.scores > (self.image_threshold if threshold is None else threshold)
+        """True where the image is NG: score at or above the threshold (the rule every
+        threshold in padim_core follows, as in scikit-learn's curves)."""
+        return self.scores >= (self.image_threshold if threshold is None else threshold)
 
     @classmethod
     def concat(cls, parts: Sequence[PredictResult], image_threshold: float,
