@@ -36,7 +36,7 @@ MAX_MODEL_UPLOAD_MB: int = MAX_UPLOAD_MB
 
 #: File suffixes (lower case) treated as images in folders and archives.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 )
 
 #: Pillow formats load_image opens (JPEG covers MPO); others (EPS, PSD...) are refused.
