@@ -476,7 +476,7 @@ def test_iter_image_files_errors(tmp_path: Path) -> None:
 
 
 def test_image_extensions_cover_the_documented_suffixes() -> None:
-    assert {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"} == IMAGE_EXTENSIONS
+    assert {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"} == IMAGE_EXTENSIONS
 
 
 def test_input_name() -> None:
