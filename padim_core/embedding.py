@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import InvalidInputError
 
@@ -58,18 +57,47 @@ class Embedder:
         return int(self.projection.shape[1])
 
     def __call__(self, features: list[torch.Tensor]) -> torch.Tensor:
-        size = features[0].shape[-2:]
+        """Feature maps [(B, C_k, h_k, w_k)] → embeddings (H, W, B, d) on the first map's grid.
+
+        The patch-major layout is what the per-patch statistics and distances want, so it is
+        produced directly: each layer's selected channels are written once into the output,
+        nearest-neighbour upsampling done by broadcasting when the grids divide evenly.
+        """
+        first = features[0]
+        b, (big_h, big_w) = first.shape[0], first.shape[-2:]
         if self.channel_index is not None:
-            parts = []
-            for feat, idx in zip(features, self._per_layer, strict=True):
+            per_layer = self._per_layer
+            width = self.dim
+        else:
+            per_layer = [None] * len(features)
+            width = sum(self.channels)
+        out = first.new_empty((big_h, big_w, b, width))
+        c0 = 0
+        for feat, idx in zip(features, per_layer, strict=True):
+            part = feat.permute(2, 3, 0, 1)                       # (h, w, B, C) view
+            if idx is not None:
                 if len(idx) == 0:
                     continue
-                feat = feat.index_select(1, idx.to(feat.device))
-                if feat.shape[-2:] != size:
-                    feat = F.interpolate(feat, size=size, mode="nearest")
-                parts.append(feat)
-            return torch.cat(parts, dim=1)
-        full = torch.cat([f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest")
-                          for f in features], dim=1)
-        proj = torch.as_tensor(self.projection, device=full.device, dtype=full.dtype)
-        return torch.einsum("bchw,cd->bdhw", full, proj)
+                part = part.index_select(3, idx.to(feat.device))
+            c1 = c0 + part.shape[3]
+            _write_upsampled(out[..., c0:c1], part)
+            c0 = c1
+        if self.projection is None:
+            return out
+        proj = torch.as_tensor(self.projection, device=out.device, dtype=out.dtype)
+        return out @ proj
+
+
+def _write_upsampled(dest: torch.Tensor, part: torch.Tensor) -> None:
+    """dest (H, W, B, c) ← nearest-neighbour upsampling of part (h, w, B, c)."""
+    big_h, big_w = dest.shape[:2]
+    h, w = part.shape[:2]
+    if (h, w) == (big_h, big_w):
+        dest.copy_(part)
+    elif big_h % h == 0 and big_w % w == 0:
+        sh, sw = big_h // h, big_w // w
+        dest.unflatten(1, (w, sw)).unflatten(0, (h, sh)).copy_(part[:, None, :, None])
+    else:   # same rule as F.interpolate(mode="nearest"): source = floor(dest * in / out)
+        iy = torch.arange(big_h, device=part.device) * h // big_h
+        ix = torch.arange(big_w, device=part.device) * w // big_w
+        dest.copy_(part.index_select(0, iy).index_select(1, ix))

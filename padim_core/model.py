@@ -25,7 +25,7 @@ from .embedding import REDUCTIONS, Embedder, random_channel_subset, semi_orthogo
 from .errors import InvalidInputError, NotFittedError
 from .gaussian import PatchGaussian, PatchGaussianAccumulator
 from .images import input_name, load_image, resize_and_crop
-from .scoring import anomaly_maps, image_scores, mahalanobis, to_patch_major
+from .scoring import MapRenderer, image_scores, mahalanobis
 from .thresholds import calibration_split, threshold_at_fpr
 
 Progress = Callable[[int, int, str], None]
@@ -161,6 +161,7 @@ class PadimModel:
             raise InvalidInputError("extractor",
                                     f"is {extractor.spec.name}, the model wants {backbone}")
         self._extractor = extractor
+        self._renderer: MapRenderer | None = None
         self.state_: FittedState | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -208,9 +209,18 @@ class PadimModel:
             yield idx, batch_names, arr, skipped
 
     def _embed(self, crops: np.ndarray, embedder: Embedder) -> torch.Tensor:
+        """(b, crop, crop, 3) uint8 → embeddings (H, W, b, d)."""
         with torch.inference_mode():
-            feats = self.extractor(torch.from_numpy(crops))
-            return embedder(feats)
+            return embedder(self.extractor(torch.from_numpy(crops)))
+
+    def _render(self, sq_or_dist: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Patch distances (b, H, W) → smoothed (b, crop, crop) maps."""
+        r = self._renderer
+        if r is None or r.grid != tuple(grid) or r.rows.device != sq_or_dist.device:
+            r = self._renderer = MapRenderer(grid, self.config.crop, self.config.sigma,
+                                             sq_or_dist.device)
+        with torch.inference_mode():
+            return r(sq_or_dist)
 
     # ------------------------------------------------------------------ fit
     def fit(self, images: Iterable[Any], progress: Progress | None = None,
@@ -249,8 +259,8 @@ class PadimModel:
             skipped += bad
             if len(crops):
                 emb = self._embed(crops, embedder)
-                grid = tuple(emb.shape[-2:])
-                x = to_patch_major(emb)
+                grid = tuple(emb.shape[:2])
+                x = emb.reshape(grid[0] * grid[1], *emb.shape[2:])
                 x = x.numpy() if on_cpu else x
                 if acc is None:
                     acc = PatchGaussianAccumulator(x.shape[0], x.shape[2], extractor.device)
@@ -288,7 +298,7 @@ class PadimModel:
             warnings=notes)
         if hold_sq is not None:
             dist = torch.as_tensor(hold_sq).to(self.device).float().sqrt()
-            maps = anomaly_maps(dist.reshape(-1, *grid), cfg.crop, cfg.sigma)
+            maps = self._render(dist.reshape(-1, *grid), grid)
             cal_scores = image_scores(maps).double().cpu().numpy()
             cal_pixels = maps.cpu().numpy()
             state.calibrated_on = "held-out normal images"
@@ -340,8 +350,7 @@ class PadimModel:
             if len(crops):
                 emb = self._embed(crops, embedder)
                 with torch.inference_mode():
-                    maps = anomaly_maps(mahalanobis(emb, state.gaussian), self.config.crop,
-                                        self.config.sigma)
+                    maps = self._render(mahalanobis(emb, state.gaussian), state.grid)
                     scores = image_scores(maps)
                 maps_np = maps.cpu().numpy()
                 scores_np = scores.double().cpu().numpy()

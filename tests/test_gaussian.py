@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from padim_core.errors import InvalidInputError
 from padim_core.gaussian import PatchGaussianAccumulator
-from padim_core.scoring import gaussian_blur, mahalanobis
+from padim_core.scoring import MapRenderer, gaussian_blur, mahalanobis
 
 
 def samples(p: int, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -26,13 +27,15 @@ def reference_inverse(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray
     return means, invs
 
 
-def test_merge_of_shards_equals_whole() -> None:
+@pytest.mark.parametrize("packed", [False, True])
+def test_merge_of_shards_equals_whole(packed: bool) -> None:
     x = samples(9, 50, 12)
-    whole = PatchGaussianAccumulator(9, 12, block_bytes=4 * 12 * 12 * 8)
+    block = 4 * 12 * 12 * 8
+    whole = PatchGaussianAccumulator(9, 12, block_bytes=block, packed=packed)
     for i in range(0, 50, 8):
         whole.update(x[:, i:i + 8])
-    a = PatchGaussianAccumulator(9, 12, block_bytes=4 * 12 * 12 * 8).update(x[:, :17])
-    b = PatchGaussianAccumulator(9, 12, block_bytes=4 * 12 * 12 * 8)
+    a = PatchGaussianAccumulator(9, 12, block_bytes=block, packed=packed).update(x[:, :17])
+    b = PatchGaussianAccumulator(9, 12, block_bytes=block, packed=packed)
     b.update(x[:, 17:30]).update(x[:, 30:])
     merged = a.merge(b)
     assert merged.n == whole.n == 50
@@ -51,10 +54,11 @@ def test_merge_rejects_other_shapes() -> None:
         PatchGaussianAccumulator(4, 3).merge(PatchGaussianAccumulator(4, 5))
 
 
-def test_cpu_path_at_d550_matches_numpy_inverse() -> None:
+@pytest.mark.parametrize("packed", [False, True])
+def test_cpu_path_at_d550_matches_numpy_inverse(packed: bool) -> None:
     p, n, d = 3, 700, 550
     x = samples(p, n, d, seed=3)
-    acc = PatchGaussianAccumulator(p, d, block_bytes=2 * d * d * 8)   # two blocks
+    acc = PatchGaussianAccumulator(p, d, block_bytes=2 * d * d * 8, packed=packed)  # 2 blocks
     for i in range(0, n, 128):
         acc.update(x[:, i:i + 128])
     gauss, _ = acc.finalize(0.01)
@@ -63,7 +67,7 @@ def test_cpu_path_at_d550_matches_numpy_inverse() -> None:
     np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=2e-3,
                                atol=2e-5 * np.abs(invs).max())
     probe = samples(p, 4, d, seed=9)
-    emb = torch.from_numpy(probe.transpose(1, 2, 0)[..., None].copy())   # (B, d, P, 1)
+    emb = torch.from_numpy(probe[:, None])                      # (H=P, W=1, B, d)
     ours = mahalanobis(emb, gauss).numpy()[:, :, 0]
     diff = probe.astype(np.float64) - means[:, None, :]
     ref = np.sqrt(np.einsum("pbi,pij,pbj->bp", diff, invs, diff))
@@ -90,7 +94,7 @@ def test_torch_code_path_matches_numpy_path() -> None:
     assert isinstance(g_t.whitener, torch.Tensor)
     np.testing.assert_allclose(g_t.whitener.numpy(), g_np.whitener, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_t.numpy(), h_np, rtol=1e-6)
-    emb = torch.from_numpy(x[:, :3].transpose(1, 2, 0)[..., None].copy())
+    emb = torch.from_numpy(x[:, None, :3].copy())
     np.testing.assert_allclose(mahalanobis(emb, g_t).numpy(), mahalanobis(emb, g_np).numpy(),
                                rtol=1e-5)
 
@@ -107,6 +111,18 @@ def test_identical_images_still_invert_thanks_to_eps() -> None:
     w = gauss.whitener.astype(np.float64)
     np.testing.assert_allclose(w @ w.transpose(0, 2, 1), np.broadcast_to(np.eye(8) / 0.01,
                                (3, 8, 8)), rtol=1e-5, atol=1e-3)
+
+
+def test_map_renderer_equals_upsample_then_blur() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    dist = rng.random((2, 14, 9)).astype(np.float32) * 5
+    ours = MapRenderer((14, 9), 64, 4.0)(torch.from_numpy(dist)).numpy()
+    up = F.interpolate(torch.from_numpy(dist)[:, None], size=(64, 64), mode="bilinear",
+                       align_corners=False)[:, 0].double().numpy()
+    ref = np.stack([gaussian_filter(m, sigma=4) for m in up])
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_blur_matches_scipy_reflect_mode() -> None:
