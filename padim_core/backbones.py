@@ -175,18 +175,25 @@ class FeatureExtractor(nn.Module):
         return feats
 
 
+def _load_state(model: nn.Module, name: str, weights_file: Path | None) -> None:
+    """Load weights with ``weights_only=True``; any failure is one clear line."""
+    if weights_file is None:
+        return
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except Exception as err:  # torch raises many types for a file that is not weights
+        lines = str(err).strip().splitlines()
+        first = lines[0][:160] if lines else type(err).__name__
+        raise WeightsUnavailableError(f"{weights_file}: not a {name} weights file ({first})") \
+            from None
+
+
 def _resnet_stages(name: str, weights_file: Path | None) -> list[nn.Module]:
     import torchvision
 
     model = getattr(torchvision.models, name)(weights=None)
-    if weights_file is not None:
-        state = torch.load(weights_file, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise WeightsUnavailableError(
-                f"{weights_file}: not {name} weights ({first})") from None
+    _load_state(model, name, weights_file)
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
     return [stem, model.layer1, model.layer2, model.layer3]
 
@@ -208,14 +215,7 @@ def _lite_stages(name: str, weights_file: Path | None) -> list[nn.Module]:
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name(name.replace("_", "-"))
-    if weights_file is not None:
-        state = torch.load(weights_file, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise WeightsUnavailableError(
-                f"{weights_file}: not {name} weights ({first})") from None
+    _load_state(model, name, weights_file)
     model.eval()
     stem = nn.Sequential(model._conv_stem, model._bn0, model._swish)
     # The last block of each stage: find it by running a small input and noting where the

@@ -19,10 +19,16 @@ import numpy as np
 import torch
 
 from . import model_files
-from .backbones import DEFAULT_BACKBONE, SPECS, FeatureExtractor, load_feature_extractor
+from .backbones import (
+    DEFAULT_BACKBONE,
+    RANDOM_WEIGHTS,
+    SPECS,
+    FeatureExtractor,
+    load_feature_extractor,
+)
 from .devices import device_label, resolve_device
 from .embedding import REDUCTIONS, Embedder, random_channel_subset, semi_orthogonal_projection
-from .errors import InvalidInputError, NotFittedError
+from .errors import InvalidInputError, ModelFileError, NotFittedError
 from .gaussian import PatchGaussian, PatchGaussianAccumulator
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
@@ -310,6 +316,9 @@ class PadimModel:
             state.calibrated_on = "training images (too few to hold out)"
             notes.append("thresholds were set on training images (too few to hold any out) "
                          "and are likely too low")
+        if np.ptp(cal_scores) == 0:
+            notes.append("calibration images all score the same (identical images?): any "
+                         "difference from them will be flagged")
         state.calibration_scores = cal_scores
         state.n_calibration_images = len(cal_scores)
         state.image_threshold = threshold_at_fpr(cal_scores, cfg.image_fpr)
@@ -461,42 +470,63 @@ class PadimModel:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
              extractor: FeatureExtractor | None = None) -> PadimModel:
-        """Read a model file written by ``save``; validates before using anything."""
-        return cls._from_parts(*model_files.read(path), device, extractor)
+        """Read a model file written by ``save``; validates before using anything.
+
+        A weights path recorded in the file is used again (a local file the user chose).
+        """
+        return cls._from_parts(*model_files.read(path), device, extractor, str(path),
+                               trust_paths=True)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "model.safetensors", device: str = "auto",
                    extractor: FeatureExtractor | None = None) -> PadimModel:
-        """Like ``load`` for a file held in memory (an upload); errors name ``name``."""
-        return cls._from_parts(*model_files.decode(data, name), device, extractor)
+        """Like ``load`` for a file held in memory (an upload); errors name ``name``.
+
+        An uploaded file never chooses a path on this machine: a recorded weights path is
+        replaced by the backbone's default location.
+        """
+        return cls._from_parts(*model_files.decode(data, name), device, extractor, name,
+                               trust_paths=False)
 
     @classmethod
     def _from_parts(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any], device: str,
-                    extractor: FeatureExtractor | None) -> PadimModel:
+                    extractor: FeatureExtractor | None, name: str, trust_paths: bool,
+                    ) -> PadimModel:
         known = {f.name for f in fields(PadimConfig)}
-        cfg = {k: v for k, v in meta["config"].items() if k in known}
-        cfg["device"] = device
-        model = cls(**cfg, extractor=extractor)
-        d = model.config.d
-        whitener = model_files.unpack_upper(tensors["whitener_triu"], d)
-        mean = tensors["mean"]
+        try:
+            cfg = {k: v for k, v in meta["config"].items() if k in known}
+            cfg["device"] = device
+            if not trust_paths and cfg.get("weights") not in (None, RANDOM_WEIGHTS):
+                cfg["weights"] = None
+            model = cls(**cfg)
+            state = FittedState(
+                gaussian=PatchGaussian(tensors["mean"], model_files.unpack_upper(
+                    tensors["whitener_triu"], model.config.d)),
+                channel_index=tensors.get("channel_index"), projection=tensors.get("projection"),
+                grid=(int(meta["grid"][0]), int(meta["grid"][1])),
+                image_threshold=float(meta["image_threshold"]),
+                pixel_threshold=float(meta["pixel_threshold"]),
+                calibration_scores=tensors["calibration_scores"],
+                calibrated_on=str(meta.get("calibrated_on", "")),
+                n_train_images=int(meta.get("n_train_images", 0)),
+                n_calibration_images=int(meta.get("n_calibration_images", 0)),
+                fit_seconds=float(meta.get("fit_seconds", 0.0)),
+                device=str(meta.get("device", "")),
+                weights_origin=str(meta.get("weights_origin", "")),
+                created=str(meta.get("created", "")),
+                skipped=[(str(a), str(b)) for a, b in meta.get("skipped", [])],
+                warnings=[str(w) for w in meta.get("warnings", [])])
+        except ModelFileError:
+            raise
+        except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ModelFileError(name, f"invalid model metadata ({err})") from None
+        if extractor is not None and extractor.spec.name != model.config.backbone:
+            raise ModelFileError(name, f"is a {model.config.backbone} model, but the selected "
+                                       f"backbone is {extractor.spec.name}")
+        model._extractor = extractor
         dev = resolve_device(device)
         if dev.type != "cpu":
-            mean = torch.from_numpy(mean).to(dev)
-            whitener = torch.from_numpy(whitener).to(dev)
-        model.state_ = FittedState(
-            gaussian=PatchGaussian(mean, whitener),
-            channel_index=tensors.get("channel_index"), projection=tensors.get("projection"),
-            grid=tuple(int(v) for v in meta["grid"]),
-            image_threshold=float(meta["image_threshold"]),
-            pixel_threshold=float(meta["pixel_threshold"]),
-            calibration_scores=tensors["calibration_scores"],
-            calibrated_on=str(meta.get("calibrated_on", "")),
-            n_train_images=int(meta.get("n_train_images", 0)),
-            n_calibration_images=int(meta.get("n_calibration_images", 0)),
-            fit_seconds=float(meta.get("fit_seconds", 0.0)), device=str(meta.get("device", "")),
-            weights_origin=str(meta.get("weights_origin", "")),
-            created=str(meta.get("created", "")),
-            skipped=[tuple(x) for x in meta.get("skipped", [])],
-            warnings=list(meta.get("warnings", [])))
+            state.gaussian = PatchGaussian(torch.from_numpy(state.gaussian.mean).to(dev),
+                                           torch.from_numpy(state.gaussian.whitener).to(dev))
+        model.state_ = state
         return model

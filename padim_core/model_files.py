@@ -13,6 +13,7 @@ metadata is rejected with a message that names the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -22,9 +23,9 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from . import limits
 from .backbones import SPECS
 from .errors import ModelFileError
-from .limits import MAX_MODEL_FILE_MB
 
 FORMAT = "padim-inspector-model"
 FORMAT_VERSION = 1
@@ -75,8 +76,9 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
     if not path.is_file():
         raise ModelFileError(name, "model file not found")
     size = path.stat().st_size
-    if size > MAX_MODEL_FILE_MB << 20:
-        raise ModelFileError(name, f"{size >> 20} MB exceeds the {MAX_MODEL_FILE_MB} MB limit")
+    if size > limits.MAX_MODEL_FILE_MB << 20:
+        raise ModelFileError(name, f"{size >> 20} MB exceeds the {limits.MAX_MODEL_FILE_MB} MB "
+                                   "limit")
     with open(path, "rb") as fh:
         head = fh.read(8 + MAX_HEADER_BYTES)
     meta = _parse_header(head, size, name)
@@ -93,6 +95,9 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
 
 def decode(data: bytes, name: str = "model.safetensors") -> tuple[dict[str, np.ndarray], dict]:
     """Read and validate a model file held in memory (an upload)."""
+    if len(data) > limits.MAX_MODEL_UPLOAD_MB << 20:
+        raise ModelFileError(name, f"{len(data) >> 20} MB exceeds the "
+                                   f"{limits.MAX_MODEL_UPLOAD_MB} MB upload limit")
     meta = _parse_header(bytes(data[: 8 + MAX_HEADER_BYTES]), len(data), name)
     try:
         tensors = safetensors.numpy.load(bytes(data))
@@ -145,9 +150,11 @@ def _validate(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -
         backbone, d = cfg["backbone"], int(cfg["d"])
         grid_h, grid_w = (int(v) for v in meta["grid"])
         channels = tuple(int(c) for c in meta["channels"])
-        float(meta["image_threshold"]), float(meta["pixel_threshold"])
+        thresholds = float(meta["image_threshold"]), float(meta["pixel_threshold"])
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(name, "model metadata is incomplete") from None
+    if not all(math.isfinite(t) for t in thresholds):
+        raise ModelFileError(name, f"thresholds {thresholds} are not finite numbers")
     if backbone not in SPECS:
         raise ModelFileError(name, f"unknown backbone {backbone!r}")
     if channels != SPECS[backbone].channels:

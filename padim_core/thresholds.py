@@ -13,6 +13,9 @@ import numpy as np
 
 from .errors import InvalidInputError
 
+# Mahalanobis distances of normal patches are of the order of sqrt(d); anything below this is
+# float32 rounding noise (e.g. an image identical to all training images).
+MIN_THRESHOLD = 1e-3
 MIN_CALIBRATION_IMAGES = 1
 MIN_FIT_IMAGES = 2
 
@@ -34,10 +37,15 @@ def calibration_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
-    """The score above which a fraction ``fpr`` of these normal scores lie (linear quantile)."""
+    """The score above which a fraction ``fpr`` of these normal scores lie (linear quantile).
+
+    Returned just above the quantile, so that with the rule "score >= threshold is NG" a
+    normal score equal to the quantile stays OK, and never below ``MIN_THRESHOLD``.
+    """
     scores = np.asarray(normal_scores, dtype=np.float64).ravel()
     if scores.size == 0:
         raise InvalidInputError("calibration", "no normal scores to set a threshold from")
     if not 0.0 <= fpr < 1.0:
         raise InvalidInputError("fpr", f"must be in [0, 1), got {fpr}")
-    return float(np.quantile(scores, 1.0 - fpr))
+    quantile = float(np.quantile(scores, 1.0 - fpr))
+    return max(float(np.nextafter(quantile, np.inf)), MIN_THRESHOLD)
