@@ -272,7 +272,7 @@ def bmp_image() -> tuple[str, bytes]:
 
 _IMAGE_TABLE: list[tuple[str, Callable[[], tuple[str, bytes]], Outcome, str, str]] = [
     # id, builder, outcome, fragment, note (what the user gets)
-    ("empty", empty_file, "rejected", "empty file", "skipped: empty file"),
+    ("empty", empty_file, "rejected", "empty", "skipped: empty file"),
     ("text_as_png", text_renamed_png, "rejected", "not an image file",
      "skipped: not an image file"),
     ("eps_as_png", eps_renamed_png, "rejected", "not an image file",
