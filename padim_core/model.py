@@ -32,7 +32,7 @@ from .errors import InvalidInputError, ModelFileError, NotFittedError
 from .gaussian import PatchGaussian, PatchGaussianAccumulator
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
-from .thresholds import calibration_split, threshold_at_fpr
+from .thresholds import MIN_THRESHOLD, calibration_split, threshold_at_fpr
 
 Progress = Callable[[int, int, str], None]
 __version__ = "0.1.0"
@@ -316,7 +316,7 @@ class PadimModel:
             state.calibrated_on = "training images (too few to hold out)"
             notes.append("thresholds were set on training images (too few to hold any out) "
                          "and are likely too low")
-        if np.ptp(cal_scores) == 0:
+        if (cal_scores.size > 1 and np.ptp(cal_scores) == 0) or cal_scores.max() < MIN_THRESHOLD:
             notes.append("calibration images all score the same (identical images?): any "
                          "difference from them will be flagged")
         state.calibration_scores = cal_scores

@@ -264,12 +264,6 @@ def test_identical_images_training_image_is_not_ng(extractor: FeatureExtractor) 
     assert not model.predict([one]).verdicts()[0]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG padim_core/model.py PadimModel.fit: the zero-variance warning tests "
-    "np.ptp(cal_scores) == 0, which is always true when a single calibration image is held "
-    "out (3 to 7 training images at calibration_fraction 0.2), so distinct images get "
-    "'calibration images all score the same (identical images?)'; it should need at least "
-    "two calibration scores (or look at the training variance)"))
 def test_distinct_images_are_not_called_identical(trained: PadimModel) -> None:
     assert trained.n_calibration_images_ == 1
     assert not any("all score the same" in w for w in trained.warnings_), trained.warnings_
