@@ -12,8 +12,8 @@ suites. Rules checked here, for every case:
   pickle is never unpickled (a marker file proves the payload did not run);
 * archive members never land outside the destination folder.
 
-Tests marked ``xfail(strict=True)`` document bugs found in other modules (see their reasons);
-they turn into failures, on purpose, once the bug is fixed, so the marker can be removed.
+The bugs this suite found (metadata checks, upload cap, weights paths, zero variance,
+Pillow's bomb warning) were fixed in the engine; their tests now guard against regressions.
 
 Tiny settings (d=16, 64 px, one shared EfficientNet-Lite0) keep the file well under 2 min
 on 2 CPU cores.
@@ -563,3 +563,28 @@ def test_no_user_file_is_unpickled_and_weights_load_weights_only() -> None:
             if "weights_only=True" not in call.group(0):
                 problems.append(f"{rel}: {call.group(0)}")
     assert problems == []
+
+
+def test_upload_cap_matches_streamlit_config() -> None:
+    """limits.MAX_UPLOAD_MB must equal server.maxUploadSize (the browser-side cap)."""
+    import tomllib
+
+    from padim_core import limits
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["maxUploadSize"] == limits.MAX_UPLOAD_MB
+
+
+def test_readme_documents_every_limit() -> None:
+    """Each cap in limits.py appears in the README's "Limits and safety" with its value."""
+    from padim_core import limits
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Limits and safety", 1)[1].split("\n## ", 1)[0]
+    for name in dir(limits):
+        value = getattr(limits, name)
+        if not name.startswith("MAX_") or not isinstance(value, int):
+            continue
+        row = next((line for line in section.splitlines() if f"`{name}`" in line), "")
+        assert row, f"{name} missing from README Limits and safety"
+        assert f"{value:,}" in row or str(value) in row, (name, value, row)
