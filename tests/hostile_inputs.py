@@ -350,6 +350,15 @@ def write_folder(folder: Path, files: list[tuple[str, bytes]]) -> Path:
     return folder
 
 
+#: File names a spreadsheet would run as formulas if written verbatim into a CSV cell.
+FORMULA_NAMES: tuple[str, ...] = ("=HYPERLINK(1).png", "+1+1.png", "-2+3.png", "@SUM(1).png")
+
+
+def is_formula_cell(cell: str) -> bool:
+    """True if a CSV cell would be taken as a formula by Excel / LibreOffice."""
+    return cell[:1] in ("=", "+", "-", "@", "\t", "\r")
+
+
 # --------------------------------------------------------------------------- archives
 
 
