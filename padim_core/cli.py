@@ -1,0 +1,595 @@
+"""Command line: ``padim fit``, ``padim predict`` and ``padim evaluate``.
+
+Also runnable as ``python -m padim_core``. Every expected failure (a ``PadimError`` or an
+``OSError``) ends with one line ``padim: error: <message>`` on stderr and no traceback:
+exit code 2 when the command line itself cannot be used (unknown option, an option value out
+of range, a device that is not here), 1 for everything found at run time (missing or
+unreadable files, damaged model files, missing weights). Ctrl-C exits 130 without a trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import numpy as np
+
+from .backbones import DEFAULT_BACKBONE, SPECS
+from .datasets import MVTecCategory, find_dataset_root, training_images
+from .devices import resolve_device
+from .embedding import REDUCTIONS
+from .errors import InvalidInputError, PadimError
+from .evaluation import EvaluationReport, evaluate_model
+from .images import iter_image_files
+from .model import PadimConfig, PadimModel, PredictResult, __version__
+from .visualize import defect_mask, draw_contours, encode_png, overlay
+
+PROG = "padim"
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: Overlay colour scale, in multiples of the model's pixel threshold. Fixed per model (not
+#: per image or per run), so the same colour means the same score in every overlay.
+OVERLAY_SCALE = (0.5, 2.0)
+
+#: PadimConfig field -> the option that sets it, so config errors name the option.
+_OPTION_OF_FIELD = {
+    "backbone": "--backbone", "d": "--d", "image_size": "--size", "crop": "--crop",
+    "device": "--device", "seed": "--seed", "weights": "--weights", "reduction": "--reduction",
+    "batch_size": "--batch-size", "calibration_fraction": "--calibration-fraction",
+}
+#: Fit options and their PadimConfig fields (argparse dest -> field).
+_FIT_FIELDS = {
+    "backbone": "backbone", "weights": "weights", "d": "d", "size": "image_size",
+    "crop": "crop", "seed": "seed", "reduction": "reduction", "batch_size": "batch_size",
+    "calibration_fraction": "calibration_fraction",
+}
+_DEFAULTS = PadimConfig()
+
+
+class UsageError(Exception):
+    """The command line cannot be used as written (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``padim: error: ...``) raised instead of printed."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    """Options that configure a new model. Defaults are None here so that ``evaluate``
+    can tell whether one was given together with ``--model``."""
+    g = parser.add_argument_group("model options")
+    g.add_argument("--backbone", choices=list(SPECS),
+                   help=f"feature extractor (default {DEFAULT_BACKBONE})")
+    g.add_argument("--weights", metavar="PATH|random",
+                   help="backbone weights file (default: the installed or torch-hub file); "
+                        "'random' only for timing and tests")
+    g.add_argument("--d", type=int, metavar="N",
+                   help=f"feature channels kept (default {_DEFAULTS.d})")
+    g.add_argument("--size", type=int, metavar="S",
+                   help=f"square resize before cropping (default {_DEFAULTS.image_size})")
+    g.add_argument("--crop", type=int, metavar="C",
+                   help="centre crop fed to the model (default 7/8 of --size: 224 for 256)")
+    g.add_argument("--seed", type=int, metavar="N",
+                   help=f"seed of the channel choice and calibration split "
+                        f"(default {_DEFAULTS.seed})")
+    g.add_argument("--reduction", choices=list(REDUCTIONS),
+                   help=f"how the d channels are chosen (default {_DEFAULTS.reduction})")
+    g.add_argument("--batch-size", type=int, metavar="N",
+                   help=f"images per batch (default {_DEFAULTS.batch_size})")
+    g.add_argument("--calibration-fraction", type=float, metavar="F",
+                   help="share of the normal images held out to set the thresholds "
+                        f"(default {_DEFAULTS.calibration_fraction})")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", metavar="D",
+                        help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars on stderr (default: when stderr is a terminal)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``padim`` argument parser."""
+    parser = _Parser(
+        prog=PROG,
+        description="PaDiM Inspector: learn normal parts from images, flag anomalies.",
+        epilog="Exit codes: 0 ok, 1 runtime error (files, data, weights), 2 usage error, "
+               "130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit", help="fit a model on normal images",
+        description="Fit a PaDiM model on normal (defect-free) images and save it.")
+    fit.add_argument("data", metavar="DATA",
+                     help="a folder of normal images, or an MVTec-style category (uses "
+                          "train/good)")
+    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
+                     help="model file to write (.safetensors)")
+    _add_fit_options(fit)
+    _add_common(fit)
+
+    pred = sub.add_parser(
+        "predict", help="score images with a fitted model",
+        description="Score images; write results.csv, skipped.csv and overlays/<stem>.png "
+                    f"(heat map scaled {OVERLAY_SCALE[0]}x..{OVERLAY_SCALE[1]}x the pixel "
+                    "threshold, outlines where the map reaches the pixel threshold).")
+    pred.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    pred.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                      help="image files and/or folders of images")
+    pred.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _add_common(pred)
+
+    ev = sub.add_parser(
+        "evaluate", help="measure a model on a labelled MVTec-style set",
+        description="Fit on DATA/train/good (or load --model), predict DATA/test and report "
+                    "image/pixel AUROC, AUPRO, F1, timing and memory.")
+    ev.add_argument("data", metavar="DATA", help="MVTec-style category folder")
+    ev.add_argument("--model", metavar="MODEL",
+                    help="evaluate this model file instead of fitting one")
+    ev.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
+    ev.add_argument("--save-model", metavar="MODEL", help="also save the fitted model here")
+    _add_fit_options(ev)
+    _add_common(ev)
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _err_line(err: BaseException) -> str:
+    """One line naming the file, from a PadimError or OSError."""
+    if isinstance(err, OSError) and not isinstance(err, PadimError) and err.filename:
+        text = f"{err.filename}: {err.strerror or err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def _say(message: str, stream: TextIO | None = None) -> None:
+    """Print a line, above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=stream or sys.stdout)
+
+
+def _warn(message: str) -> None:
+    _say(f"{PROG}: warning: {' '.join(message.split())}", sys.stderr)
+
+
+class _Progress:
+    """A ``progress(done, total, stage)`` callback drawing one tqdm bar per stage."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._stage: str | None = None
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if not self.enabled or stage == "done":
+            return
+        from tqdm import tqdm
+
+        if self._bar is None or stage != self._stage or total != self._bar.total:
+            self.close()
+            self._bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False,
+                             dynamic_ncols=True, mininterval=0.5)
+            self._stage = stage
+        self._bar.update(max(0, done - self._bar.n))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._stage = None, None
+
+
+@contextmanager
+def _warnings_as_lines(known: Callable[[], Sequence[str]] = list) -> Iterator[None]:
+    """Print warnings raised inside as ``padim: warning:`` lines, leaving out ``known()``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        yield
+    already = set(known())
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        if message not in already:
+            _warn(message)
+
+
+def _check_device(device: str) -> None:
+    try:
+        resolve_device(device)
+    except InvalidInputError as err:
+        raise UsageError(f"--device: {err.problem}") from None
+
+
+def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """PadimModel keyword arguments from the fit options that were given."""
+    kwargs = {field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
+              if getattr(args, dest) is not None}
+    if "image_size" in kwargs and "crop" not in kwargs:
+        kwargs["crop"] = max(1, round(kwargs["image_size"] * 7 / 8))
+    return kwargs
+
+
+def _new_model(args: argparse.Namespace) -> PadimModel:
+    """A configured, unfitted model; option errors become usage errors naming the option."""
+    _check_device(args.device)
+    try:
+        model = PadimModel(device=args.device, **_config_kwargs(args))
+    except InvalidInputError as err:
+        option = _OPTION_OF_FIELD.get(err.source)
+        if option is None:
+            raise
+        raise UsageError(f"{option}: {err.problem}") from None
+    return model
+
+
+def _load_model(path: str, device: str) -> PadimModel:
+    _check_device(device)
+    model = PadimModel.load(path, device=device)
+    _ = model.extractor
+    return model
+
+
+def _output_file(path: str) -> Path:
+    """Check (and prepare the folder of) a file we will write, before any long work."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise InvalidInputError(str(out), "is a folder; give a file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
+    """The model card as a short human summary (stdout)."""
+    grid = "x".join(str(v) for v in card.get("grid", []))
+    lines = [
+        f"backbone     {card['backbone']} ({card['weights_origin']}), d={card['d']} "
+        f"({card['reduction']}), resize {card['image_size']} -> crop {card['crop']}, "
+        f"grid {grid}",
+        f"images       {card['n_train_images']} fitted, {card['n_calibration_images']} "
+        f"held out for thresholds ({card['calibrated_on']})",
+        f"thresholds   image {card['image_threshold']:.4g} (FPR {card['image_fpr']:g}), "
+        f"pixel {card['pixel_threshold']:.4g} (FPR {card['pixel_fpr']:g})",
+        f"fit          {card['fit_seconds']:.1f} s on {card['device']}",
+    ]
+    skipped = card.get("skipped") or []
+    if skipped:
+        lines.append(f"skipped      {len(skipped)} unreadable file(s):")
+        lines += [f"  {name}: {reason}" for name, reason in skipped]
+    lines += [f"note         {w}" for w in card.get("warnings") or []]
+    if saved is not None:
+        lines.append(f"saved        {saved} ({saved.stat().st_size / 2**20:.1f} MB)")
+    for line in lines:
+        _say(line)
+
+
+def _display_names(paths: Sequence[Path]) -> list[str]:
+    """Names for results and overlays: each path relative to the folder common to all
+    inputs (``good/000.png``, ``cut_lead/000.png``; MVTec reuses file names across defect
+    folders), ``#<index>`` added where the same file is given twice."""
+    if not paths:
+        return []
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    names = [p.relative_to(base).as_posix() for p in absolute]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+
+def _csv_text(value: str) -> str:
+    """A text cell that spreadsheets will not run as a formula: one starting with
+    ``= + - @`` (or a tab / carriage return) gets a leading ``'`` (OWASP's advice)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _overlay_relpath(name: str, used: set[str]) -> str:
+    """``overlays/<stem>.png`` for a display name (its folders kept, made safe)."""
+    parts = [p.replace("\\", "_") for p in name.split("/")]
+    parts = ["_" if p in ("", ".", "..") else p for p in parts]
+    leaf = parts[-1]
+    stem = leaf.rsplit(".", 1)[0] if "." in leaf.lstrip(".") else leaf
+    for candidate in (stem, leaf):
+        rel = "/".join(["overlays", *parts[:-1], f"{candidate}.png"])
+        if rel not in used:
+            used.add(rel)
+            return rel
+    rel = "/".join(["overlays", *parts[:-1], f"{leaf}-{len(used)}.png"])
+    used.add(rel)
+    return rel
+
+
+def _collect_inputs(items: Sequence[str]) -> list[Path]:
+    """Image paths from files and folders given on the command line."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            paths += iter_image_files(path)
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise InvalidInputError(str(path), "file or folder not found")
+    return paths
+
+
+def _overlay_png(image: np.ndarray, amap: np.ndarray, pixel_threshold: float) -> bytes:
+    lo, hi = (pixel_threshold * f for f in OVERLAY_SCALE)
+    pic = overlay(image, amap, lo, hi)
+    pic = draw_contours(pic, defect_mask(amap, pixel_threshold), color=(255, 255, 255))
+    return encode_png(pic)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
+    model = _new_model(args)  # option errors first: they cost nothing to find
+    paths = training_images(args.data)
+    out = _output_file(args.output)
+    _ = model.extractor  # load the weights now: a missing file fails before any work
+    _say(f"fitting on {len(paths)} image(s) from {args.data}")
+    with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
+        model.fit(paths, progress=progress)
+    progress.close()
+    model.save(out)
+    _print_card(model.card(), out)
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
+    paths = _collect_inputs(args.inputs)
+    names = _display_names(paths)
+    model = _load_model(args.model, args.device)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(str(out), "exists and is not a folder")
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    path_of = dict(zip(names, paths, strict=True))
+    used: set[str] = set()
+    n_ok = n_ng = n_skipped = 0
+    with (open(out / "results.csv", "w", newline="", encoding="utf-8") as fh,
+          open(out / "skipped.csv", "w", newline="", encoding="utf-8") as sk,
+          _warnings_as_lines()):
+        rows, bad = csv.writer(fh), csv.writer(sk)
+        rows.writerow(["name", "score", "normalized_score", "verdict", "overlay", "path"])
+        bad.writerow(["name", "reason", "path"])
+        part: PredictResult
+        for part in model.iter_predict(paths, progress=progress, names=names):
+            ng = part.verdicts()
+            for i, name in enumerate(part.names):
+                rel = _overlay_relpath(name, used)
+                target = out / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(_overlay_png(part.images[i], part.maps[i],
+                                                part.pixel_threshold))
+                rows.writerow([_csv_text(name), f"{part.scores[i]:.6g}",
+                               f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
+                               _csv_text(rel), _csv_text(str(path_of[name]))])
+                n_ng += bool(ng[i])
+                n_ok += not ng[i]
+            for name, reason in part.skipped:
+                _say(f"{PROG}: skipped {path_of.get(name, name)}: {reason}", sys.stderr)
+                bad.writerow([_csv_text(name), _csv_text(reason),
+                              _csv_text(str(path_of.get(name, name)))])
+                n_skipped += 1
+            fh.flush()
+            sk.flush()
+    progress.close()
+    _say(f"{n_ok + n_ng} image(s) scored: {n_ok} OK, {n_ng} NG"
+         + (f", {n_skipped} skipped (see {out / 'skipped.csv'})" if n_skipped else ""))
+    _say(f"results: {out / 'results.csv'}, overlays: {out / 'overlays'}")
+    return EXIT_OK
+
+
+class _TimedModel:
+    """Wraps a model so ``evaluate_model``'s predict call is timed (decode + features +
+    scores), everything else passes through."""
+
+    def __init__(self, model: PadimModel) -> None:
+        self.model = model
+        self.seconds = 0.0
+        self.n_images = 0
+
+    def predict(self, images: Any, progress: Any = None,
+                names: Sequence[str] | None = None) -> PredictResult:
+        t0 = time.perf_counter()
+        res = self.model.predict(images, progress=progress, names=names)
+        self.seconds += time.perf_counter() - t0
+        self.n_images += len(res.names)
+        return res
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
+    card = result["model"]
+    f1_thr = report.image_f1_threshold
+    lines = [
+        f"{result['data']}: {report.n_images} test images ({report.n_anomalous} anomalous), "
+        f"model {card['backbone']} d={card['d']} {card['reduction']} "
+        f"{card['image_size']}->{card['crop']}",
+        f"  image AUROC          {_fmt(report.image_auroc)}",
+        f"  pixel AUROC          {_fmt(report.pixel_auroc)}",
+        f"  AUPRO (FPR<=0.3)     {_fmt(report.aupro)}",
+        f"  image F1 (best)      {_fmt(report.image_f1)} at score >= {f1_thr:.4g}",
+        f"  pixel F1 (best)      {_fmt(report.pixel_f1)}",
+        f"  image F1 @ model thr {_fmt(report.image_f1_at_model_threshold)} "
+        f"(threshold {card['image_threshold']:.4g})",
+        f"  fit                  {result['fit_seconds']:.1f} s",
+        f"  inference            {result['infer_ms_per_image']:.1f} ms/image on {card['device']}",
+        f"  peak RSS             {result['peak_rss_mb']:.0f} MB",
+        f"  {'defect type':<20} {'n':>4} {'image AUROC':>12} {'mean score':>11}",
+    ]
+    for dtype, row in report.per_defect_type.items():
+        lines.append(f"  {dtype:<20} {row['count']:>4} {_fmt(row['image_auroc']):>12} "
+                     f"{row['mean_score']:>11.4g}")
+    if report.skipped:
+        lines.append(f"  skipped {len(report.skipped)} unreadable test image(s):")
+        lines += [f"    {n}: {r}" for n, r in report.skipped]
+    if report.no_pixel_ground_truth:
+        lines.append(f"  {len(report.no_pixel_ground_truth)} anomalous image(s) without a "
+                     "usable mask (left out of pixel metrics)")
+    for line in lines:
+        _say(line)
+
+
+def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[str]) -> int:
+    given = [f"--{dest.replace('_', '-')}" for dest in _FIT_FIELDS
+             if getattr(args, dest) is not None]
+    if args.model and given:
+        raise UsageError(f"{', '.join(given)} cannot be used with --model "
+                         "(the model file fixes them)")
+    if args.model and args.save_model:
+        raise UsageError("--save-model cannot be used with --model")
+    new_model = None if args.model else _new_model(args)
+    category = MVTecCategory.from_folder(find_dataset_root(args.data))
+    json_out = _output_file(args.json) if args.json else None
+    model_out = _output_file(args.save_model) if args.save_model else None
+    if new_model is None:
+        model = _load_model(args.model, args.device)
+        fit_seconds = float(model.fit_seconds_)
+    else:
+        model = new_model
+        _ = model.extractor
+        _say(f"fitting on {len(category.train)} image(s) from {category.root / 'train/good'}")
+        with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
+            model.fit(category.train, progress=progress)
+        progress.close()
+        fit_seconds = float(model.fit_seconds_)
+        if model_out is not None:
+            model.save(model_out)
+    _say(f"evaluating on {len(category.test)} test image(s)")
+    timed = _TimedModel(model)
+    with _warnings_as_lines():
+        report = evaluate_model(timed, category.test, progress=progress)
+    progress.close()
+    import torch
+
+    metrics = report.to_dict()
+    result: dict[str, Any] = {
+        "data": str(category.root),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": shlex.join([PROG, *argv]),
+        "image_auroc": metrics["image_auroc"],
+        "pixel_auroc": metrics["pixel_auroc"],
+        "aupro": metrics["aupro"],
+        "image_f1": metrics["image_f1"],
+        "image_f1_threshold": metrics["image_f1_threshold"],
+        "pixel_f1": metrics["pixel_f1"],
+        "pixel_f1_threshold": metrics["pixel_f1_threshold"],
+        "calibrated_thresholds": {
+            "image": metrics["model_image_threshold"],
+            "pixel": metrics["model_pixel_threshold"],
+            "image_f1_at_threshold": metrics["image_f1_at_model_threshold"],
+            "pixel_f1_at_threshold": metrics["pixel_f1_at_model_threshold"],
+        },
+        "fit_seconds": round(fit_seconds, 3),
+        "fit_source": f"model file {args.model}" if args.model else "this run",
+        "infer_ms_per_image": round(1000 * timed.seconds / max(timed.n_images, 1), 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "n_train_images": int(model.n_train_images_),
+        "n_test_images": metrics["n_images"],
+        "n_anomalous": metrics["n_anomalous"],
+        "per_defect_type": metrics["per_defect_type"],
+        "report": metrics,
+        "model": model.card(),
+        "machine": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__},
+    }
+    if json_out is not None:
+        tmp = json_out.with_name(json_out.name + ".part")
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, json_out)
+    _print_report(result, report)
+    if json_out is not None:
+        _say(f"report: {json_out}")
+    if model_out is not None:
+        _say(f"model: {model_out}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``padim`` command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    progress = _Progress(False)
+    try:
+        try:
+            args = build_parser().parse_args(args_list)
+        except SystemExit as stop:  # --help / --version
+            return stop.code if isinstance(stop.code, int) else EXIT_OK
+        if args.command is None:
+            build_parser().print_help(sys.stderr)
+            return EXIT_USAGE
+        progress = _Progress(sys.stderr.isatty() if args.progress is None else args.progress)
+        if args.command == "fit":
+            return _cmd_fit(args, progress)
+        if args.command == "predict":
+            return _cmd_predict(args, progress)
+        return _cmd_evaluate(args, progress, args_list)
+    except UsageError as err:
+        progress.close()
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (PadimError, OSError) as err:
+        progress.close()
+        print(f"{PROG}: error: {_err_line(err)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except MemoryError:
+        progress.close()
+        print(f"{PROG}: error: out of memory (try a smaller --batch-size or --d)",
+              file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        progress.close()
+        return EXIT_INTERRUPTED
