@@ -1,0 +1,31 @@
+"""PaDiM Inspector: entry point (`streamlit run app.py`). Landing page and navigation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="PaDiM Inspector", page_icon=":material/troubleshoot:", layout="wide")
+
+
+def home() -> None:
+    """Landing page: what the tool does, in three lines, and the way in."""
+    st.title("PaDiM Inspector")
+    st.markdown(
+        "1. **Train** — upload photos of good parts; the tool learns what *normal* looks like.\n"
+        "2. **Inspect** — upload new photos and see where each one deviates: heatmaps, "
+        "scores and OK / NG verdicts.\n"
+        "3. **Tune** — move the threshold sliders, compare results side by side, and "
+        "measure accuracy on a labelled set."
+    )
+    st.page_link("pages/train.py", label="Start: train a model", icon=":material/model_training:")
+    st.caption("No photos at hand? The Train page has a one-click demo set.")
+
+
+pages = [
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/inspect.py", title="Inspect", icon=":material/image_search:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+]
+st.navigation(pages).run()

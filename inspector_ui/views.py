@@ -1,0 +1,157 @@
+"""Views of stored results for the pages: result tables, heatmap images, downloads.
+
+Everything here works on scores and maps already computed (kept in ``st.session_state``), so
+moving a threshold or opacity slider re-draws without running the model. The colour mapping
+and mask/contour drawing come from :mod:`padim_core.visualize`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from padim_core import visualize
+
+DEFAULT_COLORMAP = "jet"
+
+
+@dataclass(frozen=True)
+class Display:
+    """How heatmaps are drawn: colour scale, opacity and colour map."""
+
+    vmin: float
+    vmax: float
+    alpha: float = 0.5
+    colormap: str = DEFAULT_COLORMAP
+
+
+def colormaps() -> list[str]:
+    """Colour map names offered in the UI (the engine's list, default first)."""
+    names = list(visualize.COLORMAPS)
+    if DEFAULT_COLORMAP in names:
+        names.remove(DEFAULT_COLORMAP)
+        names.insert(0, DEFAULT_COLORMAP)
+    return names
+
+
+def shared_scale(maps: Sequence[np.ndarray] | np.ndarray) -> tuple[float, float]:
+    """One colour scale (min, max) for several anomaly maps, so colours compare across them."""
+    lo = min(float(np.min(m)) for m in maps)
+    hi = max(float(np.max(m)) for m in maps)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        return 0.0, 1.0
+    if hi <= lo:
+        hi = lo + 1e-6
+    return lo, hi
+
+
+def ratio(score: float, threshold: float) -> float:
+    """score / threshold, infinite for a zero threshold."""
+    return float(score) / float(threshold) if threshold > 0 else float("inf")
+
+
+def is_ng(score: float, threshold: float) -> bool:
+    """Verdict of one score, by the engine's rule (``PredictResult.verdicts``: NG at or above
+    the threshold, as in the metrics and defect masks)."""
+    return bool(score >= threshold) if np.isfinite(score) else True
+
+
+def relative_map(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """A map in multiples of its model's pixel threshold (1.0 = at the threshold)."""
+    return np.asarray(amap, dtype=np.float32) / np.float32(max(pixel_threshold, 1e-12))
+
+
+def verdict_labels(ng: np.ndarray) -> list[str]:
+    """"NG" / "OK" per image from a boolean NG array."""
+    return ["NG" if bool(x) else "OK" for x in np.asarray(ng)]
+
+
+def results_table(names: Sequence[str], scores: np.ndarray, threshold: float,
+                  ng: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per image: name, score, score / threshold, verdict (NG at/above threshold)."""
+    scores = np.asarray(scores, dtype=float)
+    if ng is None:
+        ng = np.asarray([is_ng(x, threshold) for x in scores], dtype=bool)
+    return pd.DataFrame({
+        "image": list(names),
+        "score": scores,
+        "normalized": scores / threshold if threshold > 0 else np.full_like(scores, np.inf),
+        "verdict": verdict_labels(ng),
+    })
+
+
+def table_csv(table: pd.DataFrame) -> bytes:
+    """The results table as UTF-8 CSV."""
+    return table.to_csv(index=False, float_format="%.6g").encode("utf-8")
+
+
+def overlay_image(image: np.ndarray, amap: np.ndarray, display: Display) -> np.ndarray:
+    """Heatmap blended over the (cropped) input."""
+    return visualize.overlay(image, amap, display.vmin, display.vmax, display.alpha,
+                             display.colormap)
+
+
+def heatmap_image(amap: np.ndarray, display: Display) -> np.ndarray:
+    """The anomaly map alone, coloured."""
+    return visualize.heatmap(amap, display.vmin, display.vmax, display.colormap)
+
+
+def mask_of(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """Boolean defect mask at the pixel threshold."""
+    return np.asarray(visualize.defect_mask(amap, pixel_threshold), dtype=bool)
+
+
+def contour_image(image: np.ndarray, amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """The input with the outline of every region above the pixel threshold."""
+    return visualize.draw_contours(image, mask_of(amap, pixel_threshold))
+
+
+def mask_image(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """The defect mask as a black / white RGB image."""
+    mask = mask_of(amap, pixel_threshold)
+    return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
+
+
+def defect_fraction(amap: np.ndarray, pixel_threshold: float) -> float:
+    """Share of the image above the pixel threshold."""
+    return float(mask_of(amap, pixel_threshold).mean())
+
+
+def _member_name(name: str) -> str:
+    """A safe relative path inside a zip for an image name."""
+    parts = [re.sub(r"[^A-Za-z0-9._ -]+", "_", p) for p in name.replace("\\", "/").split("/")]
+    parts = [p for p in parts if p not in {"", ".", ".."}] or ["image"]
+    stem = parts[-1].rsplit(".", 1)[0] or "image"
+    return "/".join([*parts[:-1], f"{stem}_overlay.png"])
+
+
+def overlays_zip(
+    names: Sequence[str],
+    images: np.ndarray,
+    maps: np.ndarray,
+    table: pd.DataFrame,
+    display: Display,
+    pixel_threshold: float,
+) -> bytes:
+    """A .zip with one overlay PNG (heatmap + defect contours) per image and the CSV table."""
+    buf = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("results.csv", table_csv(table))
+        for i, name in enumerate(names):
+            base = member = _member_name(name)
+            n = 2
+            while member in used:
+                member = base.removesuffix(".png") + f"-{n}.png"
+                n += 1
+            used.add(member)
+            over = overlay_image(images[i], maps[i], display)
+            over = visualize.draw_contours(over, mask_of(maps[i], pixel_threshold))
+            zf.writestr(f"overlays/{member}", visualize.encode_png(over))
+    return buf.getvalue()

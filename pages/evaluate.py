@@ -1,0 +1,145 @@
+"""Evaluate page: accuracy of model A on a labelled set in MVTec layout (.zip or demo)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from inspector_ui import plots, state, uploads, widgets
+from padim_core.errors import PadimError
+
+st.title("Evaluate")
+widgets.sidebar_status()
+widgets.show_messages()
+slot = state.get_slot("A")
+
+st.markdown(
+    "Measure how well the model separates good from defective parts on a **labelled set in "
+    "MVTec layout**: `train/good/`, `test/good/`, `test/<defect type>/` and (for pixel "
+    "metrics) `ground_truth/<defect type>/<name>_mask.png`."
+)
+with st.container(border=True):
+    fit_first = st.checkbox("Train model A on the set's train/good images first",
+                            value=slot is None, key="eval_fit_first",
+                            help="Replaces model A. Without this, the current model A is "
+                                 "evaluated.")
+    settings = None
+    if fit_first:
+        settings = widgets.fit_settings("evalfit")
+    left, right = st.columns([3, 2])
+    archive = left.file_uploader("Labelled set (.zip)", key="eval_zip",
+                                 help="A zip of one MVTec-style category folder.")
+    go_zip = left.button("Evaluate the uploaded set", key="eval_go", type="primary",
+                         disabled=archive is None)
+    right.markdown("**Demo set**")
+    right.caption("30 labelled test images with masks.")
+    go_demo = right.button("Evaluate on the demo set", key="eval_demo")
+    can_run = fit_first or slot is not None
+    if (go_zip or go_demo) and not can_run:
+        st.error("There is no model A yet: train or load one, or tick the box above.")
+    elif (go_zip or go_demo) and fit_first and settings is None:
+        st.error("No backbone is available to train with.")
+    elif go_zip and archive is not None:
+        from padim_core.archives import extract_zip
+        from padim_core.datasets import MVTecCategory, find_dataset_root
+
+        name = archive.name
+        with uploads.scratch_dir() as tmp:
+            try:
+                extracted = extract_zip(archive.getvalue(), tmp, name=name)
+                widgets.show_problems([(f"{name}: {m}", r) for m, r in extracted.skipped])
+                category = MVTecCategory.from_folder(find_dataset_root(tmp))
+            except PadimError as err:
+                st.error(str(err).replace(str(tmp), name), icon=widgets.ERROR_ICON)
+            else:
+                if widgets.run_evaluation("A", category, name, scratch=tmp,
+                                          fit_first=settings if fit_first else None):
+                    st.rerun()
+    elif go_demo:
+        try:
+            category = uploads.demo_category()
+        except PadimError as err:
+            st.error(f"Demo set unavailable — {err}", icon=widgets.ERROR_ICON)
+        else:
+            if widgets.run_evaluation("A", category, "demo set",
+                                      fit_first=settings if fit_first else None):
+                st.rerun()
+
+ev = state.get_evaluation()
+if ev is None:
+    st.info("Upload a labelled .zip or use the demo set.")
+    st.stop()
+slot = state.get_slot("A")
+current = slot is not None and ev.model_token == slot.token
+if not current:
+    st.warning("This report belongs to an earlier model A; evaluate again for the current one.")
+rep = ev.report
+
+
+def fmt(value: float | None) -> str:
+    """A metric or a dash when it could not be computed."""
+    return "—" if value is None else f"{value:.3f}"
+
+
+st.subheader(f"Results — {ev.label}")
+st.caption(f"{rep.n_images} images ({rep.n_anomalous} defective), "
+           f"{rep.n_pixel_images} with pixel ground truth · {ev.seconds:.1f} s")
+m = st.columns(5)
+m[0].metric("Image AUROC", fmt(rep.image_auroc))
+m[1].metric("Pixel AUROC", fmt(rep.pixel_auroc))
+m[2].metric("AUPRO (FPR ≤ 0.3)", fmt(rep.aupro))
+m[3].metric("Image F1 (best)", fmt(rep.image_f1),
+            help=f"At image threshold {rep.image_f1_threshold:.3f}; F1 at the model's own "
+                 f"threshold: {fmt(rep.image_f1_at_model_threshold)}")
+m[4].metric("Pixel F1 (best)", fmt(rep.pixel_f1),
+            help=f"At pixel threshold {fmt(rep.pixel_f1_threshold)}; F1 at the model's own "
+                 f"threshold: {fmt(rep.pixel_f1_at_model_threshold)}")
+
+c1, c2 = st.columns(2)
+if ev.labels.size and ev.labels.any() and not ev.labels.all():
+    from padim_core.metrics import pr_curve_points, roc_curve_points
+
+    fpr, tpr, _ = roc_curve_points(ev.labels, ev.scores)
+    precision, recall, _ = pr_curve_points(ev.labels, ev.scores)
+    c1.plotly_chart(plots.roc_figure(fpr, tpr, rep.image_auroc), key="eval_roc")
+    c2.plotly_chart(plots.pr_figure(precision, recall, rep.image_f1,
+                                    base_rate=float(ev.labels.mean())), key="eval_pr")
+else:
+    c1.info("ROC and PR curves need both good and defective images.")
+
+st.markdown("**Per defect type**")
+rows = [{"defect type": name, "images": v.get("count"), "defective": v.get("n_anomalous"),
+         "image AUROC": v.get("image_auroc"), "mean score": v.get("mean_score")}
+        for name, v in rep.per_defect_type.items()]
+st.dataframe(pd.DataFrame(rows), hide_index=True, key="eval_per_type",
+             column_config={"image AUROC": st.column_config.NumberColumn(format="%.3f"),
+                            "mean score": st.column_config.NumberColumn(format="%.3f")})
+
+st.markdown("**Recommended thresholds (F1-optimal on this set)**")
+t = st.columns(3)
+t[0].metric("Image threshold", f"{rep.image_f1_threshold:.3f}",
+            help=f"Model's own: {fmt(rep.model_image_threshold)}")
+t[1].metric("Pixel threshold", fmt(rep.pixel_f1_threshold),
+            help=f"Model's own: {fmt(rep.model_pixel_threshold)}")
+if t[2].button("Apply to the Inspect sliders", key="eval_apply", type="primary",
+               disabled=not current):
+    state.set_thresholds("A", image=rep.image_f1_threshold,
+                         pixel=rep.pixel_f1_threshold)
+    st.success(f"Inspect now uses image threshold {rep.image_f1_threshold:.3f}"
+               + (f" and pixel threshold {rep.pixel_f1_threshold:.3f}."
+                  if rep.pixel_f1_threshold is not None else "."))
+    st.page_link("pages/inspect.py", label="Go to Inspect", icon=":material/image_search:")
+
+if rep.skipped:
+    with st.expander(f"{len(rep.skipped)} image(s) could not be read"):
+        widgets.show_problems(list(rep.skipped))
+if rep.no_pixel_ground_truth:
+    with st.expander(f"{len(rep.no_pixel_ground_truth)} defective image(s) without a mask"):
+        st.dataframe(pd.DataFrame(rep.no_pixel_ground_truth, columns=["image", "reason"]),
+                     hide_index=True)
+st.download_button("Download report (JSON)",
+                   data=json.dumps(rep.to_dict(), indent=2).encode("utf-8"),
+                   file_name="padim_evaluation.json", mime="application/json",
+                   on_click="ignore", key="eval_json")

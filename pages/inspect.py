@@ -1,0 +1,146 @@
+"""Inspect page: score new images, then tune thresholds without re-running the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from inspector_ui import plots, state, views, widgets
+from inspector_ui.uploads import collect_images, demo_test_batch
+from padim_core.errors import PadimError
+
+GALLERY_PAGE = 12
+
+st.title("Inspect")
+widgets.sidebar_status()
+widgets.show_messages()
+slot = widgets.require_model("A")
+if slot is None:
+    st.stop()
+
+with st.container(border=True):
+    left, right = st.columns([3, 2])
+    files = left.file_uploader("Images to inspect", accept_multiple_files=True,
+                               key="inspect_files", help=widgets.UPLOAD_HELP)
+    go_upload = left.button("Inspect uploaded images", type="primary", key="inspect_go",
+                            disabled=not files)
+    right.markdown("**Demo test set**")
+    right.caption("Good plates and plates with scratches, stains and holes.")
+    go_demo = right.button("Inspect the demo test set", key="inspect_demo")
+    if go_upload and files:
+        widgets.run_inspection("A", collect_images(widgets.uploaded_pairs(files),
+                                                   label=widgets.files_label(files)))
+    elif go_demo:
+        try:
+            widgets.run_inspection("A", demo_test_batch())
+        except PadimError as err:
+            st.error(f"Demo set unavailable — {err}", icon=widgets.ERROR_ICON)
+
+insp = state.get_inspection()
+if insp is None:
+    st.info("Upload images (or a .zip) to inspect, or use the demo test set.")
+    st.stop()
+if insp.model_token != slot.token:
+    st.warning("The results below were scored by an earlier model. Inspect again to score "
+               "them with the current one.")
+    if insp.sources and st.button("Re-score these images with the current model",
+                                  key="inspect_rescore"):
+        batch = collect_images([], label=insp.label)
+        for name, data in insp.sources.items():
+            batch.add(name, data)
+        if widgets.run_inspection("A", batch):
+            st.rerun()
+    st.stop()
+
+res = insp.result
+model = slot.model
+calibration = np.asarray(getattr(model, "calibration_scores_", []), dtype=float)
+
+with st.sidebar:
+    st.subheader("Thresholds")
+    thr = widgets.threshold_controls("A", prefix="insp", container=st.sidebar)
+    st.subheader("Heatmap")
+    alpha, cmap = widgets.display_controls(prefix="insp", container=st.sidebar)
+display = views.Display(insp.scale[0], insp.scale[1], alpha, cmap)
+
+ng = np.asarray(res.verdicts(thr.image), dtype=bool)
+table = views.results_table(res.names, res.scores, thr.image, ng)
+n_ng = int(ng.sum())
+
+st.subheader(f"Results — {insp.label}")
+m = st.columns(5)
+m[0].metric("Images", len(res.names))
+m[1].metric("NG count", n_ng)
+m[2].metric("OK count", len(res.names) - n_ng)
+m[3].metric("Image threshold", f"{thr.image:.3f}")
+m[4].metric("Scoring time", f"{insp.seconds:.1f} s")
+if insp.problems:
+    with st.expander(f"{len(insp.problems)} file(s) skipped", expanded=False):
+        widgets.show_problems(insp.problems)
+
+left, right = st.columns([3, 2])
+with left:
+    st.dataframe(
+        table, hide_index=True, key="inspect_table", height=min(420, 38 + 35 * len(table)),
+        column_config={
+            "score": st.column_config.NumberColumn("score", format="%.3f"),
+            "normalized": st.column_config.NumberColumn(
+                "score / threshold", format="%.2f", help="≥ 1 means NG"),
+            "verdict": st.column_config.TextColumn("verdict"),
+        },
+    )
+    d1, d2 = st.columns(2)
+    d1.download_button("Download table (CSV)", data=views.table_csv(table),
+                       file_name="padim_results.csv", mime="text/csv", on_click="ignore",
+                       key="inspect_csv")
+    d2.download_button(
+        "Download overlays (.zip)",
+        data=lambda: views.overlays_zip(res.names, res.images, res.maps, table, display,
+                                        thr.pixel),
+        file_name="padim_overlays.zip", mime="application/zip", on_click="ignore",
+        key="inspect_zip")
+with right:
+    st.plotly_chart(plots.score_histogram(res.scores, thr.image, "Scores of this batch",
+                                          ng=ng, reference=calibration), key="inspect_hist")
+
+st.subheader("Selected image")
+order = list(np.argsort(-np.asarray(res.scores)))
+options = [int(i) for i in order]
+choice = st.selectbox(
+    "Image", options, key="inspect_selected",
+    format_func=lambda i: f"{res.names[i]} — score {res.scores[i]:.3f} — "
+                          f"{'NG' if ng[i] else 'OK'}")
+i = int(choice if choice is not None else options[0])
+c1, c2, c3 = st.columns(3)
+c1.image(res.images[i], caption=f"{res.names[i]} (as scored)", width="stretch")
+c2.image(views.overlay_image(res.images[i], res.maps[i], display),
+         caption=f"Heatmap overlay — score {res.scores[i]:.3f} "
+                 f"({views.ratio(res.scores[i], thr.image):.2f} × threshold)", width="stretch")
+view = c3.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="inspect_view",
+                label_visibility="collapsed")
+share = views.defect_fraction(res.maps[i], thr.pixel)
+if view == "Mask":
+    c3.image(views.mask_image(res.maps[i], thr.pixel), width="stretch",
+             caption=f"Defect mask at pixel threshold {thr.pixel:.3f} ({share:.1%} of area)")
+else:
+    c3.image(views.contour_image(res.images[i], res.maps[i], thr.pixel), width="stretch",
+             caption=f"Defect contours at pixel threshold {thr.pixel:.3f} ({share:.1%} of area)")
+st.markdown("Verdict: " + (":red-badge[**NG**]" if ng[i] else ":green-badge[**OK**]"))
+
+st.subheader("Gallery")
+g1, g2 = st.columns([2, 1])
+show = g1.radio("Show", ["All", "NG only", "OK only"], horizontal=True, key="gallery_filter")
+picked = [j for j in order if show == "All" or (show == "NG only") == bool(ng[j])]
+pages = max(1, (len(picked) + GALLERY_PAGE - 1) // GALLERY_PAGE)
+page = int(g2.number_input("Page", min_value=1, max_value=pages, value=1,
+                           key=f"gallery_page_{show}")) if pages > 1 else 1
+shown = picked[(page - 1) * GALLERY_PAGE:page * GALLERY_PAGE]
+if not shown:
+    st.caption("No image in this group.")
+cols = st.columns(4)
+for k, j in enumerate(shown):
+    tile = views.contour_image(views.overlay_image(res.images[j], res.maps[j], display),
+                               res.maps[j], thr.pixel)
+    cols[k % 4].image(tile, width="stretch",
+                      caption=f"{'NG' if ng[j] else 'OK'} · {res.scores[j]:.3f} · "
+                              f"{res.names[j]}")

@@ -1,0 +1,25 @@
+"""Train page: learn "normal" from good images (upload, .zip or demo set), or load a model."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from inspector_ui import resources, state, widgets
+
+st.title("Train")
+widgets.sidebar_status()
+widgets.show_messages()
+
+st.caption(f"Runs on **{resources.device_text()}**.")
+with st.container(border=True):
+    st.subheader("Learn from good parts")
+    widgets.training_panel("A")
+
+with st.expander("…or load a saved model file instead", expanded=state.get_slot("A") is None):
+    widgets.model_loader("A")
+
+if state.get_slot("A") is not None:
+    st.subheader("Model card")
+    widgets.model_card("A")
+    st.page_link("pages/inspect.py", label="Next: inspect new images",
+                 icon=":material/image_search:")

@@ -1,0 +1,123 @@
+"""AppTest: Compare page (two images under one model, one image under two models)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inspector_ui import testing as t  # noqa: E402
+from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
+from padim_core import PadimModel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
+
+
+@pytest.fixture(autouse=True)
+def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
+
+
+@pytest.fixture
+def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = PadimModel.predict
+
+    def counting(self, images, progress=None, names=None):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original(self, images, progress=progress, names=names)
+
+    monkeypatch.setattr(PadimModel, "predict", counting)
+    return calls
+
+
+def scores_shown(at) -> list[float]:  # type: ignore[no-untyped-def]
+    return [float(m.value) for m in at.metric if m.label == "Score"]
+
+
+def test_compare_needs_images_or_a_batch() -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    at = t.open_page(at, "compare")
+    assert not t.exceptions(at)
+    assert any("Inspect a batch first" in i.value for i in at.info)
+    at.button(key="compare_demo").click().run()
+    assert not t.exceptions(at)
+    assert len(scores_shown(at)) == 2
+
+
+def test_two_images_one_model_reuses_the_batch(predict_calls: list[int]) -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    at = t.open_page(at, "inspect")
+    at.button(key="inspect_demo").click().run()
+    assert len(predict_calls) == 1
+    at = t.open_page(at, "compare")
+    assert not t.exceptions(at) and not t.errors(at)
+    res = at.session_state["inspection"].result
+    # default: the most suspect image beside the least suspect one
+    shown = scores_shown(at)
+    assert shown == pytest.approx([max(res.scores), min(res.scores)], abs=1e-3)
+    assert len(predict_calls) == 1, "images of the inspected batch must not be re-scored"
+    # one shared colour scale for both sides
+    assert any("for both" in c.value for c in at.caption)
+    at.selectbox(key="compare_right").set_value(res.names[0]).run()
+    assert scores_shown(at)[1] == pytest.approx(res.scores[0], abs=1e-3)
+    # the shared sliders re-draw verdicts here too, still without the model
+    top = at.slider(key="cmp_image_thr").max
+    assert top > max(res.scores)
+    at.slider(key="cmp_image_thr").set_value(top).run()
+    assert [m.value for m in at.metric if m.label == "Verdict"] == ["OK", "OK"]
+    assert len(predict_calls) == 1
+    at = t.open_page(at, "inspect")
+    assert t.metric(at, "NG count") == "0", "thresholds are shared with Inspect"
+
+
+def test_one_image_two_models(demo: Path, predict_calls: list[int]) -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    at = t.open_page(at, "compare")
+    at.radio(key="compare_mode").set_value("One image, two models").run()
+    at.file_uploader(key="compare_files").set_value(t.inspect_uploads(demo)[:2]).run()
+    at.button(key="compare_add").click().run()
+    assert any("Model B is empty" in i.value for i in at.info)
+    # train model B with another d on the same demo set
+    t.use_small_settings(at, "trainB")
+    at.number_input(key="trainB_d_efficientnet_lite0").set_value(16)
+    at.button(key="trainB_demo").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    b = t.slot(at, "B")
+    assert b is not None and b.model.config.d == 16
+    assert t.slot(at, "A").model.config.d == t.SMALL["d"]
+    assert len(scores_shown(at)) == 2
+    headers = " ".join(m.value for m in at.markdown)
+    assert "Model A" in headers and "Model B" in headers and "d=16" in headers
+    assert any("multiples of each model's pixel threshold" in c.value for c in at.caption)
+    calls = len(predict_calls)
+    at.slider(key="cmpB_image_thr").set_value(b.model.image_threshold_ * 1.5).run()
+    at.slider(key="cmp_alpha").set_value(0.9).run()
+    assert not t.exceptions(at)
+    assert len(predict_calls) == calls, "slider moves must not re-score"
+
+
+def test_model_b_from_file(predict_calls: list[int]) -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    data = t.slot(at).model.to_bytes()
+    at = t.open_page(at, "compare")
+    at.radio(key="compare_mode").set_value("One image, two models").run()
+    at.button(key="compare_demo").click().run()
+    at.file_uploader(key="loadB_file").set_value(("other.safetensors", b"junk" * 10,
+                                                  "application/octet-stream")).run()
+    at.button(key="loadB_go").click().run()
+    assert any("other.safetensors" in e for e in t.errors(at))
+    assert t.slot(at, "B") is None
+    at.file_uploader(key="loadB_file").set_value(("b.safetensors", data,
+                                                  "application/octet-stream")).run()
+    at.button(key="loadB_go").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.slot(at, "B") is not None
+    a_score, b_score = scores_shown(at)
+    assert a_score == pytest.approx(b_score, rel=1e-4), "same model file, same score"

@@ -1,0 +1,176 @@
+"""AppTest: landing page and Train page (demo, uploads, zips, bad uploads, model files)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inspector_ui import testing as t  # noqa: E402
+from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
+
+
+@pytest.fixture(autouse=True)
+def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
+    # Per-test temp root, so tests can check that upload scratch folders are cleaned up.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+
+
+def scratch_left(tmp_path: Path) -> list[str]:
+    return [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("padim-inspector")]
+
+
+def test_landing_page_leads_to_train() -> None:
+    at = t.new_app()
+    assert not t.exceptions(at)
+    assert at.title[0].value.endswith("PaDiM Inspector")
+    text = at.markdown[0].value
+    assert "Train" in text and "Inspect" in text and text.count("\n") == 2
+    assert any("train" in str(link.proto.page).lower() for link in at.get("page_link"))
+
+
+def test_train_page_offers_backbones_and_device() -> None:
+    at = t.open_page(t.new_app(), "train")
+    assert not t.exceptions(at)
+    box = at.selectbox(key="trainA_backbone")
+    assert box.value == "efficientnet_lite0"
+    from padim_core.backbones import backbone_status
+
+    missing = [s for s in backbone_status() if not s.available]
+    assert all(name != s.name for s in missing for name in box.options)
+    captions = " ".join(c.value for c in at.caption)
+    for s in missing:
+        assert s.label in captions and "unavailable" in captions
+    assert "CPU" in captions or "CUDA" in captions
+
+
+def test_train_on_demo_shows_model_card(tmp_path: Path) -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    assert not t.exceptions(at) and not t.errors(at)
+    slot = t.slot(at)
+    assert slot is not None and slot.model.config.d == t.SMALL["d"]
+    assert slot.model.config.crop == t.SMALL["crop"]
+    assert t.metric(at, "Training images") == "8"
+    assert t.metric(at, "Backbone") == "efficientnet_lite0"
+    assert float(t.metric(at, "Image threshold")) > 0
+    assert any("trained" in s.value for s in at.success)
+    assert at.get("plotly_chart"), "calibration histogram missing"
+    assert at.download_button(key="cardA_download") is not None
+    assert at.session_state["fit_calls"] == 1
+
+
+def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path) -> None:
+    at = t.use_small_settings(t.open_page(t.new_app(), "train"))
+    files = t.train_uploads(demo)
+    at.file_uploader(key="trainA_files").set_value(files).run()
+    at.button(key="trainA_go").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.slot(at).model.n_train_images_ == len(files)
+
+    archive = t.zip_bytes({f"good/{name}": data for name, data, _ in files})
+    at.file_uploader(key="trainA_files").set_value(("good.zip", archive, "application/zip"))
+    at.run()
+    at.button(key="trainA_go").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.slot(at).model.n_train_images_ == len(files)
+    assert at.session_state["fit_calls"] == 2
+    assert not scratch_left(tmp_path), "per-session scratch folder not cleaned up"
+
+
+def test_bad_files_are_named_and_skipped(demo: Path) -> None:
+    at = t.use_small_settings(t.open_page(t.new_app(), "train"))
+    files = t.train_uploads(demo)
+    files += [("notes.txt", b"just some text", "text/plain"),
+              ("broken.png", files[0][1][:60], "image/png"),
+              ("empty.png", b"", "image/png")]
+    at.file_uploader(key="trainA_files").set_value(files).run()
+    at.button(key="trainA_go").click().run()
+    assert not t.exceptions(at)
+    text = " | ".join(t.errors(at))
+    for name in ("notes.txt", "broken.png", "empty.png"):
+        assert name in text
+    slot = t.slot(at)
+    assert slot is not None and slot.model.n_train_images_ == len(files) - 3
+    assert {n for n, _ in slot.skipped} >= {"notes.txt", "broken.png", "empty.png"}
+
+
+@pytest.mark.parametrize(
+    ("upload", "expected"),
+    [
+        (("notes.txt", b"not an image at all", "text/plain"), "notes.txt"),
+        (("empty.zip", t.zip_bytes({}), "application/zip"), "empty.zip"),
+        (("docs.zip", t.zip_bytes({"readme.txt": b"hello"}), "application/zip"), "docs.zip"),
+        (("evil.zip", t.zip_bytes({"../../evil.png": b"x" * 100}), "application/zip"),
+         "evil.zip"),
+        (("corrupt.zip", b"PK\x03\x04" + b"\x00" * 50, "application/zip"), "corrupt.zip"),
+    ],
+)
+def test_bad_upload_keeps_trained_model(upload: tuple[str, bytes, str], expected: str,
+                                        tmp_path: Path) -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    before = t.slot(at)
+    at.file_uploader(key="trainA_files").set_value([upload]).run()
+    at.button(key="trainA_go").click().run()
+    assert not t.exceptions(at)
+    assert any(expected in e for e in t.errors(at)), t.errors(at)
+    assert t.slot(at) is before, "a failed upload must not replace the trained model"
+    assert t.metric(at, "Training images") == "8"
+    assert not scratch_left(tmp_path)
+
+
+def test_zip_with_paths_outside_names_the_member(demo: Path) -> None:
+    at = t.use_small_settings(t.open_page(t.new_app(), "train"))
+    files = t.train_uploads(demo)
+    members = {f"ok/{n}": d for n, d, _ in files}
+    members["../outside.png"] = files[0][1]
+    at.file_uploader(key="trainA_files").set_value([("mixed.zip", t.zip_bytes(members),
+                                                     "application/zip")]).run()
+    at.button(key="trainA_go").click().run()
+    assert not t.exceptions(at)
+    assert any("mixed.zip" in e and "outside.png" in e for e in t.errors(at)), t.errors(at)
+    assert t.slot(at).model.n_train_images_ == len(files)
+
+
+def test_model_download_and_load_round_trip() -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    model = t.slot(at).model
+    data = model.to_bytes()
+    other = t.open_page(t.new_app(), "train")
+    other.file_uploader(key="loadA_file").set_value(("part.safetensors", data,
+                                                     "application/octet-stream")).run()
+    other.button(key="loadA_go").click().run()
+    assert not t.exceptions(other) and not t.errors(other)
+    loaded = t.slot(other)
+    assert loaded is not None and "part.safetensors" in loaded.origin
+    assert loaded.model.image_threshold_ == pytest.approx(model.image_threshold_)
+    assert t.metric(other, "d") == str(t.SMALL["d"])
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "problem"),
+    [
+        ("future.safetensors", t.other_version_model(), "version"),
+        ("random.safetensors", b"\x00" * 64, "not a PaDiM Inspector model"),
+        ("empty.safetensors", b"", "empty"),
+    ],
+)
+def test_bad_model_file_keeps_current_model(name: str, data: bytes, problem: str) -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    before = t.slot(at)
+    at.file_uploader(key="loadA_file").set_value((name, data, "application/octet-stream"))
+    at.run()
+    at.button(key="loadA_go").click().run()
+    assert not t.exceptions(at)
+    assert any(name in e and problem in e for e in t.errors(at)), t.errors(at)
+    assert t.slot(at) is before
