@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .gaussian import PatchGaussian
+from .gaussian import PatchGaussian, single_blas_thread
 
 DEFAULT_SIGMA = 4.0
 
@@ -22,7 +22,8 @@ def mahalanobis(embedding: torch.Tensor, gaussian: PatchGaussian) -> torch.Tenso
     x = embedding.reshape(h * w, b, d)
     if isinstance(gaussian.whitener, np.ndarray):
         diff = x.numpy() - gaussian.mean[:, None, :]
-        z = np.matmul(diff, gaussian.whitener)
+        with single_blas_thread():
+            z = np.matmul(diff, gaussian.whitener)
         sq = np.einsum("pbd,pbd->bp", z, z)
         dist = torch.from_numpy(np.sqrt(sq, out=sq))
     else:
