@@ -1,0 +1,249 @@
+"""Five browser sessions against ONE ``streamlit run app.py`` server, all at once.
+
+Each session trains its own model on the demo set with its own ``d`` and inspects the demo
+test set; every page must show its own results (its model card's ``d``), none may show an
+exception, and ``/_stcore/health`` must keep answering within a few seconds meanwhile.
+
+Why Playwright contexts and not AppTest: AppTest runs the script in the test process, one
+simulated session at a time, with no server, no websocket and no Tornado event loop. What
+can go wrong with many users is exactly what it leaves out: sessions sharing one process
+(the cached backbone, ``st.cache_resource``), script runs in concurrent server threads, the
+event loop stalling while five fits run, results going to the wrong websocket. Five
+Playwright *contexts* of one Chromium are five independent browser sessions (own cookies,
+own websocket, own ``st.session_state``) driven concurrently with the async API from one
+thread, which is lighter than five browsers on a 2-core machine.
+
+Loopback only (``127.0.0.1``, a free port); every wait is bounded. Needs Debian's Chromium
+(``/usr/bin/chromium`` or ``$CHROMIUM``); never runs ``playwright install``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SESSION_DS = (8, 12, 16, 20, 24)
+N_TRAIN, N_GOOD, N_DEFECT = 8, 3, 3
+STEP_TIMEOUT_MS = 240_000
+TOTAL_TIMEOUT_S = 600
+HEALTH_LIMIT_S = 5.0
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+]
+
+
+# --------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_seconds(url: str, timeout: float = 10.0) -> float:
+    """Seconds ``/_stcore/health`` took to answer 200 (``inf`` on failure or timeout)."""
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as resp:
+            return time.perf_counter() - start if resp.status == 200 else float("inf")
+    except OSError:
+        return float("inf")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
+        if health_seconds(url, timeout=2) < float("inf"):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not become healthy at {url}")
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``streamlit run app.py`` on a free loopback port, with a small demo set."""
+    sys.path.insert(0, str(ROOT))
+    from inspector_ui.testing import make_small_demo
+    from inspector_ui.uploads import DEMO_DIR_ENV
+
+    demo = make_small_demo(tmp_path_factory.mktemp("demo") / "set", n_train=N_TRAIN,
+                           n_good=N_GOOD, n_defect=N_DEFECT)
+    port = free_port()
+    env = {**os.environ, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path_factory.mktemp("log") / "streamlit.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+            yield Server(url, log_path)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+class HealthProbe:
+    """Polls the health endpoint from a thread while the sessions run."""
+
+    def __init__(self, url: str, every: float = 0.5) -> None:
+        self.url, self.every = url, every
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.latencies.append(health_seconds(self.url))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+# --------------------------------------------------------------------------- one session
+
+
+@dataclass
+class Outcome:
+    d: int
+    card_d: str = ""
+    sidebar: str = ""
+    n_train: str = ""
+    n_images: str = ""
+    exceptions: int = -1
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    clicked_train: float = 0.0
+    trained: float = 0.0
+
+
+async def metric(page: Any, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(
+            rf"^\s*{re.escape(label)}\s*$")))
+    return (await box.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+
+
+async def one_session(browser: Any, url: str, d: int) -> Outcome:
+    """Train on the demo set with ``d`` and a 128 px image size, then inspect the demo set."""
+    out = Outcome(d)
+    start = time.perf_counter()
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        await page.goto(f"{url}/train")
+        await page.get_by_role("heading", name="Train").wait_for()
+        await page.get_by_role("button", name="Train on the demo set").wait_for()
+        d_box = page.get_by_test_id("stNumberInputField").first
+        await d_box.fill(str(d))
+        await d_box.press("Enter")
+        size = page.get_by_role("slider").first
+        await size.focus()
+        await size.press("Home")  # smallest image size: fast on 2 cores
+        await page.wait_for_timeout(1500)  # let the widget values reach the server
+        out.clicked_train = time.monotonic()
+        await page.get_by_role("button", name="Train on the demo set").click()
+        await page.get_by_text("Model card").wait_for()
+        out.trained = time.monotonic()
+        out.card_d = await metric(page, "d")
+        out.n_train = await metric(page, "Training images")
+        out.sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
+        await page.get_by_text("Next: inspect new images").click()
+        await page.get_by_role("button", name="Inspect the demo test set").click()
+        await page.locator('[data-testid="stMetric"]').filter(has_text="NG count").wait_for()
+        out.n_images = await metric(page, "Images")
+        out.exceptions = await page.locator('[data-testid="stException"]').count()
+        out.errors = await page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    finally:
+        await context.close()
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+async def five_sessions(url: str) -> list[Outcome | BaseException]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            jobs = [one_session(browser, url, d) for d in SESSION_DS]
+            return await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True),
+                                          TOTAL_TIMEOUT_S)
+        finally:
+            await browser.close()
+
+
+# --------------------------------------------------------------------------- the test
+
+
+def test_five_concurrent_sessions_each_get_their_own_results(server: Server) -> None:
+    pytest.importorskip("playwright.async_api")
+    with HealthProbe(server.url) as probe:
+        outcomes = asyncio.run(five_sessions(server.url))
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert not failed, [f"{type(e).__name__}: {e}" for e in failed]
+    for o in outcomes:
+        assert isinstance(o, Outcome)
+        assert o.exceptions == 0 and o.errors == [], (o.d, o.errors)
+        assert o.card_d == str(o.d), f"session with d={o.d} shows d={o.card_d}"
+        assert f"d={o.d}," in o.sidebar, (o.d, o.sidebar)
+        assert o.n_train == str(N_TRAIN)
+        assert o.n_images == str(N_GOOD + N_DEFECT)
+    done = [o for o in outcomes if isinstance(o, Outcome)]
+    # The five trainings really overlapped: every session clicked "Train" before any
+    # session's model card appeared.
+    assert max(o.clicked_train for o in done) < min(o.trained for o in done)
+    assert probe.latencies, "health probe never ran"
+    worst = max(probe.latencies)
+    print(f"\nsessions: {[(o.d, round(o.seconds, 1)) for o in done]}; health probes: "
+          f"{len(probe.latencies)}, worst {worst:.2f} s")
+    assert worst < HEALTH_LIMIT_S, f"/_stcore/health took {worst:.1f} s while sessions ran"
+    log = server.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-4000:]
+    assert health_seconds(server.url) < HEALTH_LIMIT_S  # still up afterwards
