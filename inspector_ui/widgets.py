@@ -359,7 +359,7 @@ def model_card(slot_key: str) -> None:
     thr = state.get_thresholds(slot_key)
     assert thr is not None
     st.caption(slot.origin)
-    cols = st.columns(6)
+    cols = st.columns([2.4, 0.8, 1.4, 1.1, 1.5, 1.5])
     cols[0].metric("Backbone", str(card.get("backbone", model.config.backbone)))
     cols[1].metric("d", str(card.get("d", model.config.d)))
     cols[2].metric("Training images", str(card.get("n_train_images", model.n_train_images_)))

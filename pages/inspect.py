@@ -106,18 +106,18 @@ with right:
 st.subheader("Selected image")
 order = list(np.argsort(-np.asarray(res.scores)))
 options = [int(i) for i in order]
-choice = st.selectbox(
+pick, mode = st.columns([4, 1])
+choice = pick.selectbox(
     "Image", options, key="inspect_selected",
     format_func=lambda i: f"{res.names[i]} — score {res.scores[i]:.3f} — "
                           f"{'NG' if ng[i] else 'OK'}")
+view = mode.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="inspect_view")
 i = int(choice if choice is not None else options[0])
 c1, c2, c3 = st.columns(3)
 c1.image(res.images[i], caption=f"{res.names[i]} (as scored)", width="stretch")
 c2.image(views.overlay_image(res.images[i], res.maps[i], display),
          caption=f"Heatmap overlay — score {res.scores[i]:.3f} "
                  f"({views.ratio(res.scores[i], thr.image):.2f} × threshold)", width="stretch")
-view = c3.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="inspect_view",
-                label_visibility="collapsed")
 share = views.defect_fraction(res.maps[i], thr.pixel)
 if view == "Mask":
     c3.image(views.mask_image(res.maps[i], thr.pixel), width="stretch",

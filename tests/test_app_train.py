@@ -174,3 +174,25 @@ def test_bad_model_file_keeps_current_model(name: str, data: bytes, problem: str
     assert not t.exceptions(at)
     assert any(name in e and problem in e for e in t.errors(at)), t.errors(at)
     assert t.slot(at) is before
+
+
+def test_upload_path_decodes_each_image_once(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speed budget (upload training within 1.3x of the CLI fit) rests on this: uploads go
+    to the engine as the bytes the browser sent, and each one is decoded exactly once."""
+    import padim_core.model as engine
+
+    decoded: list[object] = []
+    real = engine.load_image
+
+    def counting(source, name=None):  # type: ignore[no-untyped-def]
+        decoded.append(source)
+        return real(source, name)
+
+    monkeypatch.setattr(engine, "load_image", counting)
+    at = t.use_small_settings(t.open_page(t.new_app(), "train"))
+    files = t.train_uploads(demo)
+    at.file_uploader(key="trainA_files").set_value(files).run()
+    at.button(key="trainA_go").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert len(decoded) == len(files)
+    assert all(isinstance(s, bytes) for s in decoded), "uploads reach the engine as bytes"
