@@ -252,8 +252,9 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings) -> bo
                                                   f"{batch.label}", skipped=skipped)
     progress.finish(f"Trained on {n_used} images, {len(skipped)} skipped, "
                     f"{model.fit_seconds_:.1f} s on {model.device_}")
+    skipped_text = f", {len(skipped)} file(s) skipped (listed below)" if skipped else ""
     state.flash("success", f"{state.SLOT_NAMES[slot_key]} is ready: {slot.origin} "
-                           f"({model.fit_seconds_:.1f} s).")
+                           f"({model.fit_seconds_:.1f} s on {model.device_}){skipped_text}.")
     return True
 
 
