@@ -86,9 +86,22 @@ def results_table(names: Sequence[str], scores: np.ndarray, threshold: float,
     })
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet will not run as a formula: a leading = + - @ (or tab / CR) gets a
+    quote, as OWASP advises against CSV injection (file names come from uploads)."""
+    return f"'{text}" if text[:1] in FORMULA_STARTS else text
+
+
 def table_csv(table: pd.DataFrame) -> bytes:
-    """The results table as UTF-8 CSV."""
-    return table.to_csv(index=False, float_format="%.6g").encode("utf-8")
+    """The results table as UTF-8 CSV, with text cells made spreadsheet-safe."""
+    safe = table.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(lambda v: spreadsheet_safe(str(v)))
+    return safe.to_csv(index=False, float_format="%.6g").encode("utf-8")
 
 
 def overlay_image(image: np.ndarray, amap: np.ndarray, display: Display) -> np.ndarray:

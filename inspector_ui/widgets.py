@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 
 from padim_core import PadimModel
-from padim_core.errors import PadimError
+from padim_core.errors import PadimError, WeightsUnavailableError
 
 from . import plots, resources, state, views
 from .uploads import ImageBatch, collect_images, demo_train_batch
@@ -309,9 +309,21 @@ def load_model_bytes(slot_key: str, name: str, data: bytes) -> bool:
         return False
     try:
         model = PadimModel.from_bytes(data, name=name)
-        share_extractor(model)
     except PadimError as err:
         st.error(str(err), icon=ERROR_ICON)
+        return False
+    try:
+        share_extractor(model)
+    except WeightsUnavailableError:
+        cfg = model.config
+        which = f"the weights file {Path(cfg.weights).name}" if cfg.weights else \
+            f"the pretrained {cfg.backbone} weights"
+        st.error(f"{name}: this model needs the {cfg.backbone} backbone, and {which} "
+                 "are not installed on this server. Ask whoever runs the server to add them, "
+                 "or train a model here with an available backbone.", icon=ERROR_ICON)
+        return False
+    except PadimError as err:
+        st.error(f"{name}: {err}", icon=ERROR_ICON)
         return False
     state.set_slot(slot_key, model, origin=f"loaded from {name}")
     state.flash("success", f"{state.SLOT_NAMES[slot_key]} loaded from {name}.")

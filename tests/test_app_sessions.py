@@ -108,3 +108,15 @@ def test_results_table_and_overlay_zip_names() -> None:
     lo, hi = views.shared_scale([maps[0], maps[1] * 3])
     assert lo == pytest.approx(float(min(maps[0].min(), maps[1].min() * 3)))
     assert hi == pytest.approx(float(max(maps[0].max(), maps[1].max() * 3)))
+
+
+def test_csv_cells_are_not_spreadsheet_formulas() -> None:
+    names = ["=HYPERLINK(1).png", "+1+1.png", "-2+3.png", "@SUM(1).png", "plain.png"]
+    table = views.results_table(names, np.arange(5.0) + 1, 2.0)
+    text = views.table_csv(table).decode("utf-8")
+    import csv
+
+    cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+    assert "'=HYPERLINK(1).png" in cells and "plain.png" in cells
+    assert table["image"].tolist() == names, "the table on screen keeps the real names"

@@ -196,3 +196,37 @@ def test_upload_path_decodes_each_image_once(demo: Path, monkeypatch: pytest.Mon
     assert not t.exceptions(at) and not t.errors(at)
     assert len(decoded) == len(files)
     assert all(isinstance(s, bytes) for s in decoded), "uploads reach the engine as bytes"
+
+
+def test_model_for_a_backbone_without_weights_names_the_file(demo: Path) -> None:
+    from padim_core import PadimModel
+    from padim_core.backbones import backbone_status
+
+    if any(s.name == "resnet18" and s.available for s in backbone_status()):
+        pytest.skip("resnet18 weights are installed here")
+    data = [d for _, d, _ in t.train_uploads(demo)[:4]]
+    resnet = PadimModel(backbone="resnet18", weights="random", d=16, image_size=64, crop=64,
+                        device="cpu").fit(data)
+    # the same model as if it had been trained with ImageNet weights on another machine
+    import json
+
+    import safetensors.numpy
+
+    raw = resnet.to_bytes()
+    tensors = safetensors.numpy.load(raw)
+    n = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8:8 + n])["__metadata__"]
+    padim = json.loads(meta["padim"])
+    padim["config"]["weights"] = None
+    meta["padim"] = json.dumps(padim)
+    file = safetensors.numpy.save(tensors, metadata=meta)
+
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    before = t.slot(at)
+    at.file_uploader(key="loadA_file").set_value(("resnet.safetensors", file,
+                                                  "application/octet-stream")).run()
+    at.button(key="loadA_go").click().run()
+    assert not t.exceptions(at)
+    hits = [e for e in t.errors(at) if "resnet.safetensors" in e and "resnet18" in e]
+    assert hits and not any("--weights" in e for e in hits), t.errors(at)
+    assert t.slot(at) is before
