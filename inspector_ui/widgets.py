@@ -333,12 +333,12 @@ def load_model_bytes(slot_key: str, name: str, data: bytes) -> bool:
 def share_extractor(model: PadimModel) -> None:
     """Give a loaded model the process-wide cached backbone instead of loading its own.
 
-    ``PadimModel.from_bytes`` needs the extractor before the file tells which backbone it
-    wants, and otherwise loads one lazily per model; the engine has no public setter yet.
+    The file tells which backbone it wants only once it is read, so the cached one is
+    attached afterwards; random-weight models keep their own (seeded) backbone.
     """
     cfg = model.config
-    if getattr(model, "_extractor", None) is None and cfg.weights != "random":
-        model._extractor = resources.get_extractor(cfg.backbone, cfg.weights)
+    if cfg.weights != "random":
+        model.use_extractor(resources.get_extractor(cfg.backbone, cfg.weights))
 
 
 def model_loader(slot_key: str) -> None:

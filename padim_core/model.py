@@ -183,6 +183,15 @@ class PadimModel:
     def device(self) -> torch.device:
         return self.extractor.device
 
+    def use_extractor(self, extractor: FeatureExtractor) -> PadimModel:
+        """Share an already loaded backbone (e.g. one cached per process); returns self."""
+        if extractor.spec.name != self.config.backbone:
+            raise InvalidInputError("extractor", f"is {extractor.spec.name}, the model wants "
+                                                 f"{self.config.backbone}")
+        self._extractor = extractor
+        self._renderer = None
+        return self
+
     def _state(self) -> FittedState:
         if self.state_ is None:
             raise NotFittedError("model is not fitted: call fit() or PadimModel.load() first")
@@ -280,8 +289,10 @@ class PadimModel:
         if used < 2 or acc is None:
             detail = f"; {len(skipped)} unreadable (first: {skipped[0][0]}: {skipped[0][1]})" \
                 if skipped else ""
-            raise InvalidInputError("training images",
+            err = InvalidInputError("training images",
                                     f"need at least 2 readable images, got {used}{detail}")
+            err.skipped = skipped   # every unreadable input, for callers that list them all
+            raise err
         notes = []
         if used < cfg.d:
             notes.append(f"only {used} training images for d={cfg.d}: the covariance rests on "

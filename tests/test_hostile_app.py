@@ -295,12 +295,6 @@ def test_model_file_for_another_backbone(demo: Path) -> None:
     assert t.slot(at) is loaded
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG inspector_ui/widgets.py load_model_bytes: when the uploaded model's backbone has no "
-    "weights on this machine, st.error shows only the WeightsUnavailableError text "
-    "('resnet18: ImageNet weights not found at ...; or pass --weights PATH') without the "
-    "uploaded file's name, and with CLI advice; it should read e.g. "
-    "'resnet_imagenet.safetensors: needs resnet18 weights, not installed here (...)'"))
 def test_model_for_absent_backbone_error_names_the_upload(demo: Path) -> None:
     if any(s.name == "resnet18" and s.available for s in backbone_status()):
         pytest.skip("resnet18 weights are installed here")
@@ -315,11 +309,6 @@ def test_model_for_absent_backbone_error_names_the_upload(demo: Path) -> None:
     assert not any("--weights" in e for e in t.errors(at)), t.errors(at)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG inspector_ui/views.py table_csv (Inspect page 'Download table (CSV)' and the "
-    "results.csv inside 'Download overlays (.zip)'): uploaded file names are written "
-    "verbatim, so a file named '=HYPERLINK(1).png' (or starting with + - @) becomes a "
-    "spreadsheet formula when the CSV is opened (CSV/formula injection)"))
 def test_formula_upload_names_are_not_formulas_in_csv() -> None:
     import csv
     import io
