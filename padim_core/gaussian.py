@@ -15,6 +15,8 @@ are slow or fail on some processors for these shapes. On CUDA everything stays i
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +59,50 @@ def single_blas_thread() -> threadpool_limits:
     slower than one thread (11 s vs 0.6 s per batch, measured on the 2-core machine).
     """
     return threadpool_limits(limits=1, user_api="blas")
+
+
+class HoldoutStore:
+    """Embeddings of held-out images, (P, H, d), gathered batch by batch.
+
+    On the CPU they go to an unnamed temporary file and come back one block of patches at a
+    time, so fit's memory does not grow with the number of calibration images (the page
+    cache holds them, not the process). On an accelerator they stay in device memory.
+    """
+
+    def __init__(self) -> None:
+        self._file = None
+        self._chunks: list[tuple[int, int, int, int]] = []   # (offset, P, b, d) on disk
+        self._tensors: list[torch.Tensor] = []
+        self.count = 0
+
+    def append(self, x: Array) -> None:
+        """Add (P, b, d) float32 embeddings of b more images."""
+        if _is_torch(x) and x.device.type != "cpu":
+            self._tensors.append(x.clone())
+        else:
+            arr = np.ascontiguousarray(x.numpy() if _is_torch(x) else x, dtype=np.float32)
+            if self._file is None:
+                # lives until close(); unnamed, so it vanishes even if the process dies
+                self._file = tempfile.TemporaryFile(prefix="padim-holdout-")  # noqa: SIM115
+            self._chunks.append((self._file.tell(), *arr.shape))
+            self._file.write(memoryview(arr).cast("B"))
+        self.count += int(x.shape[1])
+
+    def chunks(self, lo: int, hi: int) -> Iterator[Array]:
+        """Patches lo:hi of the stored images, one (hi − lo, b, d) array per appended batch,
+        so working memory does not grow with the number of held-out images."""
+        for t in self._tensors:
+            yield t[lo:hi]
+        for offset, _, b, d in self._chunks:
+            self._file.seek(offset + lo * b * d * 4)
+            raw = self._file.read((hi - lo) * b * d * 4)
+            yield np.frombuffer(raw, dtype=np.float32).reshape(hi - lo, b, d)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tensors = []
 
 
 class PatchGaussianAccumulator:
@@ -161,11 +207,12 @@ class PatchGaussianAccumulator:
             parts.append(cov[max(lo, blo) - blo:min(hi, bhi) - blo])
         return np.concatenate(parts) if self._numpy else torch.cat(parts)
 
-    def finalize(self, eps: float = 0.01, holdout: Array | None = None,
+    def finalize(self, eps: float = 0.01, holdout: HoldoutStore | Array | None = None,
                  ) -> tuple[PatchGaussian, Array | None]:
         """Gaussians from all data; optionally distances of ``holdout`` under the rest.
 
-        ``holdout`` (P, H, d) are embeddings that were *also* passed to ``update``. Their
+        ``holdout`` (P, H, d), an array or a HoldoutStore, holds embeddings that were *also*
+        passed to ``update``. Their
         squared Mahalanobis distances (H, P) are computed under the Gaussians of the other
         n − H samples, so thresholds can be calibrated on images the model did not see while
         the final model still uses every image. Consumes the accumulator (frees its blocks).
@@ -173,42 +220,54 @@ class PatchGaussianAccumulator:
         if self.n < 2:
             raise InvalidInputError("training images",
                                     f"need at least 2 usable images, got {self.n}")
-        n_hold = 0 if holdout is None else int(holdout.shape[1])
+        if holdout is not None and not isinstance(holdout, HoldoutStore):
+            array, holdout = holdout, HoldoutStore()
+            holdout.append(array)
+        n_hold = 0 if holdout is None else holdout.count
         if holdout is not None and self.n - n_hold < 2:
             raise InvalidInputError("training images", "too few images left after calibration")
         mean = self.sum / self.n
         with single_blas_thread():
             return self._finalize(eps, holdout, mean, n_hold)
 
-    def _finalize(self, eps: float, holdout: Array | None, mean: Array, n_hold: int,
+    def _finalize(self, eps: float, holdout: HoldoutStore | None, mean: Array, n_hold: int,
                   ) -> tuple[PatchGaussian, Array | None]:
         p, d = self.n_patches, self.dim
         if self._numpy:
             whitener = np.empty((p, d, d), dtype=np.float32)   # pages committed block by block
             hold_dist = np.empty((n_hold, p)) if n_hold else None
-            hold = None if holdout is None else self._as_f64(holdout)
         else:
             whitener = torch.empty((p, d, d), dtype=torch.float32, device=self.device)
             hold_dist = torch.empty((n_hold, p), dtype=torch.float64, device=self.device)
-            hold = None if holdout is None else self._as_f64(holdout)
         for i, (lo, hi) in enumerate(self.bounds):
             second = self._full(self.second[i])
             self.second[i] = None
-            if hold is not None:
-                hb = hold[lo:hi]                                           # (pb, H, d)
-                gram = _gram(hb)
+            if holdout is not None:
+                # Statistics of the other images: the held-out ones subtracted, chunk by chunk.
                 rest_n = self.n - n_hold
-                rest_mean = (self.sum[lo:hi] - hb.sum(1)) / rest_n
-                rest_cov = _cov(second - gram, rest_mean, rest_n, eps)
-                z = (hb - rest_mean[:, None, :]) @ _whitener(rest_cov, self._numpy)
-                hold_dist[:, lo:hi] = (z * z).sum(-1).T
-                del gram, rest_cov, z
+                rest_second, rest_sum = _copy(second), _copy(self.sum[lo:hi])
+                for hb in holdout.chunks(lo, hi):
+                    hb = self._as_f64(hb)
+                    rest_second -= _gram(hb)
+                    rest_sum -= hb.sum(1)
+                rest_mean = rest_sum / rest_n
+                m_rest = _whitener(_cov(rest_second, rest_mean, rest_n, eps), self._numpy)
+                col = 0
+                for hb in holdout.chunks(lo, hi):
+                    z = (self._as_f64(hb) - rest_mean[:, None, :]) @ m_rest
+                    hold_dist[col:col + z.shape[1], lo:hi] = (z * z).sum(-1).T
+                    col += z.shape[1]
+                del rest_second, m_rest
             whitener[lo:hi] = _whitener(_cov(second, mean[lo:hi], self.n, eps), self._numpy)
             del second
         self.second = []
         if self._numpy:
             return PatchGaussian(mean.astype(np.float32), whitener), hold_dist
         return PatchGaussian(mean.float(), whitener), hold_dist
+
+
+def _copy(x: Array) -> Array:
+    return x.clone() if _is_torch(x) else x.copy()
 
 
 def _gram(x: Array) -> Array:

@@ -29,7 +29,7 @@ from .backbones import (
 from .devices import device_label, resolve_device
 from .embedding import REDUCTIONS, Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
-from .gaussian import PatchGaussian, PatchGaussianAccumulator
+from .gaussian import HoldoutStore, PatchGaussian, PatchGaussianAccumulator
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
 from .thresholds import MIN_THRESHOLD, calibration_split, threshold_at_fpr
@@ -267,7 +267,7 @@ class PadimModel:
 
         acc: PatchGaussianAccumulator | None = None
         on_cpu = extractor.device.type == "cpu"
-        held: list[Any] = []
+        held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
         used, grid = 0, (0, 0)
         for idx, _, crops, bad in self._decoded_batches(images, names):
@@ -282,7 +282,7 @@ class PadimModel:
                 acc.update(x)
                 cal_rows = np.flatnonzero(is_cal[idx])
                 if len(cal_rows):
-                    held.append(x[:, cal_rows].copy() if on_cpu else x[:, cal_rows].clone())
+                    held.append(x[:, cal_rows])
                 used += len(crops)
             if progress:
                 progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
@@ -297,13 +297,13 @@ class PadimModel:
         if used < cfg.d:
             notes.append(f"only {used} training images for d={cfg.d}: the covariance rests on "
                          f"the eps={cfg.eps} regularization; more normal images give better maps")
-        holdout = None
-        if held and used - sum(h.shape[1] for h in held) >= 2:
-            holdout = np.concatenate(held, 1) if on_cpu else torch.cat(held, 1)
-        del held
         if progress:
             progress(0, 1, "inverting covariances")
-        gaussian, hold_sq = acc.finalize(cfg.eps, holdout=holdout)
+        try:
+            use_holdout = held.count and used - held.count >= 2
+            gaussian, hold_sq = acc.finalize(cfg.eps, holdout=held if use_holdout else None)
+        finally:
+            held.close()
         del acc
         state = FittedState(
             gaussian=gaussian, channel_index=channel_index, projection=projection, grid=grid,

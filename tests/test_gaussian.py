@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from padim_core.errors import InvalidInputError
-from padim_core.gaussian import PatchGaussianAccumulator
+from padim_core.gaussian import HoldoutStore, PatchGaussianAccumulator
 from padim_core.scoring import MapRenderer, gaussian_blur, mahalanobis
 
 
@@ -133,3 +133,16 @@ def test_blur_matches_scipy_reflect_mode() -> None:
     ours = gaussian_blur(torch.from_numpy(maps), 4.0).numpy()
     ref = np.stack([gaussian_filter(m.astype(np.float64), sigma=4) for m in maps])
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_spilled_holdout_in_chunks_equals_one_array() -> None:
+    x = samples(6, 45, 5, seed=8)
+    _, from_array = PatchGaussianAccumulator(6, 5).update(x).finalize(0.01, holdout=x[:, 30:])
+    store = HoldoutStore()
+    for lo, hi in ((30, 34), (34, 41), (41, 45)):
+        store.append(x[:, lo:hi])
+    _, from_store = PatchGaussianAccumulator(6, 5, block_bytes=2 * 5 * 5 * 8).update(x).finalize(
+        0.01, holdout=store)
+    store.close()
+    assert store.count == 15
+    np.testing.assert_allclose(from_store, from_array, rtol=1e-10)
