@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector_ui import testing as t
 
-from inspector_ui import testing as t  # noqa: E402
-from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
-from padim_core import PadimModel  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
-
-
-@pytest.fixture(autouse=True)
-def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
-
-
-@pytest.fixture
-def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    original = PadimModel.predict
-
-    def counting(self, images, progress=None, names=None):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        return original(self, images, progress=progress, names=names)
-
-    monkeypatch.setattr(PadimModel, "predict", counting)
-    return calls
+pytestmark = pytest.mark.usefixtures("demo_env")
 
 
 def scores_shown(at) -> list[float]:  # type: ignore[no-untyped-def]

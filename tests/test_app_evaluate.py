@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector_ui import testing as t
 
-from inspector_ui import testing as t  # noqa: E402
-from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
+pytestmark = pytest.mark.usefixtures("demo_env", "scratch_tempdir")
 
 METRICS = ("Image AUROC", "Pixel AUROC", "AUPRO (FPR ≤ 0.3)", "Image F1 (best)",
            "Pixel F1 (best)")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
-
-
-@pytest.fixture(autouse=True)
-def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(scratch))
 
 
 def evaluated():  # type: ignore[no-untyped-def]

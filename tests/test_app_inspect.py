@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 import zipfile
 from pathlib import Path
 
@@ -11,36 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector_ui import testing as t
+from inspector_ui import views
 
-from inspector_ui import testing as t  # noqa: E402
-from inspector_ui import views  # noqa: E402
-from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
-from padim_core import PadimModel  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
-
-
-@pytest.fixture(autouse=True)
-def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
-
-
-@pytest.fixture
-def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts every PadimModel.predict call in this process (one entry per call)."""
-    calls: list[int] = []
-    original = PadimModel.predict
-
-    def counting(self, images, progress=None, names=None):  # type: ignore[no-untyped-def]
-        calls.append(len(list(images)) if not isinstance(images, list) else len(images))
-        return original(self, images, progress=progress, names=names)
-
-    monkeypatch.setattr(PadimModel, "predict", counting)
-    return calls
+pytestmark = pytest.mark.usefixtures("demo_env")
 
 
 def inspected(demo_button: bool = True):  # type: ignore[no-untyped-def]

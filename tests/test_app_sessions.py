@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import io
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector_ui import resources, uploads, views
+from inspector_ui import testing as t
 
-from inspector_ui import resources, uploads, views  # noqa: E402
-from inspector_ui import testing as t  # noqa: E402
-from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
-
-
-@pytest.fixture(autouse=True)
-def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
+pytestmark = pytest.mark.usefixtures("demo_env")
 
 
 def test_sessions_do_not_share_models_or_results() -> None:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector_ui import testing as t
 
-from inspector_ui import testing as t  # noqa: E402
-from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set")
-
-
-@pytest.fixture(autouse=True)
-def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
-    # Per-test temp root, so tests can check that upload scratch folders are cleaned up.
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+# The scratch temp root lets tests check that upload scratch folders are cleaned up.
+pytestmark = pytest.mark.usefixtures("demo_env", "scratch_tempdir")
 
 
 def scratch_left(tmp_path: Path) -> list[str]:

@@ -20,67 +20,27 @@ Loopback only (``127.0.0.1``, a free port); every wait is bounded. Needs Debian'
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, health_seconds, streamlit_app
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SESSION_DS = (8, 12, 16, 20, 24)
 N_TRAIN, N_GOOD, N_DEFECT = 8, 3, 3
 STEP_TIMEOUT_MS = 240_000
 TOTAL_TIMEOUT_S = 600
 HEALTH_LIMIT_S = 5.0
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 # --------------------------------------------------------------------------- server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def health_seconds(url: str, timeout: float = 10.0) -> float:
-    """Seconds ``/_stcore/health`` took to answer 200 (``inf`` on failure or timeout)."""
-    start = time.perf_counter()
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as resp:
-            return time.perf_counter() - start if resp.status == 200 else float("inf")
-    except OSError:
-        return float("inf")
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
-        if health_seconds(url, timeout=2) < float("inf"):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not become healthy at {url}")
 
 
 @dataclass
@@ -92,34 +52,13 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One ``streamlit run app.py`` on a free loopback port, with a small demo set."""
-    sys.path.insert(0, str(ROOT))
     from inspector_ui.testing import make_small_demo
-    from inspector_ui.uploads import DEMO_DIR_ENV
 
     demo = make_small_demo(tmp_path_factory.mktemp("demo") / "set", n_train=N_TRAIN,
                            n_good=N_GOOD, n_defect=N_DEFECT)
-    port = free_port()
-    env = {**os.environ, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path_factory.mktemp("log") / "streamlit.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, proc)
-            yield Server(url, log_path)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+    with streamlit_app(demo, log_path, ready_timeout=120.0) as url:
+        yield Server(url, log_path)
 
 
 class HealthProbe:

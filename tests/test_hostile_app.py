@@ -26,32 +26,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import hostile_inputs as h
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector_ui import testing as t
+from padim_core import PadimModel
+from padim_core.backbones import backbone_status
 
-import hostile_inputs as h  # noqa: E402
-
-from inspector_ui import testing as t  # noqa: E402
-from inspector_ui.uploads import DEMO_DIR_ENV  # noqa: E402
-from padim_core import PadimModel  # noqa: E402
-from padim_core.backbones import backbone_status  # noqa: E402
-
-N_DEMO_TRAIN = 8
+N_DEMO_TRAIN = 8  # training images in the shared ``demo`` set (conftest.py)
 OCTET = "application/octet-stream"
 
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return t.make_small_demo(tmp_path_factory.mktemp("demo") / "set", n_train=N_DEMO_TRAIN)
-
-
-@pytest.fixture(autouse=True)
-def _demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+pytestmark = pytest.mark.usefixtures("demo_env", "scratch_tempdir")
 
 
 def shrink_limit(monkeypatch: pytest.MonkeyPatch, name: str, value: int) -> None:

@@ -40,6 +40,14 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
     return code, out, err
 
 
+def predict_one_image(capsys: pytest.CaptureFixture[str], model: Path,
+                      tmp_path: Path) -> tuple[int, str, str]:
+    """``predict MODEL part.png`` on one good image written to ``tmp_path``."""
+    image = tmp_path / "part.png"
+    image.write_bytes(h.png(1))
+    return run(capsys, "predict", model, image, "--out", tmp_path / "o")
+
+
 def one_error_line(err: str, *must: str) -> str:
     """Exactly one non-empty stderr line, ``padim: error: ...``, containing ``must``."""
     assert "Traceback" not in err
@@ -192,9 +200,7 @@ def test_bad_model_file(case_id: str, model_file: Path, tmp_path: Path,
     case = next(c for c in h.model_file_cases(model_file.read_bytes()) if c.id == case_id)
     bad = tmp_path / case.name
     bad.write_bytes(case.data)
-    image = tmp_path / "part.png"
-    image.write_bytes(h.png(1))
-    code, _, err = run(capsys, "predict", bad, image, "--out", tmp_path / "o")
+    code, _, err = predict_one_image(capsys, bad, tmp_path)
     assert code == 1
     one_error_line(err, f"padim: error: {bad}: ", case.fragment)
 
@@ -224,9 +230,7 @@ def test_pickle_model_is_refused_unexecuted(build: object, tmp_path: Path,
     name, data = build(marker)  # type: ignore[operator]
     bad = tmp_path / name
     bad.write_bytes(data)
-    image = tmp_path / "part.png"
-    image.write_bytes(h.png(1))
-    code, _, err = run(capsys, "predict", bad, image, "--out", tmp_path / "o")
+    code, _, err = predict_one_image(capsys, bad, tmp_path)
     assert code == 1
     one_error_line(err, str(bad), "not a padim inspector model")
     assert not marker.exists()
@@ -241,9 +245,7 @@ def test_model_file_over_the_cap(monkeypatch: pytest.MonkeyPatch, model_file: Pa
     with open(big, "wb") as handle:
         handle.write(model_file.read_bytes()[:1024])
         handle.truncate(3 * 1024 * 1024)
-    image = tmp_path / "part.png"
-    image.write_bytes(h.png(1))
-    code, _, err = run(capsys, "predict", big, image, "--out", tmp_path / "o")
+    code, _, err = predict_one_image(capsys, big, tmp_path)
     assert code == 1
     one_error_line(err, f"{big}: 3 MB exceeds the 1 MB limit")
 
@@ -275,9 +277,7 @@ def test_tampered_metadata_is_one_line(change: object, model_file: Path, tmp_pat
     """Metadata of the wrong type or value is a damaged model file, not a traceback."""
     bad = tmp_path / "tampered.safetensors"
     bad.write_bytes(h.with_meta(model_file.read_bytes(), change))  # type: ignore[arg-type]
-    image = tmp_path / "part.png"
-    image.write_bytes(h.png(1))
-    code, _, err = run(capsys, "predict", bad, image, "--out", tmp_path / "o")
+    code, _, err = predict_one_image(capsys, bad, tmp_path)
     assert code == 1
     one_error_line(err, str(bad))
 
@@ -291,9 +291,7 @@ def test_model_naming_a_non_weights_file(model_file: Path, tmp_path: Path,
     bad = tmp_path / "w.safetensors"
     bad.write_bytes(h.with_meta(model_file.read_bytes(),
                                 lambda m: m["config"].update(weights=str(notes))))
-    image = tmp_path / "part.png"
-    image.write_bytes(h.png(1))
-    code, _, err = run(capsys, "predict", bad, image, "--out", tmp_path / "o")
+    code, _, err = predict_one_image(capsys, bad, tmp_path)
     assert code == 1
     one_error_line(err, str(notes))
 

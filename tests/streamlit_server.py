@@ -1,0 +1,82 @@
+"""A real ``streamlit run app.py`` server for the browser tests, and their Chromium settings.
+
+Loopback only (``127.0.0.1`` on a free port), every wait bounded. Needs Debian's Chromium
+(``/usr/bin/chromium`` or ``$CHROMIUM``); nothing here runs ``playwright install``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"no Chromium at {CHROMIUM}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_seconds(url: str, timeout: float = 10.0) -> float:
+    """Seconds ``/_stcore/health`` took to answer 200 (``inf`` on failure or timeout)."""
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as resp:
+            return time.perf_counter() - start if resp.status == 200 else float("inf")
+    except OSError:
+        return float("inf")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
+        if health_seconds(url, timeout=2) < float("inf"):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not become healthy at {url}")
+
+
+@contextlib.contextmanager
+def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0) -> Iterator[str]:
+    """Run ``streamlit run app.py`` with ``demo`` as its demo set on a free loopback port,
+    its output in ``log_path``; yields the base URL once healthy, stops the server after."""
+    from inspector_ui.uploads import DEMO_DIR_ENV
+
+    port = free_port()
+    env = {**os.environ, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc, ready_timeout)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
