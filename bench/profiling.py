@@ -1,0 +1,162 @@
+"""Where predict and fit spend their time beyond the backbone (``python -m bench --profile``).
+
+The real ``predict`` / ``fit`` run under cProfile; the cumulative time of the engine's own
+step functions (looked up by name, matched by code object) gives the breakdown. A second,
+finer breakdown times the numpy/torch pieces of one batch by hand.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import importlib
+import io
+import pstats
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from padim_core import gaussian, images, scoring
+from padim_core.model import PadimModel
+
+Key = tuple[str, int, str]
+
+# (label, "module:qualified.name") — indentation in the label shows nesting.
+PREDICT_STEPS: list[tuple[str, str]] = [
+    ("total predict", "model:PadimModel.predict"),
+    ("  decode/crop (arrays in)", "model:PadimModel._decoded_batches"),
+    ("  backbone forward", "backbones:FeatureExtractor.forward"),
+    ("  embedding (gather, upsample, patch-major)", "embedding:Embedder.__call__"),
+    ("  mahalanobis", "scoring:mahalanobis"),
+    ("  maps (bilinear + blur)", "model:PadimModel._render"),
+    ("  image_scores", "scoring:image_scores"),
+    ("  PredictResult.concat", "model:PredictResult.concat"),
+]
+
+FIT_STEPS: list[tuple[str, str]] = [
+    ("total fit", "model:PadimModel.fit"),
+    ("  decode/crop (arrays in)", "model:PadimModel._decoded_batches"),
+    ("  backbone forward", "backbones:FeatureExtractor.forward"),
+    ("  embedding (gather, upsample, patch-major)", "embedding:Embedder.__call__"),
+    ("  accumulator update (Σx, Σxxᵀ)", "gaussian:PatchGaussianAccumulator.update"),
+    ("  finalize (cov, Cholesky, inverse, hold-out)",
+     "gaussian:PatchGaussianAccumulator.finalize"),
+    ("    _whitener (Cholesky + triangular inverse)", "gaussian:_whitener"),
+    ("    _cov", "gaussian:_cov"),
+    ("  calibration maps", "model:PadimModel._render"),
+    ("  threshold_at_fpr", "thresholds:threshold_at_fpr"),
+]
+
+
+def _resolve(path: str) -> Callable[..., Any] | None:
+    module, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(f"padim_core.{module}")
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _key(fn: Callable[..., Any]) -> Key:
+    code = fn.__code__
+    return code.co_filename, code.co_firstlineno, code.co_name
+
+
+def profile(fn: Callable[[], object]) -> pstats.Stats:
+    """Run ``fn`` under cProfile."""
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    return pstats.Stats(prof)
+
+
+def breakdown(stats: pstats.Stats, steps: Sequence[tuple[str, str]]) -> dict[str, float]:
+    """Cumulative seconds of each named step (0 where not called; steps the engine no
+    longer has are left out)."""
+    table: dict[Key, tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    out = {}
+    for label, path in steps:
+        fn = _resolve(path)
+        if fn is None:
+            continue
+        row = table.get(_key(fn))
+        out[label.strip() if label.startswith("total") else label] = float(row[3]) if row else 0.0
+    return out
+
+
+def top(stats: pstats.Stats, n: int = 15) -> str:
+    """The ``n`` functions with the most own time, as pstats prints them."""
+    buf = io.StringIO()
+    stats.stream = buf  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(n)
+    lines = buf.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    return "\n".join(line for line in lines[start:] if line.strip())
+
+
+def _best(fn: Callable[[], object], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def predict_pieces(fitted: PadimModel, batch: np.ndarray) -> dict[str, float]:
+    """Seconds of each numpy/torch piece of predict on one (B, crop, crop, 3) batch (CPU)."""
+    state = fitted._state()
+    gauss = state.gaussian
+    embedder = fitted._embedder(state)
+    cfg = fitted.config
+    extractor = fitted.extractor
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        out["decode/crop of arrays (load_image + resize_and_crop + stack)"] = _best(
+            lambda: np.stack([images.resize_and_crop(images.load_image(a), cfg.crop, cfg.crop)
+                              for a in batch]))
+        feats = extractor(torch.from_numpy(batch))
+        out["backbone forward"] = _best(lambda: extractor(torch.from_numpy(batch)))
+        emb = embedder(feats)
+        out["embedding (H, W, B, d)"] = _best(lambda: embedder(feats))
+        h, w, b, d = emb.shape
+        xn = emb.reshape(h * w, b, d).numpy()
+        diff = xn - gauss.mean[:, None, :]
+        out["mahalanobis: x − mean"] = _best(lambda: xn - gauss.mean[:, None, :])
+        z = np.matmul(diff, gauss.whitener)
+        out["mahalanobis: matmul (P, B, d) @ (P, d, d)"] = _best(
+            lambda: np.matmul(diff, gauss.whitener))
+        out["mahalanobis: einsum sum of squares + sqrt"] = _best(
+            lambda: np.sqrt(np.einsum("pbd,pbd->bp", z, z)))
+        dist = scoring.mahalanobis(emb, gauss)
+        out["mahalanobis (whole)"] = _best(lambda: scoring.mahalanobis(emb, gauss))
+        maps = fitted._render(dist, state.grid)
+        out["maps: bilinear + blur"] = _best(lambda: fitted._render(dist, state.grid))
+        out["image_scores + .numpy()"] = _best(
+            lambda: (scoring.image_scores(maps).double().numpy(), maps.numpy()))
+    return out
+
+
+def fit_pieces(fitted: PadimModel, batch: np.ndarray) -> dict[str, float]:
+    """Seconds of the per-batch fit pieces on one batch, and of one finalize (CPU)."""
+    embedder = fitted._embedder()
+    cfg = fitted.config
+    out: dict[str, float] = {}
+    emb = fitted._embed(batch, embedder)
+    h, w, b, d = emb.shape
+    x = emb.reshape(h * w, b, d).numpy()
+    acc = gaussian.PatchGaussianAccumulator(h * w, d)
+    out["accumulator update, one batch"] = _best(lambda: acc.update(x))
+    out["  of which float64 cast"] = _best(lambda: x.astype(np.float64))
+    x64 = x.astype(np.float64)
+    out["  of which Gram matmuls"] = _best(
+        lambda: [x64[lo:hi].transpose(0, 2, 1) @ x64[lo:hi] for lo, hi in acc.bounds])
+    hold = x[:, : max(1, b // 5)].copy()
+    t0 = time.perf_counter()
+    acc.finalize(cfg.eps, holdout=hold)
+    out["finalize with hold-out (once per fit)"] = time.perf_counter() - t0
+    return out
