@@ -401,12 +401,20 @@ def model_card(slot_key: str) -> None:
                        key=f"card{slot_key}_download")
 
 
-def require_model(slot_key: str = "A") -> state.ModelSlot | None:
-    """The model in ``slot_key``, or a pointer to the Train page when there is none."""
+def page_start(title: str) -> None:
+    """Title, sidebar status and pending messages: the top of every page."""
+    st.title(title)
+    sidebar_status()
+    show_messages()
+
+
+def require_model(slot_key: str = "A") -> state.ModelSlot:
+    """The model in ``slot_key``; without one, a pointer to the Train page and the page stops."""
     slot = state.get_slot(slot_key)
     if slot is None:
         st.info("No model yet. Train one (or load a model file) first.")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
     return slot
 
 

@@ -141,6 +141,11 @@ class PredictResult:
                    [s for p in parts for s in p.skipped])
 
 
+def _fitted(name: str, doc: str) -> property:
+    """A read-only fitted attribute (scikit-learn's trailing underscore) from ``state_``."""
+    return property(lambda self: getattr(self._state(), name), doc=doc)
+
+
 class PadimModel:
     """PaDiM anomaly detector.
 
@@ -384,45 +389,17 @@ class PadimModel:
                                 state.pixel_threshold, bad)
 
     # ------------------------------------------------------------------ fitted attributes
-    @property
-    def image_threshold_(self) -> float:
-        return self._state().image_threshold
-
-    @property
-    def pixel_threshold_(self) -> float:
-        return self._state().pixel_threshold
-
-    @property
-    def calibration_scores_(self) -> np.ndarray:
-        return self._state().calibration_scores
-
-    @property
-    def n_train_images_(self) -> int:
-        return self._state().n_train_images
-
-    @property
-    def n_calibration_images_(self) -> int:
-        return self._state().n_calibration_images
-
-    @property
-    def fit_seconds_(self) -> float:
-        return self._state().fit_seconds
-
-    @property
-    def device_(self) -> str:
-        return self._state().device
-
-    @property
-    def weights_origin_(self) -> str:
-        return self._state().weights_origin
-
-    @property
-    def skipped_(self) -> list[tuple[str, str]]:
-        return self._state().skipped
-
-    @property
-    def warnings_(self) -> list[str]:
-        return self._state().warnings
+    image_threshold_ = _fitted("image_threshold", "Image score at or above which a part is NG.")
+    pixel_threshold_ = _fitted("pixel_threshold", "Map value at or above which a pixel is "
+                                                  "drawn as defect.")
+    calibration_scores_ = _fitted("calibration_scores", "Scores of the held-out normal images.")
+    n_train_images_ = _fitted("n_train_images", "Images the Gaussians were fitted on.")
+    n_calibration_images_ = _fitted("n_calibration_images", "Images the thresholds came from.")
+    fit_seconds_ = _fitted("fit_seconds", "Wall time of fit, decoding included.")
+    device_ = _fitted("device", "Where fit ran, in words.")
+    weights_origin_ = _fitted("weights_origin", "Where the backbone weights came from.")
+    skipped_ = _fitted("skipped", "(name, reason) of every input fit could not read.")
+    warnings_ = _fitted("warnings", "What fit warned about, in words.")
 
     @property
     def is_fitted(self) -> bool:

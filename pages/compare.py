@@ -11,12 +11,8 @@ from padim_core.errors import PadimError
 TWO_IMAGES = "Two images, one model"
 TWO_MODELS = "One image, two models"
 
-st.title("Compare")
-widgets.sidebar_status()
-widgets.show_messages()
+widgets.page_start("Compare")
 slot_a = widgets.require_model("A")
-if slot_a is None:
-    st.stop()
 
 mode = st.radio("What to compare", [TWO_IMAGES, TWO_MODELS], horizontal=True,
                 key="compare_mode")

@@ -10,9 +10,7 @@ import streamlit as st
 from inspector_ui import plots, state, uploads, widgets
 from padim_core.errors import PadimError
 
-st.title("Evaluate")
-widgets.sidebar_status()
-widgets.show_messages()
+widgets.page_start("Evaluate")
 slot = state.get_slot("A")
 
 st.markdown(

@@ -11,12 +11,8 @@ from padim_core.errors import PadimError
 
 GALLERY_PAGE = 12
 
-st.title("Inspect")
-widgets.sidebar_status()
-widgets.show_messages()
+widgets.page_start("Inspect")
 slot = widgets.require_model("A")
-if slot is None:
-    st.stop()
 
 with st.container(border=True):
     left, right = st.columns([3, 2])

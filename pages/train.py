@@ -6,9 +6,7 @@ import streamlit as st
 
 from inspector_ui import resources, state, widgets
 
-st.title("Train")
-widgets.sidebar_status()
-widgets.show_messages()
+widgets.page_start("Train")
 
 st.caption(f"Runs on **{resources.device_text()}**.")
 with st.container(border=True):
