@@ -238,7 +238,8 @@ class PatchGaussianAccumulator:
             hold_dist = np.empty((n_hold, p)) if n_hold else None
         else:
             whitener = torch.empty((p, d, d), dtype=torch.float32, device=self.device)
-            hold_dist = torch.empty((n_hold, p), dtype=torch.float64, device=self.device)
+            hold_dist = (torch.empty((n_hold, p), dtype=torch.float64, device=self.device)
+                         if n_hold else None)
         for i, (lo, hi) in enumerate(self.bounds):
             second = self._full(self.second[i])
             self.second[i] = None

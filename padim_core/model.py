@@ -26,7 +26,7 @@ from .backbones import (
     FeatureExtractor,
     load_feature_extractor,
 )
-from .devices import device_label, resolve_device
+from .devices import device_label
 from .embedding import REDUCTIONS, Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
 from .gaussian import HoldoutStore, PatchGaussian, PatchGaussianAccumulator
@@ -139,6 +139,18 @@ class PredictResult:
                    np.concatenate([p.maps for p in parts]),
                    np.concatenate([p.images for p in parts]), image_threshold, pixel_threshold,
                    [s for p in parts for s in p.skipped])
+
+
+def _placed(gaussian: PatchGaussian, device: torch.device) -> PatchGaussian:
+    """The Gaussians where scoring runs: numpy for the CPU, torch tensors on ``device``."""
+    mean, whitener = gaussian.mean, gaussian.whitener
+    if device.type == "cpu":
+        if isinstance(whitener, np.ndarray):
+            return gaussian
+        return PatchGaussian(mean.cpu().numpy(), whitener.cpu().numpy())
+    if isinstance(whitener, torch.Tensor) and whitener.device == device:
+        return gaussian
+    return PatchGaussian(torch.as_tensor(mean).to(device), torch.as_tensor(whitener).to(device))
 
 
 def _fitted(name: str, doc: str) -> property:
@@ -370,6 +382,7 @@ class PadimModel:
         if names is not None and len(names) != len(images):
             raise InvalidInputError("names", "must have one name per image")
         embedder = self._embedder(state)
+        state.gaussian = _placed(state.gaussian, self.extractor.device)
         done = 0
         for idx, batch_names, crops, bad in self._decoded_batches(images, names):
             if len(crops):
@@ -512,9 +525,5 @@ class PadimModel:
             raise ModelFileError(name, f"is a {model.config.backbone} model, but the selected "
                                        f"backbone is {extractor.spec.name}")
         model._extractor = extractor
-        dev = resolve_device(device)
-        if dev.type != "cpu":
-            state.gaussian = PatchGaussian(torch.from_numpy(state.gaussian.mean).to(dev),
-                                           torch.from_numpy(state.gaussian.whitener).to(dev))
-        model.state_ = state
+        model.state_ = state     # moved to the backbone's device at the first predict
         return model

@@ -65,7 +65,8 @@ def test_fit_prints_card_and_writes_model(demo: Path, tmp_path: Path,
     assert code == 0, err
     assert out.is_file() and out.stat().st_size > 0
     assert "12 fitted" in stdout  # MVTec layout: train/good only, not test/
-    assert "thresholds   image" in stdout and "fit " in stdout and "CPU" in stdout
+    assert "thresholds   image" in stdout and "fit " in stdout
+    assert "CPU" in stdout or "CUDA" in stdout   # the device fit ran on
     assert "Traceback" not in err
 
 

@@ -146,3 +146,9 @@ def test_spilled_holdout_in_chunks_equals_one_array() -> None:
     store.close()
     assert store.count == 15
     np.testing.assert_allclose(from_store, from_array, rtol=1e-10)
+
+
+def test_torch_path_without_holdout_returns_no_distances() -> None:
+    x = torch.from_numpy(samples(4, 12, 3))
+    _, hold = PatchGaussianAccumulator(4, 3, use_torch=True).update(x).finalize(0.01)
+    assert hold is None

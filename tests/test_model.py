@@ -1,0 +1,57 @@
+"""PadimModel plumbing: device placement of fitted state, save / load, result helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from padim_core import NotFittedError, PadimModel
+from padim_core.gaussian import PatchGaussian
+
+
+def textures(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(60, 200, (72, 72, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def model() -> PadimModel:
+    return PadimModel(backbone="resnet18", weights="random", d=12, image_size=64, crop=64,
+                      seed=3, device="cpu").fit(textures(10, 0))
+
+
+def test_state_fitted_on_an_accelerator_predicts_on_the_cpu(model: PadimModel) -> None:
+    """A model whose Gaussians are torch tensors (fitted on a GPU) scores on a CPU backbone."""
+    images = textures(2, 1)
+    expected = model.predict(images).scores
+    g = model.state_.gaussian
+    model.state_.gaussian = PatchGaussian(torch.from_numpy(g.mean), torch.from_numpy(g.whitener))
+    np.testing.assert_allclose(model.predict(images).scores, expected, rtol=1e-6)
+    assert isinstance(model.state_.gaussian.whitener, np.ndarray)
+
+
+def test_save_load_round_trip(model: PadimModel, tmp_path) -> None:
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    again = PadimModel.load(path, device="cpu")
+    images = textures(2, 2)
+    np.testing.assert_allclose(again.predict(images).scores, model.predict(images).scores,
+                               rtol=1e-6)
+    assert again.card()["d"] == 12 and again.image_threshold_ == model.image_threshold_
+    from_bytes = PadimModel.from_bytes(model.to_bytes(), device="cpu")
+    np.testing.assert_array_equal(from_bytes.state_.channel_index, model.state_.channel_index)
+
+
+def test_normalized_scores_and_verdicts_do_not_depend_on_the_batch(model: PadimModel) -> None:
+    images = textures(3, 4)
+    alone = model.predict(images[:1])
+    together = model.predict(images)
+    np.testing.assert_allclose(alone.normalized, together.normalized[:1], rtol=1e-5)
+    thr = float(together.scores[1])
+    assert together.verdicts(thr)[1] and not together.verdicts(thr + 1e-3)[1]
+
+
+def test_unfitted_model_says_so() -> None:
+    with pytest.raises(NotFittedError, match="fit"):
+        PadimModel().predict(textures(1, 0))
