@@ -175,22 +175,25 @@ class PatchGaussianAccumulator:
             self.n += b
             return self
         x = x.numpy() if _is_torch(x) else x
-        x64 = self._buffer("x", x.shape)      # reused: fresh 80 MB arrays per batch cost
-        np.copyto(x64, x)                      # more in page faults than the arithmetic
-        self.sum += x64.sum(1)
         d = self.dim
         with single_blas_thread():
             for (lo, hi), acc in zip(self.bounds, self.second, strict=True):
+                # float64 copies go into buffers reused across batches: fresh arrays of this
+                # size per block and batch cost more in page faults than the arithmetic.
+                xb = self._buffer("xb", (hi - lo, b, d))
+                np.copyto(xb, x[lo:hi])
+                self.sum[lo:hi] += xb.sum(1)
                 if self.packed:
-                    gram = np.matmul(np.ascontiguousarray(x64[lo:hi].transpose(0, 2, 1)),
-                                     x64[lo:hi], out=self._buffer("gram", (hi - lo, d, d)))
+                    xt = self._buffer("xt", (hi - lo, d, b))
+                    np.copyto(xt, xb.transpose(0, 2, 1))
+                    gram = np.matmul(xt, xb, out=self._buffer("gram", (hi - lo, d, d)))
                     acc += gram.reshape(hi - lo, -1)[:, self._triu]
                     continue
                 # Rank-b update of one triangle in place (BLAS syrk): half the flops of a
                 # full product and no separate add. In C order the result is the lower one.
                 blocks = acc.reshape(hi - lo, d, d)
                 for i in range(hi - lo):
-                    _syrk(1.0, x64[lo + i].T, beta=1.0, c=blocks[i].T, overwrite_c=1)
+                    _syrk(1.0, xb[i].T, beta=1.0, c=blocks[i].T, overwrite_c=1)
         self.n += b
         return self
 
