@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from padim_core import visualize
+from padim_core.tables import spreadsheet_safe
 
 DEFAULT_COLORMAP = "jet"
 
@@ -86,15 +87,6 @@ def results_table(names: Sequence[str], scores: np.ndarray, threshold: float,
     })
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(text: str) -> str:
-    """Text a spreadsheet will not run as a formula: a leading = + - @ (or tab / CR) gets a
-    quote, as OWASP advises against CSV injection (file names come from uploads)."""
-    return f"'{text}" if text[:1] in FORMULA_STARTS else text
-
-
 def table_csv(table: pd.DataFrame) -> bytes:
     """The results table as UTF-8 CSV, with text cells made spreadsheet-safe."""
     safe = table.copy()
@@ -108,11 +100,6 @@ def overlay_image(image: np.ndarray, amap: np.ndarray, display: Display) -> np.n
     """Heatmap blended over the (cropped) input."""
     return visualize.overlay(image, amap, display.vmin, display.vmax, display.alpha,
                              display.colormap)
-
-
-def heatmap_image(amap: np.ndarray, display: Display) -> np.ndarray:
-    """The anomaly map alone, coloured."""
-    return visualize.heatmap(amap, display.vmin, display.vmax, display.colormap)
 
 
 def mask_of(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:

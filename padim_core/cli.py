@@ -35,6 +35,7 @@ from .errors import InvalidInputError, PadimError
 from .evaluation import EvaluationReport, evaluate_model
 from .images import iter_image_files
 from .model import PadimConfig, PadimModel, PredictResult, __version__
+from .tables import spreadsheet_safe
 from .visualize import defect_mask, draw_contours, encode_png, overlay
 
 PROG = "padim"
@@ -306,12 +307,6 @@ def _display_names(paths: Sequence[Path]) -> list[str]:
     return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
 
 
-def _csv_text(value: str) -> str:
-    """A text cell that spreadsheets will not run as a formula: one starting with
-    ``= + - @`` (or a tab / carriage return) gets a leading ``'`` (OWASP's advice)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def _overlay_relpath(name: str, used: set[str]) -> str:
     """``overlays/<stem>.png`` for a display name (its folders kept, made safe)."""
     parts = [p.replace("\\", "_") for p in name.split("/")]
@@ -408,15 +403,15 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(_overlay_png(part.images[i], part.maps[i],
                                                 part.pixel_threshold))
-                rows.writerow([_csv_text(name), f"{part.scores[i]:.6g}",
+                rows.writerow([spreadsheet_safe(name), f"{part.scores[i]:.6g}",
                                f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
-                               _csv_text(rel), _csv_text(str(path_of[name]))])
+                               spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name]))])
                 n_ng += bool(ng[i])
                 n_ok += not ng[i]
             for name, reason in part.skipped:
                 _say(f"{PROG}: skipped {path_of.get(name, name)}: {reason}", sys.stderr)
-                bad.writerow([_csv_text(name), _csv_text(reason),
-                              _csv_text(str(path_of.get(name, name)))])
+                bad.writerow([spreadsheet_safe(name), spreadsheet_safe(reason),
+                              spreadsheet_safe(str(path_of.get(name, name)))])
                 n_skipped += 1
             fh.flush()
             sk.flush()
