@@ -180,11 +180,10 @@ class PadimModel:
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
             sigma=float(sigma))
-        if extractor is not None and extractor.spec.name != backbone:
-            raise InvalidInputError("extractor",
-                                    f"is {extractor.spec.name}, the model wants {backbone}")
-        self._extractor = extractor
+        self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
+        if extractor is not None:
+            self.use_extractor(extractor)
         self.state_: FittedState | None = None
 
     # ------------------------------------------------------------------ plumbing
