@@ -152,3 +152,34 @@ def test_torch_path_without_holdout_returns_no_distances() -> None:
     x = torch.from_numpy(samples(4, 12, 3))
     _, hold = PatchGaussianAccumulator(4, 3, use_torch=True).update(x).finalize(0.01)
     assert hold is None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_staged_and_direct_batches_give_the_reference_statistics(workers: int) -> None:
+    p, d = 7, 9
+    x = samples(p, 40, d, seed=11)
+    # Room for 3 staged images: batches of 1-2 are staged and flushed when the next one does
+    # not fit; batches of 5 and 7 go straight to the sums (after a flush).
+    acc = PatchGaussianAccumulator(p, d, block_bytes=3 * d * d * 8, workers=workers,
+                                   stage_bytes=3 * p * d * 4)
+    start = 0
+    for size in (1, 2, 1, 5, 2, 2, 7, 3, 1, 1, 1, 14):
+        acc.update(x[:, start:start + size])
+        start += size
+    assert start == 40 and acc.n == 40
+    np.testing.assert_allclose(acc.sum, x.astype(np.float64).sum(1), rtol=1e-12)
+    ref = np.stack([np.cov(xp.astype(np.float64), rowvar=False) for xp in x]) + 0.01 * np.eye(d)
+    np.testing.assert_allclose(acc.covariance(eps=0.01), ref, rtol=1e-9, atol=1e-9)
+    acc.update(x[:, :1])                  # staged again, so finalize must flush it
+    gauss, _ = acc.finalize(0.01)
+    means, invs = reference_inverse(np.concatenate([x, x[:, :1]], axis=1), 0.01)
+    w = gauss.whitener.astype(np.float64)
+    np.testing.assert_allclose(gauss.mean, means, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=1e-4, atol=1e-6)
+    assert np.all(np.tril(w, -1) == 0)     # upper-triangular whitener, stale triangle masked
+
+
+def test_not_positive_definite_is_a_clear_error() -> None:
+    x = samples(3, 20, 4)
+    with pytest.raises(InvalidInputError, match="not positive definite"):
+        PatchGaussianAccumulator(3, 4).update(x).finalize(eps=-1e6)
