@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from . import lapack
 from .errors import InvalidInputError
+from .threads import default_workers, in_threads, single_blas_thread
 
 Array = np.ndarray | torch.Tensor
-T = TypeVar("T")
 BLOCK_BYTES = 64 << 20
 STAGE_BYTES = 160 << 20        # float32 embeddings staged before one larger rank-k update
 MAX_STAGE_IMAGES = 128
@@ -63,16 +60,6 @@ class PatchGaussian:
 
 def _is_torch(x: Array) -> bool:
     return isinstance(x, torch.Tensor)
-
-
-def single_blas_thread() -> threadpool_limits:
-    """Context for thousands of small per-patch matrix products on the CPU.
-
-    OpenBLAS threads each small product; with the cores busy elsewhere (another user's fit,
-    the backbone of a second session) the per-call hand-offs made the d = 176 Gram 15x
-    slower than one thread (11 s vs 0.6 s per batch, measured on the 2-core machine).
-    """
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 class HoldoutStore:
@@ -140,7 +127,7 @@ class PatchGaussianAccumulator:
         self.n_patches, self.dim = int(n_patches), int(dim)
         self.device = torch.device(device)
         self._use_numpy = self.device.type == "cpu" if use_torch is None else not use_torch
-        self.workers = max(1, int(workers or torch.get_num_threads()))
+        self.workers = max(1, int(workers or default_workers()))
         self.n = 0
         per_patch = self.dim * self.dim * 8
         step = max(1, min(self.n_patches, block_bytes // per_patch))
@@ -245,7 +232,7 @@ class PatchGaussianAccumulator:
                     lapack.syrk_lower(acc.reshape(hi - lo, d, d), xb)
 
         with single_blas_thread():
-            _in_threads(work, items, self.workers)
+            in_threads(work, items, self.workers)
 
     def merge(self, other: PatchGaussianAccumulator) -> PatchGaussianAccumulator:
         """Add another shard's statistics (same P and d) into this one."""
@@ -349,7 +336,7 @@ class PatchGaussianAccumulator:
         # Blocks are independent and write disjoint rows. On the CPU the backbone is idle
         # now, so they run on every core torch may use (each with one BLAS thread).
         blocks = [[i] for i in range(len(self.bounds))]
-        _in_threads(lambda items: [one_block(i) for [i] in items], blocks,
+        in_threads(lambda items: [one_block(i) for [i] in items], blocks,
                     self.workers if self._numpy else 1)
         self.second = []
         if self._numpy:
@@ -407,16 +394,6 @@ class PatchGaussianAccumulator:
         if self._numpy:
             return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
         return torch.cat([self._as_f64(p) for p in parts], dim=1)
-
-
-def _in_threads(work: Callable[[list[T]], object], items: list[T], workers: int) -> None:
-    """Run ``work`` on ``workers`` interleaved shares of ``items``, in threads when > 1."""
-    workers = min(workers, len(items))
-    if workers <= 1:
-        work(items)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(work, [items[w::workers] for w in range(workers)]))
 
 
 def _raise_unless_ok(first_bad: int, problem: str) -> None:

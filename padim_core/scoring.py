@@ -1,8 +1,9 @@
 """Anomaly maps: batched Mahalanobis distance per patch, upsampling and Gaussian smoothing.
 
-No Python loop over patches: one batched matrix product per batch of images. On the CPU it
-runs through numpy (OpenBLAS), which is several times faster than torch's batched small
-matrix products on this kind of machine; on CUDA it stays on the GPU.
+No Python loop over patches: one batched matrix product per batch of images and share of
+patches. On the CPU it runs through numpy (OpenBLAS), which is several times faster than
+torch's batched small matrix products on this kind of machine, with the patches split over
+torch's CPU threads (numpy releases the GIL); on CUDA it stays on the GPU.
 """
 
 from __future__ import annotations
@@ -11,20 +12,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .gaussian import PatchGaussian, single_blas_thread
+from .gaussian import PatchGaussian
+from .threads import default_workers, in_threads, patch_ranges, single_blas_thread
 
 DEFAULT_SIGMA = 4.0
 
 
-def mahalanobis(embedding: torch.Tensor, gaussian: PatchGaussian) -> torch.Tensor:
+def mahalanobis(embedding: torch.Tensor, gaussian: PatchGaussian,
+                workers: int | None = None) -> torch.Tensor:
     """Mahalanobis distance of every patch: (H, W, B, d) → (B, H, W) float32."""
     h, w, b, d = embedding.shape
     x = embedding.reshape(h * w, b, d)
     if isinstance(gaussian.whitener, np.ndarray):
-        diff = x.numpy() - gaussian.mean[:, None, :]
+        x = x.numpy()
+        sq = np.empty((b, h * w), dtype=np.float32)
+
+        def work(ranges: list[tuple[int, int]]) -> None:
+            for lo, hi in ranges:
+                z = np.matmul(x[lo:hi] - gaussian.mean[lo:hi, None, :], gaussian.whitener[lo:hi])
+                np.einsum("pbd,pbd->bp", z, z, out=sq[:, lo:hi])
+
+        workers = workers or default_workers()
         with single_blas_thread():
-            z = np.matmul(diff, gaussian.whitener)
-        sq = np.einsum("pbd,pbd->bp", z, z)
+            in_threads(work, patch_ranges(h * w, 2 * workers), workers)
         dist = torch.from_numpy(np.sqrt(sq, out=sq))
     else:
         z = torch.matmul(x - gaussian.mean[:, None, :], gaussian.whitener)

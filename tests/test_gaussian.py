@@ -183,3 +183,16 @@ def test_not_positive_definite_is_a_clear_error() -> None:
     x = samples(3, 20, 4)
     with pytest.raises(InvalidInputError, match="not positive definite"):
         PatchGaussianAccumulator(3, 4).update(x).finalize(eps=-1e6)
+
+
+def test_mahalanobis_split_over_threads_equals_one_thread() -> None:
+    x = samples(13, 40, 6, seed=12)
+    gauss, _ = PatchGaussianAccumulator(13, 6).update(x).finalize(0.01)
+    probe = samples(13, 5, 6, seed=13)
+    emb = torch.from_numpy(probe.reshape(13, 1, 5, 6))             # (H=13, W=1, B, d)
+    one = mahalanobis(emb, gauss, workers=1).numpy()
+    np.testing.assert_array_equal(mahalanobis(emb, gauss, workers=3).numpy(), one)
+    means, invs = reference_inverse(x, 0.01)
+    diff = probe.astype(np.float64) - means[:, None, :]
+    ref = np.sqrt(np.einsum("pbi,pij,pbj->bp", diff, invs, diff))
+    np.testing.assert_allclose(one[:, :, 0], ref, rtol=1e-4)
