@@ -22,6 +22,7 @@ rank-128 update: 3-4x less time per image.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -226,10 +227,10 @@ class PatchGaussianAccumulator:
                 acc = self.second[i][lo - off:hi - off]
                 if self.packed:
                     g = gram[:hi - lo]
-                    lapack.syrk_lower(g, xb, beta=0.0)
-                    acc += g.reshape(hi - lo, -1)[:, self._triu_t]
+                    lapack.syrk_upper(g, xb, beta=0.0)
+                    acc += g.reshape(hi - lo, -1)[:, self._triu]
                 else:
-                    lapack.syrk_lower(acc.reshape(hi - lo, d, d), xb)
+                    lapack.syrk_upper(acc.reshape(hi - lo, d, d), xb)
 
         with single_blas_thread():
             in_threads(work, items, self.workers)
@@ -250,8 +251,8 @@ class PatchGaussianAccumulator:
         """A block's second moments as a (rows, d, d) array: the block itself when stored
         full, else a fresh expansion.
 
-        Only the lower triangle and diagonal are guaranteed (the CPU update fills one
-        triangle); everything downstream reads only those, as Cholesky does.
+        Only the upper triangle and diagonal are guaranteed (the CPU update fills one
+        triangle); everything downstream on the CPU reads only those.
         """
         rows = packed.shape[0]
         if not self.packed:
@@ -295,6 +296,8 @@ class PatchGaussianAccumulator:
             array, holdout = holdout, HoldoutStore()
             holdout.append(array)
         n_hold = 0 if holdout is None else holdout.count
+        if n_hold == 0:
+            holdout = None
         if holdout is not None and self.n - n_hold < 2:
             raise InvalidInputError("training images", "too few images left after calibration")
         self._flush()
@@ -325,13 +328,12 @@ class PatchGaussianAccumulator:
             if not self._numpy:
                 whitener[lo:hi] = _whitener(_cov(second, mean[lo:hi], self.n, eps))
                 return
-            # In place: covariance, Cholesky L, then L⁻¹ in the lower triangle; the whitener
-            # is its transpose, L⁻ᵀ, with the stale upper triangle masked out.
-            _cov_lower(second, mean[lo:hi], self.n, eps)
-            _raise_unless_ok(lapack.cholesky_lower(second), "not positive definite")
-            _raise_unless_ok(lapack.invert_lower(second), "singular")
-            np.multiply(second.transpose(0, 2, 1), upper, out=whitener[lo:hi],
-                        casting="same_kind")
+            # In place: covariance, Cholesky factor R (cov = RᵀR), then the whitener R⁻¹,
+            # all in the upper triangle; the stale lower triangle is masked out.
+            _cov_upper(second, mean[lo:hi], self.n, eps)
+            _raise_unless_ok(lapack.cholesky_upper(second), "not positive definite")
+            _raise_unless_ok(lapack.invert_upper(second), "singular")
+            np.multiply(second, upper, out=whitener[lo:hi], casting="same_kind")
 
         # Blocks are independent and write disjoint rows. On the CPU the backbone is idle
         # now, so they run on every core torch may use (each with one BLAS thread).
@@ -350,24 +352,30 @@ class PatchGaussianAccumulator:
         rest_n = self.n - n_hold
         rest_sum = _copy(self._sum[lo:hi])
         rest_second = _copy(second)
-        for hb in self._holdout_groups(holdout, lo, hi):
+        groups = self._holdout_groups(holdout, lo, hi)
+        first = next(groups)
+        only = None
+        for hb in itertools.chain([first], groups):
+            only = hb if hb is first else None
             rest_sum -= hb.sum(1)
             if self._numpy:
-                lapack.syrk_lower(rest_second, hb, alpha=-1.0)
+                lapack.syrk_upper(rest_second, hb, alpha=-1.0)
             else:
                 rest_second -= _gram(hb)
         rest_mean = rest_sum / rest_n
+        # One group (the usual case) is kept for the distances; more are read again.
+        again = [only] if only is not None else self._holdout_groups(holdout, lo, hi)
         parts = []
         if self._numpy:
-            _cov_lower(rest_second, rest_mean, rest_n, eps)
-            _raise_unless_ok(lapack.cholesky_lower(rest_second), "not positive definite")
-            for hb in self._holdout_groups(holdout, lo, hi):
+            _cov_upper(rest_second, rest_mean, rest_n, eps)
+            _raise_unless_ok(lapack.cholesky_upper(rest_second), "not positive definite")
+            for hb in again:
                 hb -= rest_mean[:, None, :]
-                lapack.solve_lower(rest_second, hb)        # x ← L⁻¹(x − μ)
+                lapack.solve_upper_transposed(rest_second, hb)     # ‖z‖² = (x − μ)ᵀΣ⁻¹(x − μ)
                 parts.append((hb * hb).sum(-1).T)
             return np.concatenate(parts)
         m_rest = _whitener(_cov(rest_second, rest_mean, rest_n, eps))
-        for hb in self._holdout_groups(holdout, lo, hi):
+        for hb in again:
             z = (hb - rest_mean[:, None, :]) @ m_rest
             parts.append((z * z).sum(-1).T)
         return torch.cat(parts)
@@ -391,9 +399,15 @@ class PatchGaussianAccumulator:
             yield self._joined(group)
 
     def _joined(self, parts: list[Array]) -> Array:
-        if self._numpy:
-            return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
-        return torch.cat([self._as_f64(p) for p in parts], dim=1)
+        if not self._numpy:
+            return torch.cat([self._as_f64(p) for p in parts], dim=1)
+        rows, _, d = parts[0].shape
+        out = np.empty((rows, sum(p.shape[1] for p in parts), d))
+        col = 0
+        for p in parts:
+            out[:, col:col + p.shape[1]] = p
+            col += p.shape[1]
+        return out
 
 
 def _raise_unless_ok(first_bad: int, problem: str) -> None:
@@ -413,11 +427,11 @@ def _gram(x: Array) -> Array:
     return x.transpose(1, 2) @ x
 
 
-def _symmetric(lower: Array) -> Array:
-    """The symmetric matrices whose lower triangles are given."""
-    if _is_torch(lower):
-        return torch.tril(lower) + torch.tril(lower, -1).transpose(1, 2)
-    return np.tril(lower) + np.tril(lower, -1).transpose(0, 2, 1)
+def _symmetric(upper: Array) -> Array:
+    """The symmetric matrices whose upper triangles are given."""
+    if _is_torch(upper):
+        return torch.triu(upper) + torch.triu(upper, 1).transpose(1, 2)
+    return np.triu(upper) + np.triu(upper, 1).transpose(0, 2, 1)
 
 
 def _cov(second: Array, mean: Array, n: int, eps: float) -> Array:
@@ -431,9 +445,9 @@ def _cov(second: Array, mean: Array, n: int, eps: float) -> Array:
     return second
 
 
-def _cov_lower(second: np.ndarray, mean: np.ndarray, n: int, eps: float) -> None:
-    """Lower triangles of (Σxxᵀ − n μμᵀ)/(n − 1) + eps·I, in place, as one syrk per patch."""
-    lapack.syrk_lower(second, np.ascontiguousarray(mean[:, None, :]), alpha=-n / (n - 1),
+def _cov_upper(second: np.ndarray, mean: np.ndarray, n: int, eps: float) -> None:
+    """Upper triangles of (Σxxᵀ − n μμᵀ)/(n − 1) + eps·I, in place, as one syrk per patch."""
+    lapack.syrk_upper(second, np.ascontiguousarray(mean[:, None, :]), alpha=-n / (n - 1),
                       beta=1.0 / (n - 1))
     d = second.shape[-1]
     second.reshape(second.shape[0], d * d)[:, :: d + 1] += eps

@@ -7,9 +7,9 @@ long as one. scipy also publishes the raw Fortran routines as C function pointer
 releases the GIL for the duration of each foreign call, so blocks of patches run on every core.
 
 Every array is a C-ordered float64 stack (n, d, d) or (n, k, d). Fortran sees each C-ordered
-matrix transposed, so the routines below, which name the *C-order lower* triangle, call
-Fortran with ``uplo='U'``. Only that triangle is read or written; the other keeps whatever it
-held.
+matrix transposed, so the routines below, which name the *C-order upper* triangle, call
+Fortran with ``uplo='L'``. Only that triangle is read or written; the other keeps whatever it
+held. The upper triangle is the one the whitener lives in, so no transposed copy is needed.
 """
 
 from __future__ import annotations
@@ -53,9 +53,8 @@ def _load() -> _Routines:
 
 
 _ROUTINES = _load()    # immutable: function pointers resolved once at import
-_UPPER = ctypes.c_char(b"U")
+_LOWER = ctypes.c_char(b"L")   # Fortran lower = C-order upper
 _NO = ctypes.c_char(b"N")
-_TRANS = ctypes.c_char(b"T")
 _LEFT = ctypes.c_char(b"L")
 
 
@@ -69,8 +68,8 @@ def _check(a: np.ndarray, ndim: int = 3) -> None:
                          f"got {a.dtype} {a.shape}")
 
 
-def syrk_lower(c: np.ndarray, x: np.ndarray, alpha: float = 1.0, beta: float = 1.0) -> None:
-    """c[i] ← beta·c[i] + alpha·x[i]ᵀx[i] on the lower triangle, in place.
+def syrk_upper(c: np.ndarray, x: np.ndarray, alpha: float = 1.0, beta: float = 1.0) -> None:
+    """c[i] ← beta·c[i] + alpha·x[i]ᵀx[i] on the upper triangle, in place.
 
     c: (n, d, d); x: (n, k, d), k rows of dimension d per matrix.
     """
@@ -81,60 +80,61 @@ def syrk_lower(c: np.ndarray, x: np.ndarray, alpha: float = 1.0, beta: float = 1
         raise ValueError(f"shape mismatch: c {c.shape}, x {x.shape}")
     dim, rows = _ref(ctypes.c_int(d)), _ref(ctypes.c_int(k))
     a, b = _ref(ctypes.c_double(alpha)), _ref(ctypes.c_double(beta))
-    upper, no, syrk = _ref(_UPPER), _ref(_NO), _ROUTINES.syrk
+    uplo, no, syrk = _ref(_LOWER), _ref(_NO), _ROUTINES.syrk
     c_addr, x_addr = c.ctypes.data, x.ctypes.data
     c_step, x_step = d * d * 8, k * d * 8
     for i in range(n):
         # Fortran sees x[i] as the d×k matrix xᵀ: 'N' gives xᵀx.
-        syrk(upper, no, dim, rows, a, x_addr + i * x_step, dim, b, c_addr + i * c_step, dim)
+        syrk(uplo, no, dim, rows, a, x_addr + i * x_step, dim, b, c_addr + i * c_step, dim)
 
 
-def cholesky_lower(a: np.ndarray) -> int:
-    """In place: the lower triangle of each a[i] becomes L with a[i] = L Lᵀ.
+def cholesky_upper(a: np.ndarray) -> int:
+    """In place: the upper triangle of each a[i] becomes R with a[i] = Rᵀ R.
 
     Returns the index of the first matrix that is not positive definite, or -1.
     """
     _check(a)
     n, d = a.shape[0], a.shape[1]
     info = ctypes.c_int(0)
-    dim, upper, status, potrf = _ref(ctypes.c_int(d)), _ref(_UPPER), _ref(info), _ROUTINES.potrf
+    dim, uplo, status, potrf = _ref(ctypes.c_int(d)), _ref(_LOWER), _ref(info), _ROUTINES.potrf
     addr, step = a.ctypes.data, d * d * 8
     for i in range(n):
-        potrf(upper, dim, addr + i * step, dim, status)
+        potrf(uplo, dim, addr + i * step, dim, status)
         if info.value != 0:
             return i
     return -1
 
 
-def invert_lower(a: np.ndarray) -> int:
-    """In place: the lower-triangular L in each a[i] becomes L⁻¹. Returns the first singular
+def invert_upper(a: np.ndarray) -> int:
+    """In place: the upper-triangular R in each a[i] becomes R⁻¹. Returns the first singular
     index, or -1."""
     _check(a)
     n, d = a.shape[0], a.shape[1]
     info = ctypes.c_int(0)
-    dim, upper, no, status = _ref(ctypes.c_int(d)), _ref(_UPPER), _ref(_NO), _ref(info)
+    dim, uplo, no, status = _ref(ctypes.c_int(d)), _ref(_LOWER), _ref(_NO), _ref(info)
     trtri = _ROUTINES.trtri
     addr, step = a.ctypes.data, d * d * 8
     for i in range(n):
-        trtri(upper, no, dim, addr + i * step, dim, status)
+        trtri(uplo, no, dim, addr + i * step, dim, status)
         if info.value != 0:
             return i
     return -1
 
 
-def solve_lower(a: np.ndarray, y: np.ndarray) -> None:
-    """In place: every row vector v of y[i] (shape (k, d)) becomes L⁻¹v, with L the lower
-    triangle of a[i]. Used to whiten a few vectors without forming L⁻¹."""
+def solve_upper_transposed(a: np.ndarray, y: np.ndarray) -> None:
+    """In place: every row vector v of y[i] (shape (k, d)) becomes R⁻ᵀv, with R the upper
+    triangle of a[i]. With a[i] = RᵀR from ``cholesky_upper``, ‖R⁻ᵀv‖² = vᵀ a[i]⁻¹ v:
+    this whitens a few vectors without forming R⁻¹."""
     _check(a)
     _check(y)
     n, k, d = y.shape
     if a.shape != (n, d, d):
         raise ValueError(f"shape mismatch: a {a.shape}, y {y.shape}")
     dim, rows, one = _ref(ctypes.c_int(d)), _ref(ctypes.c_int(k)), _ref(ctypes.c_double(1.0))
-    flags = (_ref(_LEFT), _ref(_UPPER), _ref(_TRANS), _ref(_NO))
+    flags = (_ref(_LEFT), _ref(_LOWER), _ref(_NO), _ref(_NO))
     trsm = _ROUTINES.trsm
     a_addr, y_addr = a.ctypes.data, y.ctypes.data
     a_step, y_step = d * d * 8, k * d * 8
     for i in range(n):
-        # Fortran: a[i] is U = Lᵀ, y[i] is the d×k matrix of columns v; solve Uᵀ Z = V.
+        # Fortran sees a[i] as Rᵀ (lower) and y[i] as the d×k matrix of columns v: Rᵀ Z = V.
         trsm(*flags, dim, rows, one, a_addr + i * a_step, dim, y_addr + i * y_step, dim)

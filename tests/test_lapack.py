@@ -13,42 +13,46 @@ def spd(n: int, d: int, seed: int = 0) -> np.ndarray:
     return np.einsum("nki,nkj->nij", x, x) / d + 0.1 * np.eye(d)
 
 
-def test_syrk_updates_only_the_lower_triangle() -> None:
+def test_syrk_updates_only_the_upper_triangle() -> None:
     rng = np.random.default_rng(1)
     x, c = rng.standard_normal((4, 7, 5)), rng.standard_normal((4, 5, 5))
     before = c.copy()
-    lapack.syrk_lower(c, x, alpha=-0.5, beta=2.0)
+    lapack.syrk_upper(c, x, alpha=-0.5, beta=2.0)
     want = 2 * before - 0.5 * np.einsum("nki,nkj->nij", x, x)
-    np.testing.assert_allclose(np.tril(c), np.tril(want), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(np.triu(c, 1), np.triu(before, 1))
+    np.testing.assert_allclose(np.triu(c), np.triu(want), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.tril(c, -1), np.tril(before, -1))
 
 
 def test_cholesky_inverse_and_solve_match_numpy() -> None:
     a = spd(5, 6)
     work = a.copy()
-    assert lapack.cholesky_lower(work) == -1
-    chol = np.tril(work)
-    np.testing.assert_allclose(chol, np.linalg.cholesky(a), rtol=1e-10, atol=1e-12)
+    assert lapack.cholesky_upper(work) == -1
+    r = np.triu(work)
+    np.testing.assert_allclose(r, np.linalg.cholesky(a).transpose(0, 2, 1), rtol=1e-10,
+                               atol=1e-12)
     y = np.random.default_rng(2).standard_normal((5, 3, 6))
     z = y.copy()
-    lapack.solve_lower(work, z)
-    np.testing.assert_allclose(z, np.linalg.solve(chol, y.transpose(0, 2, 1)).transpose(0, 2, 1),
-                               rtol=1e-9, atol=1e-12)
-    assert lapack.invert_lower(work) == -1
-    np.testing.assert_allclose(np.tril(work), np.linalg.inv(chol), rtol=1e-9, atol=1e-12)
+    lapack.solve_upper_transposed(work, z)
+    np.testing.assert_allclose(np.einsum("nkd,nkd->nk", z, z),
+                               np.einsum("nki,nij,nkj->nk", y, np.linalg.inv(a), y), rtol=1e-9)
+    assert lapack.invert_upper(work) == -1
+    np.testing.assert_allclose(np.triu(work), np.linalg.inv(r), rtol=1e-9, atol=1e-12)
+    w = np.triu(work)                                       # the whitener: W Wᵀ = a⁻¹
+    np.testing.assert_allclose(w @ w.transpose(0, 2, 1), np.linalg.inv(a), rtol=1e-9,
+                               atol=1e-12)
 
 
 def test_failures_report_the_first_bad_matrix() -> None:
     a = spd(4, 3)
     a[2] = -np.eye(3)
-    assert lapack.cholesky_lower(a) == 2
-    singular = np.tile(np.tril(np.ones((3, 3))), (3, 1, 1))
+    assert lapack.cholesky_upper(a) == 2
+    singular = np.tile(np.triu(np.ones((3, 3))), (3, 1, 1))
     singular[1, 1, 1] = 0.0
-    assert lapack.invert_lower(singular) == 1
+    assert lapack.invert_upper(singular) == 1
 
 
 @pytest.mark.parametrize("bad", [np.zeros((2, 3, 3), np.float32), np.zeros((3, 3)),
                                  np.zeros((2, 3, 3))[:, :, ::-1]])
 def test_rejects_arrays_it_cannot_pass_to_fortran(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="C-contiguous float64"):
-        lapack.cholesky_lower(bad)
+        lapack.cholesky_upper(bad)
