@@ -43,8 +43,12 @@ setup-runtime: $(STAMP_REQ) $(STAMP_PKG)
 
 setup: $(STAMP_REQ) $(STAMP_DEV) $(STAMP_PKG)
 
+# glibc malloc keeps freed memory for reuse (padim_core.allocator.ENVIRONMENT): the CPU
+# backbone runs about 2x faster without re-faulting its activations every batch.
+MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=536870912 MALLOC_TRIM_THRESHOLD_=1073741824
+
 run: setup-runtime
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
+	$(MALLOC_ENV) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
 chromium:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from padim_core.allocator import keep_freed_memory
+
+keep_freed_memory()   # best effort here; `make run` sets the same for every thread
 st.set_page_config(page_title="PaDiM Inspector", page_icon=":material/troubleshoot:", layout="wide")
 
 

@@ -49,6 +49,7 @@ from bench.common import (
     synchronizer,
     timed,
 )
+from padim_core.allocator import keep_freed_memory
 from padim_core.backbones import load_feature_extractor
 from padim_core.model import PadimModel
 
@@ -392,6 +393,7 @@ def _devices(spec: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON."""
     args = parse_args(argv)
+    keep_freed_memory()      # as the CLI and the app do; both sides of every ratio share it
     s = _settings(args)
     devices = _devices(args.devices)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

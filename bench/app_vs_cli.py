@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import DEFAULT_DATA, REPO
+from padim_core.allocator import keep_freed_memory
 from padim_core.datasets import training_images
 
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
+    keep_freed_memory()      # the CLI side sets it in its own process
     paths = training_images(args.data)
     app, cli = [], []
     for _ in range(args.repeats):

@@ -39,6 +39,7 @@ from bench.common import (
     ru_maxrss_mb,
     synchronizer,
 )
+from padim_core.allocator import keep_freed_memory
 from padim_core.backbones import load_feature_extractor
 from padim_core.model import PadimModel
 
@@ -169,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: print the case's JSON on one line."""
+    keep_freed_memory()
     print(json.dumps(run(parse_args(argv))))
     sys.stdout.flush()
     return 0

@@ -27,6 +27,7 @@ from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .backbones import DEFAULT_BACKBONE, SPECS
 from .datasets import MVTecCategory, find_dataset_root, training_images
 from .devices import resolve_device
@@ -557,6 +558,7 @@ def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``padim`` command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     progress = _Progress(False)
     try:
         try:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from padim_core.allocator import ENVIRONMENT
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -60,7 +62,8 @@ def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0) -> It
     from inspector_ui.uploads import DEMO_DIR_ENV
 
     port = free_port()
-    env = {**os.environ, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1"}
+    # The allocator settings `make run` uses, so the browser tests see the same server.
+    env = {**os.environ, **ENVIRONMENT, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),

@@ -1,0 +1,47 @@
+"""glibc malloc settings that keep freed memory for reuse: a 2x faster CPU backbone.
+
+With glibc's defaults every allocation above the mmap threshold (at most 32 MB) gets fresh
+pages from the kernel and gives them back when freed. torch's CPU activations for a batch
+of 32 images are such allocations, so every forward pass page-faults them in again: on the
+2-core VM EfficientNet-Lite0 over 213 images took 2.7 million page faults and spent half of
+its 6.2 s in the kernel, against 2.6 s with freed memory kept for reuse.
+
+``keep_freed_memory()`` raises the mmap and trim thresholds (freed blocks stay in the heap
+and are reused) and limits malloc to one arena, so threads started afterwards share that
+heap (a thread's own arena hands big blocks back to the kernel just the same). The price:
+the process keeps its high-water mark instead of returning memory to the system.
+
+Called by the entry points (CLI, app, benchmark), never on import: it changes the whole
+process. A thread that already allocated keeps its own arena, which is why ``make run``
+also starts Streamlit with ``ENVIRONMENT``, the same settings as environment variables.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+MMAP_THRESHOLD = 512 << 20
+TRIM_THRESHOLD = 1 << 30
+ENVIRONMENT = {"MALLOC_ARENA_MAX": "1",
+               "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+               "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+
+_M_TRIM_THRESHOLD = -1    # mallopt parameter numbers from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def keep_freed_memory() -> bool:
+    """Apply the settings to this process; False where the C library is not glibc."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    done = [mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(_M_TRIM_THRESHOLD,
+                                                                TRIM_THRESHOLD),
+            mallopt(_M_ARENA_MAX, 1)]
+    return all(done)
