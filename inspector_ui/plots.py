@@ -67,7 +67,7 @@ def score_histogram(
 
 
 def calibration_histogram(scores: np.ndarray, threshold: float) -> go.Figure:
-    """The model card's histogram: held-out normal images and the calibrated threshold."""
+    """The model card's histogram: leave-one-out scores of normal images, and the threshold."""
     scores = np.asarray(scores, dtype=float)
     fig = go.Figure(go.Histogram(x=scores, name="calibration images", marker_color="#546e7a",
                                  xbins=_bins(scores, np.asarray([threshold]),
@@ -75,7 +75,7 @@ def calibration_histogram(scores: np.ndarray, threshold: float) -> go.Figure:
     fig.add_vline(x=float(threshold), line_color=THRESHOLD_COLOUR, line_width=2,
                   line_dash="dash", annotation_text=f"image threshold {threshold:.3g}",
                   annotation_position="top right")
-    fig.update_layout(**_layout(f"Calibration scores ({len(scores)} held-out normal images)",
+    fig.update_layout(**_layout(f"Calibration scores ({len(scores)} normal images, each left out)",
                                 xaxis_title="anomaly score", yaxis_title="images",
                                 showlegend=False))
     return fig

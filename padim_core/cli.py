@@ -98,7 +98,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, metavar="N",
                    help=f"images per batch (default {_DEFAULTS.batch_size})")
     g.add_argument("--calibration-fraction", type=float, metavar="F",
-                   help="share of the normal images held out to set the thresholds "
+                   help="share of the normal images scored leave-one-out to set the thresholds "
                         f"(default {_DEFAULTS.calibration_fraction})")
 
 
@@ -277,7 +277,7 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         f"({card['reduction']}), resize {card['image_size']} -> crop {card['crop']}, "
         f"grid {grid}",
         f"images       {card['n_train_images']} fitted, {card['n_calibration_images']} "
-        f"held out for thresholds ({card['calibrated_on']})",
+        f"of them set the thresholds ({card['calibrated_on']})",
         f"thresholds   image {card['image_threshold']:.4g} (FPR {card['image_fpr']:g}), "
         f"pixel {card['pixel_threshold']:.4g} (FPR {card['pixel_fpr']:g})",
         f"fit          {card['fit_seconds']:.1f} s on {card['device']}",

@@ -22,7 +22,6 @@ rank-128 update: 3-4x less time per image.
 
 from __future__ import annotations
 
-import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -281,13 +280,15 @@ class PatchGaussianAccumulator:
 
     def finalize(self, eps: float = 0.01, holdout: HoldoutStore | Array | None = None,
                  ) -> tuple[PatchGaussian, Array | None]:
-        """Gaussians from all data; optionally distances of ``holdout`` under the rest.
+        """Gaussians from all data; optionally leave-one-out distances of ``holdout``.
 
-        ``holdout`` (P, H, d), an array or a HoldoutStore, holds embeddings that were *also*
-        passed to ``update``. Their
-        squared Mahalanobis distances (H, P) are computed under the Gaussians of the other
-        n − H samples, so thresholds can be calibrated on images the model did not see while
-        the final model still uses every image. Consumes the accumulator (frees its blocks).
+        ``holdout`` (P, H, d), an array or a HoldoutStore, holds embeddings of calibration
+        images that were *also* passed to ``update``. Their squared Mahalanobis distances
+        (H, P) are *leave-one-out*: each image's under the Gaussians of the other n − 1, so
+        thresholds are calibrated on images the model did not see while the final model
+        still uses every image. Removing one sample is a rank-one change, so the distance
+        follows from the final model in closed form (``leave_one_out``) and costs one small
+        product per image, not a second factorization. Consumes the accumulator.
         """
         if self.n < 2:
             raise InvalidInputError("training images",
@@ -298,8 +299,9 @@ class PatchGaussianAccumulator:
         n_hold = 0 if holdout is None else holdout.count
         if n_hold == 0:
             holdout = None
-        if holdout is not None and self.n - n_hold < 2:
-            raise InvalidInputError("training images", "too few images left after calibration")
+        if holdout is not None and self.n < 3:
+            raise InvalidInputError("training images",
+                                    "need at least 3 images to score any of them left out")
         self._flush()
         self._stage = None
         mean = self._sum / self.n
@@ -322,18 +324,20 @@ class PatchGaussianAccumulator:
             lo, hi = self.bounds[i]
             second = self._full(self.second[i])
             self.second[i] = None
+            if self._numpy:
+                # In place: covariance, Cholesky factor R (cov = RᵀR), then the whitener R⁻¹,
+                # all in the upper triangle; the stale lower triangle is zeroed.
+                _cov_upper(second, mean[lo:hi], self.n, eps)
+                _raise_unless_ok(lapack.cholesky_upper(second), "not positive definite")
+                _raise_unless_ok(lapack.invert_upper(second), "singular")
+                np.multiply(second, upper, out=second)
+                m = second
+            else:
+                m = _whitener(_cov(second, mean[lo:hi], self.n, eps))
+            whitener[lo:hi] = m
             if holdout is not None:
-                hold_dist[:, lo:hi] = self._holdout_distances(second, lo, hi, holdout, n_hold,
-                                                              eps)
-            if not self._numpy:
-                whitener[lo:hi] = _whitener(_cov(second, mean[lo:hi], self.n, eps))
-                return
-            # In place: covariance, Cholesky factor R (cov = RᵀR), then the whitener R⁻¹,
-            # all in the upper triangle; the stale lower triangle is masked out.
-            _cov_upper(second, mean[lo:hi], self.n, eps)
-            _raise_unless_ok(lapack.cholesky_upper(second), "not positive definite")
-            _raise_unless_ok(lapack.invert_upper(second), "singular")
-            np.multiply(second, upper, out=whitener[lo:hi], casting="same_kind")
+                sq = self._in_sample(m, mean[lo:hi], holdout, lo, hi)
+                hold_dist[:, lo:hi] = leave_one_out(sq, self.n)
 
         # Blocks are independent and write disjoint rows. On the CPU the backbone is idle
         # now, so they run on every core torch may use (each with one BLAS thread).
@@ -345,47 +349,22 @@ class PatchGaussianAccumulator:
             return PatchGaussian(mean.astype(np.float32), whitener), hold_dist
         return PatchGaussian(mean.float(), whitener), hold_dist
 
-    def _holdout_distances(self, second: Array, lo: int, hi: int, holdout: HoldoutStore,
-                           n_hold: int, eps: float) -> Array:
-        """(H, hi − lo) squared distances of the held-out embeddings of patches lo:hi under
-        the statistics of the other images (the held-out ones subtracted, group by group)."""
-        rest_n = self.n - n_hold
-        rest_sum = _copy(self._sum[lo:hi])
-        rest_second = _copy(second)
-        groups = self._holdout_groups(holdout, lo, hi)
-        first = next(groups)
-        only = None
-        for hb in itertools.chain([first], groups):
-            only = hb if hb is first else None
-            rest_sum -= hb.sum(1)
-            if self._numpy:
-                lapack.syrk_upper(rest_second, hb, alpha=-1.0)
-            else:
-                rest_second -= _gram(hb)
-        rest_mean = rest_sum / rest_n
-        # One group (the usual case) is kept for the distances; more are read again.
-        again = [only] if only is not None else self._holdout_groups(holdout, lo, hi)
+    def _in_sample(self, whitener: Array, mean: Array, holdout: HoldoutStore, lo: int,
+                   hi: int) -> Array:
+        """(H, hi − lo) squared distances of the stored embeddings under the final
+        float64 whitener of patches lo:hi."""
         parts = []
-        if self._numpy:
-            _cov_upper(rest_second, rest_mean, rest_n, eps)
-            _raise_unless_ok(lapack.cholesky_upper(rest_second), "not positive definite")
-            for hb in again:
-                hb -= rest_mean[:, None, :]
-                lapack.solve_upper_transposed(rest_second, hb)     # ‖z‖² = (x − μ)ᵀΣ⁻¹(x − μ)
-                parts.append((hb * hb).sum(-1).T)
-            return np.concatenate(parts)
-        m_rest = _whitener(_cov(rest_second, rest_mean, rest_n, eps))
-        for hb in again:
-            z = (hb - rest_mean[:, None, :]) @ m_rest
+        for hb in self._holdout_groups(holdout, lo, hi):
+            hb -= mean[:, None, :]
+            z = hb @ whitener
             parts.append((z * z).sum(-1).T)
-        return torch.cat(parts)
+        return np.concatenate(parts) if self._numpy else torch.cat(parts)
 
     def _holdout_groups(self, holdout: HoldoutStore, lo: int, hi: int) -> Iterator[Array]:
         """Held-out embeddings of patches lo:hi as fresh float64 arrays (hi − lo, k, d).
 
-        Stored batches are joined up to about BLOCK_BYTES, so each per-patch BLAS call
-        covers many images (one rank-42 update instead of seven rank-6 ones streams the d×d
-        sums through memory once, not seven times) while memory stays bounded.
+        Stored batches are joined up to about BLOCK_BYTES, so each product covers many
+        images while memory stays bounded.
         """
         group: list[Array] = []
         size = 0
@@ -408,6 +387,21 @@ class PatchGaussianAccumulator:
             out[:, col:col + p.shape[1]] = p
             col += p.shape[1]
         return out
+
+
+def leave_one_out(sq: Array, n: int) -> Array:
+    """Squared distances of training samples under the Gaussian of the *other* n − 1, from
+    their squared distances ``sq`` under the Gaussian of all n.
+
+    Dropping sample x moves the mean by (x − μ)/(n − 1) and the scatter by a rank-one term,
+    so by Sherman-Morrison D²₋ = (n − 2) n² D² / ((n − 1)((n − 1)² − n D²)) (the classical
+    deleted Mahalanobis distance). With the eps·I regularization it is exact when the
+    left-out model's eps is eps·(n − 1)/(n − 2), a shade more (0.5 % at n = 200): removing
+    a sample rescales the covariance, which the identity term does not follow.
+    """
+    if n < 3:
+        raise ValueError("leave-one-out distances need n >= 3")
+    return (n - 2) * n * n * sq / ((n - 1) * ((n - 1) ** 2 - n * sq))
 
 
 def _raise_unless_ok(first_bad: int, problem: str) -> None:

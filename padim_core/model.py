@@ -2,7 +2,8 @@
 
 Pipeline, one module per step: images → backbones (three feature maps) → embedding
 (d channels on one grid) → gaussian (streaming per-patch statistics, one inversion) →
-scoring (batched Mahalanobis, upsampling, blur) → thresholds (from held-out normals).
+scoring (batched Mahalanobis, upsampling, blur) → thresholds (from leave-one-out scores of
+normal training images).
 """
 
 from __future__ import annotations
@@ -259,9 +260,10 @@ class PadimModel:
         """Learn the per-patch Gaussians of normal ``images`` and calibrate thresholds.
 
         images: paths, bytes, PIL images or HxWx3 uint8 arrays. Unreadable ones are skipped
-        and listed in ``skipped_``. A share of the images (``calibration_fraction``) is held
-        out to set the thresholds on scores of images the Gaussians did not see; the final
-        Gaussians still use every image (the held-out statistics are merged back).
+        and listed in ``skipped_``. A share of the images (``calibration_fraction``) sets the
+        thresholds, each scored *leave-one-out* (under the Gaussians of the other images, in
+        closed form), so thresholds come from images the model did not see while the final
+        Gaussians still use every image.
         """
         t0 = time.perf_counter()
         images = list(images)
@@ -334,7 +336,7 @@ class PadimModel:
             maps = self._render(dist.reshape(-1, *grid), grid)
             cal_scores = image_scores(maps).double().cpu().numpy()
             cal_pixels = maps.cpu().numpy()
-            state.calibrated_on = "held-out normal images"
+            state.calibrated_on = "normal training images, each scored leave-one-out"
         else:
             # Too few images to hold any out: calibrate on the training images themselves,
             # which under-estimates normal scores. Say so.
@@ -404,7 +406,8 @@ class PadimModel:
     image_threshold_ = _fitted("image_threshold", "Image score at or above which a part is NG.")
     pixel_threshold_ = _fitted("pixel_threshold", "Map value at or above which a pixel is "
                                                   "drawn as defect.")
-    calibration_scores_ = _fitted("calibration_scores", "Scores of the held-out normal images.")
+    calibration_scores_ = _fitted("calibration_scores",
+                                  "Leave-one-out scores of the calibration images.")
     n_train_images_ = _fitted("n_train_images", "Images the Gaussians were fitted on.")
     n_calibration_images_ = _fitted("n_calibration_images", "Images the thresholds came from.")
     fit_seconds_ = _fitted("fit_seconds", "Wall time of fit, decoding included.")

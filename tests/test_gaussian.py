@@ -74,15 +74,25 @@ def test_cpu_path_at_d550_matches_numpy_inverse(packed: bool) -> None:
     np.testing.assert_allclose(ours, ref, rtol=1e-4)
 
 
-def test_holdout_distances_use_only_the_other_images() -> None:
-    x = samples(5, 40, 6, seed=4)
-    acc = PatchGaussianAccumulator(5, 6)
-    acc.update(x)
-    _, hold_sq = acc.finalize(0.01, holdout=x[:, 30:])
-    means, invs = reference_inverse(x[:, :30], 0.01)
-    diff = x[:, 30:].astype(np.float64) - means[:, None, :]
-    ref = np.einsum("pbi,pij,pbj->bp", diff, invs, diff)
-    np.testing.assert_allclose(hold_sq, ref, rtol=1e-6)
+@pytest.mark.parametrize("n", [40, 7])      # 7 < d + 1: the covariance rests on eps
+def test_calibration_distances_are_leave_one_out(n: int) -> None:
+    d, eps = 6, 0.01
+    x = samples(5, n, d, seed=4)
+    cal = [1, 4, n - 1]
+    _, hold_sq = PatchGaussianAccumulator(5, d).update(x).finalize(eps, holdout=x[:, cal])
+    eps_left_out = eps * (n - 1) / (n - 2)
+    for row, j in enumerate(cal):
+        others = np.delete(x, j, axis=1)
+        means, invs = reference_inverse(others, eps_left_out)
+        diff = x[:, j].astype(np.float64) - means
+        ref = np.einsum("pi,pij,pj->p", diff, invs, diff)
+        np.testing.assert_allclose(hold_sq[row], ref, rtol=1e-7)
+
+
+def test_leave_one_out_needs_three_images() -> None:
+    x = samples(2, 2, 3)
+    with pytest.raises(InvalidInputError, match="at least 3"):
+        PatchGaussianAccumulator(2, 3).update(x).finalize(0.01, holdout=x[:, :1])
 
 
 def test_torch_code_path_matches_numpy_path() -> None:
