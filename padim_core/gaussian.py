@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import lapack
+from .allocator import page_backed
 from .errors import InvalidInputError
 from .threads import default_workers, in_threads, single_blas_thread
 
@@ -148,7 +149,7 @@ class PatchGaussianAccumulator:
         self._staged = 0
         if self._numpy:
             self._sum = np.zeros((self.n_patches, self.dim))
-            self.second = [np.zeros((hi - lo, n_tri)) for lo, hi in self.bounds]
+            self.second = [page_backed((hi - lo, n_tri)) for lo, hi in self.bounds]
         else:
             self._sum = torch.zeros((self.n_patches, self.dim), dtype=torch.float64,
                                    device=self.device)
@@ -194,7 +195,8 @@ class PatchGaussianAccumulator:
             self._add(x)
         else:
             if self._stage is None:
-                self._stage = np.empty((self.n_patches, self._stage_cap, self.dim), np.float32)
+                self._stage = page_backed((self.n_patches, self._stage_cap, self.dim),
+                                          np.float32)
             self._stage[:, self._staged:self._staged + b] = x
             self._staged += b
         self.n += b
@@ -257,7 +259,7 @@ class PatchGaussianAccumulator:
         if not self.packed:
             return packed.reshape(rows, self.dim, self.dim)
         if self._numpy:
-            full = np.empty((rows, self.dim * self.dim))
+            full = page_backed((rows, self.dim * self.dim))
         else:
             full = torch.empty((rows, self.dim * self.dim), dtype=torch.float64,
                                device=self.device)
@@ -312,7 +314,7 @@ class PatchGaussianAccumulator:
                   ) -> tuple[PatchGaussian, Array | None]:
         p, d = self.n_patches, self.dim
         if self._numpy:
-            whitener = np.empty((p, d, d), dtype=np.float32)   # pages committed block by block
+            whitener = page_backed((p, d, d), np.float32)   # pages committed block by block
             hold_dist = np.empty((n_hold, p)) if n_hold else None
         else:
             whitener = torch.empty((p, d, d), dtype=torch.float32, device=self.device)

@@ -49,3 +49,34 @@ def test_make_run_starts_streamlit_with_the_same_settings() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for name, value in ENVIRONMENT.items():
         assert f"{name}={value}" in makefile
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_page_backed_arrays_are_zero_and_give_their_pages_back() -> None:
+    import gc
+
+    import numpy as np
+
+    from padim_core.allocator import page_backed
+
+    before = rss_mb()
+    a = page_backed((64, 1024, 1024), np.float32)          # 256 MB, nothing committed yet
+    assert a.dtype == np.float32 and a.shape == (64, 1024, 1024) and not a[::7, ::97].any()
+    assert rss_mb() - before < 64
+    a[...] = 1.0
+    assert rss_mb() - before > 200
+    view = a[3]
+    del a
+    gc.collect()
+    assert rss_mb() - before > 200                        # a view keeps the map alive
+    assert view.sum() == 1024 * 1024
+    del view
+    gc.collect()
+    assert rss_mb() - before < 64
