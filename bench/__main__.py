@@ -78,12 +78,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed predict passes per side")
     p.add_argument("--profile", action="store_true",
                    help="profile predict and fit (CPU) and print where the time goes")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's malloc defaults (the CLI and app keep freed memory "
+                        "for reuse); for comparison only")
     return p.parse_args(argv)
 
 
 # ---------------------------------------------------------------------------- cases
-def _subprocess(args: list[str]) -> dict[str, Any]:
+def _subprocess(args: list[str], s: Settings) -> dict[str, Any]:
     """Run one ``bench.memory`` case in a fresh interpreter and parse its JSON line."""
+    args = [*args, "--system-malloc"] if s.system_malloc else args
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-m", "bench.memory", *args], cwd=REPO, env=env,
@@ -106,10 +110,10 @@ def memory_case(images: ImageSet, s: Settings, device: str) -> dict[str, Any]:
               *_model_args(s.backbone, s.weights, s.d, s.image_size, s.crop, s.batch_size,
                            device)]
     n = ["--n", str(len(images.train))]
-    base = _subprocess([*common, "--mode", "load"])
-    forward = _subprocess([*common, *n, "--mode", "forward", "--repeat", "1"])
-    one = _subprocess([*common, *n, "--mode", "fit", "--repeat", "1"])
-    four = _subprocess([*common, *n, "--mode", "fit", "--repeat", "4"])
+    base = _subprocess([*common, "--mode", "load"], s)
+    forward = _subprocess([*common, *n, "--mode", "forward", "--repeat", "1"], s)
+    one = _subprocess([*common, *n, "--mode", "fit", "--repeat", "1"], s)
+    four = _subprocess([*common, *n, "--mode", "fit", "--repeat", "4"], s)
     out = {"n": one["n_images"], "n_4n": four["n_images"],
            "baseline_rss_mb": base["peak_rss_mb"], "forward_rss_mb": forward["peak_rss_mb"],
            "phase_peak_n_mb": one["phase_peak_mb"], "phase_peak_4n_mb": four["phase_peak_mb"],
@@ -131,7 +135,7 @@ def wrn_case(images: ImageSet, s: Settings, device: str) -> dict[str, Any]:
     res = _subprocess(["--data", str(images.root), "--mode", "fit", "--n", str(n_train),
                        "--predict-n", str(s.wrn_n_predict), "--repeats", str(s.wrn_repeats),
                        *_model_args(s.wrn_backbone, s.wrn_weights, s.wrn_d, s.wrn_image_size,
-                                    s.wrn_crop, s.batch_size, device)])
+                                    s.wrn_crop, s.batch_size, device)], s)
     out = {"backbone": s.wrn_backbone, "weights": s.wrn_weights, "d": s.wrn_d,
            "crop": s.wrn_crop, "n_train": res["n_images"], "fit_s": res["fit_s"],
            "n_predict": res["n_predict"], "predict_ms_per_image": res["predict_ms_per_image"],
@@ -339,6 +343,11 @@ def _device_lines(sec: dict[str, Any], s: dict[str, Any], t: dict[str, Any]) -> 
     return lines
 
 
+def _uses_system_malloc(result: dict[str, Any]) -> bool:
+    """Whether the run left glibc's malloc defaults alone."""
+    return bool(result["settings"].get("system_malloc"))
+
+
 def table(result: dict[str, Any]) -> str:
     """The human-readable summary."""
     lines = [f"PaDiM Inspector benchmark — {result['meta']['date']}",
@@ -347,7 +356,9 @@ def table(result: dict[str, Any]) -> str:
              f"images: {result['data']['label']} ({result['data']['n_train']} train, "
              f"{result['data']['n_test']} test)",
              f"command: {result['meta']['command']}  (revision {result['meta']['revision']}, "
-             f"torch {result['meta']['torch']}, {result['meta']['torch_threads']} threads)"]
+             f"torch {result['meta']['torch']}, {result['meta']['torch_threads']} threads)",
+             "malloc: " + ("glibc defaults (--system-malloc)" if _uses_system_malloc(result)
+                           else "freed memory kept for reuse (padim_core.allocator)")]
     s = result["settings"]
     for dev, sec in (("CPU", result["cpu"]), ("GPU", result["gpu"])):
         if sec is None:
@@ -381,6 +392,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         s = replace(s, wrn=False)
     if args.repeats:
         s = replace(s, repeats=args.repeats)
+    if args.system_malloc:
+        s = replace(s, system_malloc=True)
     return s
 
 
@@ -393,7 +406,8 @@ def _devices(spec: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON."""
     args = parse_args(argv)
-    keep_freed_memory()      # as the CLI and the app do; both sides of every ratio share it
+    if not args.system_malloc:
+        keep_freed_memory()  # as the CLI and the app do; both sides of every ratio share it
     s = _settings(args)
     devices = _devices(args.devices)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

@@ -46,6 +46,7 @@ class Settings:
     wrn_repeats: int = 1
     synthetic: tuple[int, int, int] = (200, 40, 60)   # train, test good, test defect
     synthetic_size: int = 256
+    system_malloc: bool = False   # True: glibc's defaults, not padim_core.allocator's settings
 
 
 FULL = Settings()

@@ -154,7 +154,6 @@ def fit_pieces(fitted: PadimModel, batch: np.ndarray) -> dict[str, float]:
     scratch = gaussian.PatchGaussianAccumulator(h * w, d)    # its sums are only timed
     out[f"  rank-{staged.shape[1]} Σxxᵀ update of staged images (threads)"] = _best(
         lambda: scratch._add(staged))
-    del scratch
     hold = x[:, : max(1, b // 5)].copy()
     t0 = time.perf_counter()
     acc.finalize(cfg.eps, holdout=hold)

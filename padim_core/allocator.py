@@ -29,7 +29,7 @@ import platform
 
 import numpy as np
 
-MMAP_THRESHOLD = 512 << 20
+MMAP_THRESHOLD = 256 << 20   # above the largest activation of a batch of 32 (154 MB, Lite0)
 TRIM_THRESHOLD = 1 << 30
 ENVIRONMENT = {"MALLOC_ARENA_MAX": "1",
                "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),

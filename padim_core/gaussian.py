@@ -212,7 +212,9 @@ class PatchGaussianAccumulator:
         """Add (P, k, d) embeddings to the sums: float64 copies of a few patches at a time
         (one buffer per worker), a rank-k syrk per patch."""
         k, d = x.shape[1], self.dim
-        per_patch = k * d * 8
+        # Packed storage also needs a d×d product per patch (and its gathered triangle):
+        # at d = 550 that, not the embeddings, bounds the chunk.
+        per_patch = k * d * 8 + (2 * d * d * 8 if self.packed else 0)
         chunk = max(1, CHUNK_BYTES // per_patch)
         items = [(i, lo, min(lo + chunk, hi)) for i, (blo, hi) in enumerate(self.bounds)
                  for lo in range(blo, hi, chunk)]
