@@ -41,8 +41,9 @@ def test_freed_blocks_are_reused_without_page_faults() -> None:
     applied, with_settings = faults("on")
     _, default = faults("off")
     assert applied == "True"
-    assert default > 20 * 10_000            # 16384 pages per block, faulted in every time
-    assert with_settings < default / 10
+    block = 16384                           # 4 KiB pages in 64 MB
+    assert default >= 15 * block            # faulted in again nearly every time
+    assert with_settings <= 4 * block       # at most a few first touches, then reused
 
 
 def test_make_run_starts_streamlit_with_the_same_settings() -> None:
