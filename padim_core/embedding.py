@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .allocator import big_array
 from .errors import InvalidInputError
 
 REDUCTIONS = ("random", "orthogonal")
@@ -71,7 +72,11 @@ class Embedder:
         else:
             per_layer = [None] * len(features)
             width = sum(self.channels)
-        out = first.new_empty((big_h, big_w, b, width))
+        shape = (big_h, big_w, b, width)
+        if first.device.type == "cpu" and first.dtype == torch.float32:
+            out = torch.from_numpy(big_array(shape, np.float32))   # 220 MB at d = 550
+        else:
+            out = first.new_empty(shape)
         c0 = 0
         for feat, idx in zip(features, per_layer, strict=True):
             part = feat.permute(2, 3, 0, 1)                       # (h, w, B, C) view

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import lapack
-from .allocator import page_backed
+from .allocator import big_array, page_backed
 from .errors import InvalidInputError
 from .threads import default_workers, in_threads, single_blas_thread
 
@@ -149,7 +149,10 @@ class PatchGaussianAccumulator:
         self._staged = 0
         if self._numpy:
             self._sum = np.zeros((self.n_patches, self.dim))
-            self.second = [page_backed((hi - lo, n_tri)) for lo, hi in self.bounds]
+            # Big (packed) sums get their own pages, returned block by block as finalize
+            # frees them; smaller ones come from the heap, which reuses them unfaulted.
+            new = page_backed if self.packed else np.zeros
+            self.second = [new((hi - lo, n_tri)) for lo, hi in self.bounds]
         else:
             self._sum = torch.zeros((self.n_patches, self.dim), dtype=torch.float64,
                                    device=self.device)
@@ -195,8 +198,8 @@ class PatchGaussianAccumulator:
             self._add(x)
         else:
             if self._stage is None:
-                self._stage = page_backed((self.n_patches, self._stage_cap, self.dim),
-                                          np.float32)
+                self._stage = np.empty((self.n_patches, self._stage_cap, self.dim),
+                                       np.float32)
             self._stage[:, self._staged:self._staged + b] = x
             self._staged += b
         self.n += b
@@ -316,7 +319,7 @@ class PatchGaussianAccumulator:
                   ) -> tuple[PatchGaussian, Array | None]:
         p, d = self.n_patches, self.dim
         if self._numpy:
-            whitener = page_backed((p, d, d), np.float32)   # pages committed block by block
+            whitener = big_array((p, d, d), np.float32)   # pages committed block by block
             hold_dist = np.empty((n_hold, p)) if n_hold else None
         else:
             whitener = torch.empty((p, d, d), dtype=torch.float32, device=self.device)
