@@ -59,6 +59,23 @@ def keep_freed_memory() -> bool:
     return all(done)
 
 
+def release_free_memory() -> bool:
+    """Hand the heap's free memory back to the system now (glibc ``malloc_trim``).
+
+    For the big-memory case (packed sums, d = 550): between batches, so the heap kept for
+    reuse does not add fragmentation on top of the gigabytes of sums. False where not glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def page_backed(shape: tuple[int, ...], dtype: np.dtype | type = np.float64) -> np.ndarray:
     """A zero-filled array on its own anonymous memory map (not the malloc heap).
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import model_files
+from .allocator import release_free_memory
 from .backbones import (
     DEFAULT_BACKBONE,
     RANDOM_WEIGHTS,
@@ -301,6 +302,9 @@ class PadimModel:
                 cal_rows = np.flatnonzero(is_cal[idx])
                 if len(cal_rows):
                     held.append(x[:, cal_rows])
+                if acc.packed and on_cpu:
+                    del emb, x
+                    release_free_memory()   # gigabytes of sums: no fragmentation on top
                 used += len(crops)
             if progress:
                 progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
