@@ -58,8 +58,8 @@ class EvaluationReport:
     no_pixel_ground_truth: list[tuple[str, str]] = field(default_factory=list)
     #: (name, reason) of inputs the model could not read (in no metric at all)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    #: the model's own thresholds (set at fit from held-out normals) and F1 at them, using
-    #: the model's verdict rule ``score > threshold``; None when the model has none
+    #: the model's own thresholds (set at fit from leave-one-out normal scores) and F1 at
+    #: them, using the model's verdict rule ``score >= threshold``; None when it has none
     model_image_threshold: float | None = None
     image_f1_at_model_threshold: float | None = None
     model_pixel_threshold: float | None = None
@@ -161,7 +161,7 @@ def evaluate_predictions(
     image_thr, image_f1 = metrics.f1_optimal_threshold(y, s)
     f1_at_model = None
     if image_threshold is not None:
-        f1_at_model = metrics.f1_at_threshold(y, s, image_threshold, strict=True)
+        f1_at_model = metrics.f1_at_threshold(y, s, image_threshold)
     _notify(progress, 1, total, "metrics")
 
     report = EvaluationReport(
@@ -224,7 +224,7 @@ def evaluate_predictions(
         _notify(progress, 5, total, "metrics")
         if pixel_threshold is not None:
             report.pixel_f1_at_model_threshold = metrics.pixel_f1_at_threshold(
-                gt_arr, pix_maps, pixel_threshold, strict=True
+                gt_arr, pix_maps, pixel_threshold
             )
     _notify(progress, total, total, "metrics")
     return report

@@ -64,7 +64,7 @@ def _is_torch(x: Array) -> bool:
 
 
 class HoldoutStore:
-    """Embeddings of held-out images, (P, H, d), gathered batch by batch.
+    """Embeddings of the calibration images, (P, H, d), gathered batch by batch.
 
     On the CPU they go to an unnamed temporary file and come back one block of patches at a
     time, so fit's memory does not grow with the number of calibration images (the page
@@ -93,7 +93,7 @@ class HoldoutStore:
 
     def chunks(self, lo: int, hi: int) -> Iterator[Array]:
         """Patches lo:hi of the stored images, one (hi − lo, b, d) array per appended batch,
-        so working memory does not grow with the number of held-out images."""
+        so working memory does not grow with the number of calibration images."""
         for t in self._tensors:
             yield t[lo:hi]
         for offset, _, b, d in self._chunks:   # preadv: no shared file position, thread-safe
@@ -101,7 +101,7 @@ class HoldoutStore:
             got = os.preadv(self._file.fileno(), [memoryview(out).cast("B")],
                             offset + lo * b * d * 4)
             if got != out.nbytes:
-                raise OSError(f"held-out embeddings: short read ({got} of {out.nbytes} bytes)")
+                raise OSError(f"calibration embeddings: short read ({got} of {out.nbytes} bytes)")
             yield out
 
     def close(self) -> None:

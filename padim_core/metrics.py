@@ -181,7 +181,7 @@ def f1_at_threshold(
 ) -> float:
     """Image F1 when calling ``score >= threshold`` (``>`` if ``strict``) anomalous.
 
-    ``strict=True`` matches PadimModel's own verdict rule (``score > threshold``).
+    PadimModel's own verdicts use the same ``>=`` rule; ``strict`` gives ``>``.
     """
     y = _labels_1d(labels)
     s = _scores_1d(scores, y.size)

@@ -21,10 +21,11 @@ MIN_FIT_IMAGES = 2
 
 
 def calibration_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (fit, calibration) of ``n`` normal images, reproducible from ``seed``.
+    """Indices (rest, calibration) of ``n`` normal images, reproducible from ``seed``.
 
-    At least ``MIN_FIT_IMAGES`` stay for fitting; with too few images nothing is held out and
-    the caller must calibrate on training scores (and say so).
+    Every image is fitted; the calibration share is scored leave-one-out. At least
+    ``MIN_FIT_IMAGES`` stay outside it; with too few images there is no calibration share
+    and the caller must calibrate on training scores (and say so).
     """
     if not 0.0 <= fraction < 1.0:
         raise InvalidInputError("calibration_fraction", f"must be in [0, 1), got {fraction}")
