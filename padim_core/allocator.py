@@ -19,15 +19,17 @@ The engine's biggest arrays do not go through malloc: ``page_backed`` maps them 
 their pages are committed on first write and return to the system the moment they are freed.
 Without that, a heap that keeps freed memory would hold the Wide-ResNet sums (3.8 GB) and the
 whitener (3.8 GB) at the same time, and 220 MB embedding batches fragment it. Arrays under
-``PAGE_BACKED_BYTES`` stay on the heap on purpose: a fresh map costs a page fault per 4 KiB
-(this VM grants no huge pages), 27 ms for 40 MB against 5 ms for reused heap memory.
+``PAGE_BACKED_BYTES`` (see ``large_empty``) stay on the heap on purpose: a fresh map costs a
+page fault per 4 KiB (this VM grants no huge pages), 27 ms for 40 MB against 5 ms for reused
+heap memory.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
-import platform
+import sys
+from typing import Any
 
 import numpy as np
 
@@ -37,24 +39,43 @@ ENVIRONMENT = {"MALLOC_ARENA_MAX": "1",
                "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
                "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
-PAGE_BACKED_BYTES = 128 << 20   # ``big_array`` maps arrays from this size on
+PAGE_BACKED_BYTES = 128 << 20   # ``large_empty`` maps arrays from this size on
 
 _M_TRIM_THRESHOLD = -1    # mallopt parameter numbers from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
+def _glibc_function(name: str, argtypes: list[Any]) -> Any:
+    """glibc's ``name`` as a ctypes function returning int, or None where libc is not glibc.
+
+    (Checked by symbol, not ``platform.libc_ver()``, which reads the interpreter's binary: the
+    app calls ``keep_freed_memory`` on every rerun.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, name):
+        return None
+    function = getattr(libc, name)
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
 def keep_freed_memory() -> bool:
     """Apply the settings to this process; False where the C library is not glibc."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    done = [mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(_M_TRIM_THRESHOLD,
-                                                                TRIM_THRESHOLD),
+    done = [mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
             mallopt(_M_ARENA_MAX, 1)]
     return all(done)
 
@@ -65,13 +86,9 @@ def release_free_memory() -> bool:
     For the big-memory case (packed sums, d = 550): between batches, so the heap kept for
     reuse does not add fragmentation on top of the gigabytes of sums. False where not glibc.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    trim = _glibc_function("malloc_trim", [ctypes.c_size_t])
+    if trim is None:
         return False
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
 
@@ -84,7 +101,7 @@ def page_backed(shape: tuple[int, ...], dtype: np.dtype | type = np.float64) -> 
     numpy does for its own large arrays.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = _nbytes(shape, dtype)
     if nbytes == 0:
         return np.zeros(shape, dtype)
     buf = mmap.mmap(-1, nbytes)
@@ -93,9 +110,10 @@ def page_backed(shape: tuple[int, ...], dtype: np.dtype | type = np.float64) -> 
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
-def big_array(shape: tuple[int, ...], dtype: np.dtype | type = np.float64) -> np.ndarray:
-    """A zero-filled array: ``page_backed`` from ``PAGE_BACKED_BYTES`` on, else the heap's."""
+def large_empty(shape: tuple[int, ...], dtype: np.dtype | type = np.float64) -> np.ndarray:
+    """An array the caller fills completely: ``page_backed`` from ``PAGE_BACKED_BYTES`` on,
+    else uninitialized heap memory (no zeroing pass on the per-batch path)."""
     dtype = np.dtype(dtype)
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize >= PAGE_BACKED_BYTES:
+    if _nbytes(shape, dtype) >= PAGE_BACKED_BYTES:
         return page_backed(shape, dtype)
-    return np.zeros(shape, dtype)
+    return np.empty(shape, dtype)

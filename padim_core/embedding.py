@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .allocator import big_array
+from .allocator import large_empty
 from .errors import InvalidInputError
 
 REDUCTIONS = ("random", "orthogonal")
@@ -74,7 +74,7 @@ class Embedder:
             width = sum(self.channels)
         shape = (big_h, big_w, b, width)
         if first.device.type == "cpu" and first.dtype == torch.float32:
-            out = torch.from_numpy(big_array(shape, np.float32))   # 220 MB at d = 550
+            out = torch.from_numpy(large_empty(shape, np.float32))   # 220 MB at d = 550
         else:
             out = first.new_empty(shape)
         c0 = 0

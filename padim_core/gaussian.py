@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import lapack
-from .allocator import big_array, page_backed
+from .allocator import large_empty, page_backed
 from .errors import InvalidInputError
 from .threads import default_workers, in_threads, single_blas_thread
 
@@ -319,7 +319,7 @@ class PatchGaussianAccumulator:
                   ) -> tuple[PatchGaussian, Array | None]:
         p, d = self.n_patches, self.dim
         if self._numpy:
-            whitener = big_array((p, d, d), np.float32)   # pages committed block by block
+            whitener = large_empty((p, d, d), np.float32)   # pages committed block by block
             hold_dist = np.empty((n_hold, p)) if n_hold else None
         else:
             whitener = torch.empty((p, d, d), dtype=torch.float32, device=self.device)
@@ -348,9 +348,8 @@ class PatchGaussianAccumulator:
 
         # Blocks are independent and write disjoint rows. On the CPU the backbone is idle
         # now, so they run on every core torch may use (each with one BLAS thread).
-        blocks = [[i] for i in range(len(self.bounds))]
-        in_threads(lambda items: [one_block(i) for [i] in items], blocks,
-                    self.workers if self._numpy else 1)
+        in_threads(lambda ids: [one_block(i) for i in ids], list(range(len(self.bounds))),
+                   self.workers if self._numpy else 1)
         self.second = []
         if self._numpy:
             return PatchGaussian(mean.astype(np.float32), whitener), hold_dist
@@ -368,7 +367,7 @@ class PatchGaussianAccumulator:
         return np.concatenate(parts) if self._numpy else torch.cat(parts)
 
     def _holdout_groups(self, holdout: HoldoutStore, lo: int, hi: int) -> Iterator[Array]:
-        """Held-out embeddings of patches lo:hi as fresh float64 arrays (hi − lo, k, d).
+        """Calibration embeddings of patches lo:hi as fresh float64 arrays (hi − lo, k, d).
 
         Stored batches are joined up to about BLOCK_BYTES, so each product covers many
         images while memory stays bounded.
