@@ -1,0 +1,51 @@
+"""Embedder: the patch-major embedding equals the reference recipe, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from padim_core.embedding import Embedder, random_channel_subset, semi_orthogonal_projection
+
+
+def _reference(features: list[torch.Tensor], index: np.ndarray) -> torch.Tensor:
+    """PaDiM reference: nearest-upsample every map to the first grid, concatenate, select."""
+    size = features[0].shape[-2:]
+    full = torch.cat([F.interpolate(f, size=size, mode="nearest") for f in features], 1)
+    return full[:, torch.as_tensor(index)].permute(2, 3, 0, 1)
+
+
+def _features(channels, grids, memory_format, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, c, g, g, generator=gen).contiguous(memory_format=memory_format)
+            for c, g in zip(channels, grids, strict=True)]
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("grids", [(16, 8, 4), (15, 8, 4)])    # even and uneven upsampling
+def test_random_subset_matches_reference_exactly(memory_format, grids):
+    channels = (24, 40, 112)
+    feats = _features(channels, grids, memory_format)
+    index = random_channel_subset(sum(channels), 100, seed=3)
+    out = Embedder(channels, channel_index=index)(feats)
+    assert out.shape == (grids[0], grids[0], 3, 100)
+    assert torch.equal(out, _reference(feats, index))
+
+
+def test_layer_without_selected_channels_is_skipped():
+    channels = (8, 8, 8)
+    feats = _features(channels, (8, 4, 2), torch.channels_last)
+    index = np.array([0, 3, 17, 20, 23])                      # nothing from layer 2
+    out = Embedder(channels, channel_index=index)(feats)
+    assert torch.equal(out, _reference(feats, index))
+
+
+def test_orthogonal_projection_matches_reference():
+    channels = (8, 8, 8)
+    feats = _features(channels, (8, 4, 2), torch.channels_last)
+    proj = semi_orthogonal_projection(24, 10, seed=1)
+    out = Embedder(channels, projection=proj)(feats)
+    expected = _reference(feats, np.arange(24)) @ torch.as_tensor(proj)
+    torch.testing.assert_close(out, expected)
