@@ -206,3 +206,17 @@ def test_mahalanobis_split_over_threads_equals_one_thread() -> None:
     diff = probe.astype(np.float64) - means[:, None, :]
     ref = np.sqrt(np.einsum("pbi,pij,pbj->bp", diff, invs, diff))
     np.testing.assert_allclose(one[:, :, 0], ref, rtol=1e-4)
+
+
+def test_mahalanobis_in_cache_sized_steps_covers_every_patch() -> None:
+    # 1000 patches at b = 40, d = 32: steps of 51 patches with a partial last one.
+    p, d = 1000, 32
+    x = samples(p, 60, d, seed=21)
+    gauss, _ = PatchGaussianAccumulator(p, d).update(x).finalize(0.01)
+    probe = samples(p, 40, d, seed=22)
+    emb = torch.from_numpy(probe.reshape(p, 1, 40, d))
+    ours = mahalanobis(emb, gauss, workers=2).numpy()[:, :, 0]
+    means, invs = reference_inverse(x, 0.01)
+    diff = probe.astype(np.float64) - means[:, None, :]
+    ref = np.sqrt(np.einsum("pbi,pij,pbj->bp", diff, invs, diff))
+    np.testing.assert_allclose(ours, ref, rtol=1e-4)
