@@ -145,12 +145,16 @@ def test_blur_matches_scipy_reflect_mode() -> None:
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_spilled_holdout_in_chunks_equals_one_array() -> None:
+# memory_bytes: spill on the first append, on the second (the first moves too), never
+@pytest.mark.parametrize("memory_bytes", [0, 6 * 5 * 5 * 4, 1 << 20])
+def test_spilled_holdout_in_chunks_equals_one_array(memory_bytes: int) -> None:
     x = samples(6, 45, 5, seed=8)
     _, from_array = PatchGaussianAccumulator(6, 5).update(x).finalize(0.01, holdout=x[:, 30:])
-    store = HoldoutStore()
+    store = HoldoutStore(memory_bytes=memory_bytes)
     for lo, hi in ((30, 34), (34, 41), (41, 45)):
-        store.append(x[:, lo:hi])
+        batch = np.ascontiguousarray(x[:, lo:hi])
+        store.append(batch)
+        batch[:] = 1e6                       # the store keeps its own copy
     _, from_store = PatchGaussianAccumulator(6, 5, block_bytes=2 * 5 * 5 * 8).update(x).finalize(
         0.01, holdout=store)
     store.close()
@@ -220,3 +224,15 @@ def test_mahalanobis_in_cache_sized_steps_covers_every_patch() -> None:
     diff = probe.astype(np.float64) - means[:, None, :]
     ref = np.sqrt(np.einsum("pbi,pij,pbj->bp", diff, invs, diff))
     np.testing.assert_allclose(ours, ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_whitener_is_upper_triangular_over_exact_zeros(packed: bool) -> None:
+    # The CPU path never masks: it relies on the lower triangle never being written.
+    p, d = 20, 7
+    x = samples(p, 30, d, seed=31)
+    gauss, _ = PatchGaussianAccumulator(p, d, packed=packed).update(x).finalize(0.01)
+    assert not np.tril(gauss.whitener, -1).any()
+    w = gauss.whitener.astype(np.float64)
+    _, invs = reference_inverse(x, 0.01)
+    np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=1e-4, atol=1e-7)
