@@ -61,12 +61,15 @@ class Embedder:
             return int(len(self.channel_index))
         return int(self.projection.shape[1])
 
-    def __call__(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def __call__(self, features: list[torch.Tensor], out: torch.Tensor | None = None,
+                 ) -> torch.Tensor:
         """Feature maps [(B, C_k, h_k, w_k)] → embeddings (H, W, B, d) on the first map's grid.
 
         The patch-major layout is what the per-patch statistics and distances want, so it is
         produced directly: each layer's selected channels are written once into the output,
         nearest-neighbour upsampling done by broadcasting when the grids divide evenly.
+        ``out`` (any strides, e.g. a slot of fit's staging buffer) receives the result
+        instead of a new array.
         """
         first = features[0]
         b, (big_h, big_w) = first.shape[0], first.shape[-2:]
@@ -77,10 +80,15 @@ class Embedder:
             per_layer = [None] * len(features)
             width = sum(self.channels)
         shape = (big_h, big_w, b, width)
-        if first.device.type == "cpu" and first.dtype == torch.float32:
-            out = torch.from_numpy(large_empty(shape, np.float32))   # 220 MB at d = 550
+        if out is not None and tuple(out.shape) != (big_h, big_w, b, self.dim):
+            raise ValueError(f"out has shape {tuple(out.shape)}, "
+                             f"expected {(big_h, big_w, b, self.dim)}")
+        if out is not None and self.projection is None:
+            full = out
+        elif first.device.type == "cpu" and first.dtype == torch.float32:
+            full = torch.from_numpy(large_empty(shape, np.float32))   # 220 MB at d = 550
         else:
-            out = first.new_empty(shape)
+            full = first.new_empty(shape)
         c0 = 0
         for feat, selection in zip(features, per_layer, strict=True):
             part = feat.permute(2, 3, 0, 1)                       # (h, w, B, C) view
@@ -89,12 +97,14 @@ class Embedder:
                 if part.shape[3] == 0:
                     continue
             c1 = c0 + part.shape[3]
-            _write_upsampled(out[..., c0:c1], part)
+            _write_upsampled(full[..., c0:c1], part)
             c0 = c1
         if self.projection is None:
-            return out
-        proj = torch.as_tensor(self.projection, device=out.device, dtype=out.dtype)
-        return out @ proj
+            return full
+        proj = torch.as_tensor(self.projection, device=full.device, dtype=full.dtype)
+        if out is None:
+            return full @ proj
+        return out.copy_(full @ proj)
 
 
 def _select_channels(part: torch.Tensor, index: torch.Tensor, one_hot: torch.Tensor,

@@ -216,18 +216,30 @@ class PatchGaussianAccumulator:
             self.n += b
             return self
         x = x.numpy() if _is_torch(x) else x
-        if self._staged + b > self._stage_cap:
-            self._flush()
-        if b > self._stage_cap:
+        slot = self.staging_slot(b)
+        if slot is None:
             self._add(x)
         else:
-            if self._stage is None:
-                self._stage = np.empty((self.n_patches, self._stage_cap, self.dim),
-                                       np.float32)
-            self._stage[:, self._staged:self._staged + b] = x
+            if not _same_view(slot, x):
+                slot[...] = x
             self._staged += b
         self.n += b
         return self
+
+    def staging_slot(self, b: int) -> np.ndarray | None:
+        """The (P, b, d) float32 view of the staging buffer that the next ``update`` of b
+        images fills, or None where there is none (accelerator, or b above the capacity).
+
+        A caller that writes its embeddings here and passes this view to ``update`` saves
+        one copy of the batch (fit's embedder writes straight into it).
+        """
+        if not self._numpy or b > self._stage_cap:
+            return None
+        if self._staged + b > self._stage_cap:
+            self._flush()
+        if self._stage is None:
+            self._stage = np.empty((self.n_patches, self._stage_cap, self.dim), np.float32)
+        return self._stage[:, self._staged:self._staged + b]
 
     def _flush(self) -> None:
         """Add the staged embeddings to the sums."""
@@ -457,6 +469,12 @@ def leave_one_out(sq: Array, n: int) -> Array:
     if n < 3:
         raise ValueError("leave-one-out distances need n >= 3")
     return (n - 2) * n * n * sq / ((n - 1) * ((n - 1) ** 2 - n * sq))
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether b is exactly the memory of a (same start, shape and strides)."""
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _raise_unless_ok(first_bad: int, problem: str) -> None:

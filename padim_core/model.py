@@ -241,10 +241,11 @@ class PadimModel:
                    else np.zeros((0, cfg.crop, cfg.crop, 3), np.uint8))
             yield idx, batch_names, arr, skipped
 
-    def _embed(self, crops: np.ndarray, embedder: Embedder) -> torch.Tensor:
-        """(b, crop, crop, 3) uint8 → embeddings (H, W, b, d)."""
+    def _embed(self, crops: np.ndarray, embedder: Embedder,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, crop, crop, 3) uint8 → embeddings (H, W, b, d), written into ``out`` if given."""
         with torch.inference_mode():
-            return embedder(self.extractor(torch.from_numpy(crops)))
+            return embedder(self.extractor(torch.from_numpy(crops)), out=out)
 
     def _render(self, sq_or_dist: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Patch distances (b, H, W) → smoothed (b, crop, crop) maps."""
@@ -292,7 +293,11 @@ class PadimModel:
         for idx, _, crops, bad in self._decoded_batches(images, names):
             skipped += bad
             if len(crops):
-                emb = self._embed(crops, embedder)
+                # After the first batch the embeddings go straight into the staging buffer.
+                slot = acc.staging_slot(len(crops)) if acc is not None else None
+                if slot is not None:
+                    slot = torch.from_numpy(slot).reshape(*grid, *slot.shape[1:])
+                emb = self._embed(crops, embedder, out=slot)
                 grid = tuple(emb.shape[:2])
                 x = emb.reshape(grid[0] * grid[1], *emb.shape[2:])
                 x = x.numpy() if on_cpu else x

@@ -236,3 +236,21 @@ def test_whitener_is_upper_triangular_over_exact_zeros(packed: bool) -> None:
     w = gauss.whitener.astype(np.float64)
     _, invs = reference_inverse(x, 0.01)
     np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=1e-4, atol=1e-7)
+
+
+def test_embeddings_written_into_the_staging_slot_count_once() -> None:
+    p, d = 9, 4
+    x = samples(p, 50, d, seed=41)
+    direct = PatchGaussianAccumulator(p, d, stage_bytes=20 * p * d * 4)   # 20 images staged
+    in_place = PatchGaussianAccumulator(p, d, stage_bytes=20 * p * d * 4)
+    for lo in range(0, 50, 8):                       # flushes at 16 + 8 > 20 and so on
+        batch = x[:, lo:lo + 8]
+        direct.update(batch)
+        slot = in_place.staging_slot(batch.shape[1])
+        slot[...] = batch
+        in_place.update(slot)
+    assert in_place.n == direct.n == 50
+    np.testing.assert_array_equal(in_place.sum, direct.sum)
+    np.testing.assert_allclose(in_place.covariance(), direct.covariance(), rtol=1e-12)
+    np.testing.assert_allclose(direct.covariance(), np.stack(
+        [np.cov(x[i].astype(np.float64), rowvar=False) for i in range(p)]), rtol=1e-6)
