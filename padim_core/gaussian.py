@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,20 +83,22 @@ class HoldoutStore:
         self._tensors: list[torch.Tensor] = []
         self.count = 0
 
-    def append(self, x: Array) -> None:
-        """Add (P, b, d) float32 embeddings of b more images (a copy is kept)."""
+    def append(self, x: Array, images: Sequence[int] | None = None) -> None:
+        """Keep a copy of images ``images`` (default all) of float32 embeddings x (P, b, d)."""
+        images = range(x.shape[1]) if images is None else [int(i) for i in images]
         if _is_torch(x) and x.device.type != "cpu":
-            self._tensors.append(x.clone())
+            self._tensors.append(x[:, list(images)])     # indexing copies
         else:
             src = x.numpy() if _is_torch(x) else x
-            arr = np.ascontiguousarray(src, dtype=np.float32)
-            if np.may_share_memory(arr, src):
-                arr = arr.copy()
+            # One strided copy per image: several times faster than np.take on axis 1.
+            arr = np.empty((src.shape[0], len(images), src.shape[2]), np.float32)
+            for col, i in enumerate(images):
+                arr[:, col] = src[:, i]
             self._arrays.append(arr)
             if self._file is not None or \
                     sum(a.nbytes for a in self._arrays) > self.memory_bytes:
                 self._spill()
-        self.count += int(x.shape[1])
+        self.count += len(images)
 
     def _spill(self) -> None:
         """Move the in-memory embeddings to the temporary file."""

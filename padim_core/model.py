@@ -306,7 +306,7 @@ class PadimModel:
                 acc.update(x)
                 cal_rows = np.flatnonzero(is_cal[idx])
                 if len(cal_rows):
-                    held.append(np.take(x, cal_rows, axis=1) if on_cpu else x[:, cal_rows])
+                    held.append(x, cal_rows)
                 if acc.packed and on_cpu:
                     del emb, x
                     release_free_memory()   # gigabytes of sums: no fragmentation on top

@@ -254,3 +254,15 @@ def test_embeddings_written_into_the_staging_slot_count_once() -> None:
     np.testing.assert_allclose(in_place.covariance(), direct.covariance(), rtol=1e-12)
     np.testing.assert_allclose(direct.covariance(), np.stack(
         [np.cov(x[i].astype(np.float64), rowvar=False) for i in range(p)]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("memory_bytes", [0, 1 << 20])
+def test_holdout_keeps_the_chosen_images_of_each_batch(memory_bytes: int) -> None:
+    x = samples(5, 12, 3, seed=51)
+    store = HoldoutStore(memory_bytes=memory_bytes)
+    store.append(x[:, :6], [4, 1])
+    store.append(torch.from_numpy(x[:, 6:]), np.array([0, 5]))
+    assert store.count == 4
+    got = np.concatenate(list(store.chunks(1, 4)), axis=1)
+    store.close()
+    np.testing.assert_array_equal(got, x[1:4][:, [4, 1, 6, 11]])
