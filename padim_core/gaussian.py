@@ -43,6 +43,9 @@ CHUNK_BYTES = 8 << 20          # float64 working copy of the staged embeddings p
 FULL_STORAGE_BYTES = 1 << 30   # above this, second moments are stored as upper triangles
 MIN_BLOCKS = 16
 HOLDOUT_MEMORY_BYTES = 64 << 20   # calibration embeddings kept in memory before spilling
+# Calibration distances are computed in float32 unless an image's share of its patch's
+# scatter is above this: leaving it out then magnifies the rounding (by 1 / (1 - share)).
+MAX_LOO_SHARE = 0.9
 CACHE_BYTES = 256 << 10        # working set of one step of the CPU distance kernel (L2-sized)
 
 
@@ -357,6 +360,7 @@ class PatchGaussianAccumulator:
                   ) -> tuple[PatchGaussian, Array | None]:
         p, d = self.n_patches, self.dim
         if self._numpy:
+            mean32 = mean.astype(np.float32)
             whitener = large_empty((p, d, d), np.float32)   # pages committed block by block
             hold_dist = np.empty((n_hold, p)) if n_hold else None
         else:
@@ -378,9 +382,23 @@ class PatchGaussianAccumulator:
             else:
                 m = _whitener(_cov(second, mean[lo:hi], self.n, eps))
             whitener[lo:hi] = m
-            if holdout is not None:
+            if holdout is None:
+                return
+            if not self._numpy:
+                hold_dist[:, lo:hi] = leave_one_out(
+                    self._in_sample(m, mean[lo:hi], holdout, lo, hi), self.n)
+                return
+            # float32 (predict's own precision, 3x faster) unless leaving the image out
+            # would magnify the error: then those patches again in float64.
+            sq = self._in_sample(whitener[lo:hi], mean32[lo:hi], holdout, lo, hi)
+            shaky = np.flatnonzero((~np.isfinite(sq) | (self.n * sq > MAX_LOO_SHARE
+                                                        * (self.n - 1) ** 2)).any(0))
+            if len(shaky) == hi - lo:
                 sq = self._in_sample(m, mean[lo:hi], holdout, lo, hi)
-                hold_dist[:, lo:hi] = leave_one_out(sq, self.n)
+            elif len(shaky):
+                sq[:, shaky] = self._in_sample(m[shaky], mean[lo:hi][shaky], holdout, lo, hi,
+                                               patches=shaky)
+            hold_dist[:, lo:hi] = leave_one_out(sq, self.n)
 
         # Blocks are independent and write disjoint rows. On the CPU the backbone is idle
         # now, so they run on every core torch may use (each with one BLAS thread).
@@ -388,17 +406,20 @@ class PatchGaussianAccumulator:
                    self.workers if self._numpy else 1)
         self.second = []
         if self._numpy:
-            return PatchGaussian(mean.astype(np.float32), whitener), hold_dist
+            return PatchGaussian(mean32, whitener), hold_dist
         return PatchGaussian(mean.float(), whitener), hold_dist
 
     def _in_sample(self, whitener: Array, mean: Array, holdout: HoldoutStore, lo: int,
-                   hi: int) -> Array:
-        """(H, hi − lo) squared distances of the stored embeddings under the final
-        float64 whitener of patches lo:hi."""
+                   hi: int, patches: np.ndarray | None = None) -> Array:
+        """(H, p) squared distances of the stored embeddings of patches lo:hi (only
+        ``patches`` of them, if given) under the final whitener and mean of those patches,
+        in their precision."""
         parts = []
         for hb in self._holdout_groups(holdout, lo, hi):
             if self._numpy:
-                sq = np.empty((hb.shape[1], hi - lo))
+                if patches is not None:
+                    hb = hb[patches]
+                sq = np.empty((hb.shape[1], hb.shape[0]))
                 squared_distances(hb, mean, whitener, out=sq)
                 parts.append(sq)
             else:

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from padim_core import gaussian
 from padim_core.errors import InvalidInputError
 from padim_core.gaussian import HoldoutStore, PatchGaussianAccumulator
 from padim_core.scoring import MapRenderer, gaussian_blur, mahalanobis
@@ -75,7 +76,12 @@ def test_cpu_path_at_d550_matches_numpy_inverse(packed: bool) -> None:
 
 
 @pytest.mark.parametrize("n", [40, 7])      # 7 < d + 1: the covariance rests on eps
-def test_calibration_distances_are_leave_one_out(n: int) -> None:
+# float32 where rounding stays small (the default), or float64 everywhere (share 0): the
+# formula itself is checked to float64 precision.
+@pytest.mark.parametrize(("share", "rtol"), [(gaussian.MAX_LOO_SHARE, 1e-5), (0.0, 1e-7)])
+def test_calibration_distances_are_leave_one_out(n: int, share: float, rtol: float,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gaussian, "MAX_LOO_SHARE", share)
     d, eps = 6, 0.01
     x = samples(5, n, d, seed=4)
     cal = [1, 4, n - 1]
@@ -86,7 +92,7 @@ def test_calibration_distances_are_leave_one_out(n: int) -> None:
         means, invs = reference_inverse(others, eps_left_out)
         diff = x[:, j].astype(np.float64) - means
         ref = np.einsum("pi,pij,pj->p", diff, invs, diff)
-        np.testing.assert_allclose(hold_sq[row], ref, rtol=1e-7)
+        np.testing.assert_allclose(hold_sq[row], ref, rtol=rtol)
 
 
 def test_leave_one_out_needs_three_images() -> None:
@@ -266,3 +272,23 @@ def test_holdout_keeps_the_chosen_images_of_each_batch(memory_bytes: int) -> Non
     got = np.concatenate(list(store.chunks(1, 4)), axis=1)
     store.close()
     np.testing.assert_array_equal(got, x[1:4][:, [4, 1, 6, 11]])
+
+
+@pytest.mark.parametrize(("share", "fails"), [(gaussian.MAX_LOO_SHARE, False), (2.0, True)])
+def test_outlying_calibration_image_is_scored_in_float64(share: float, fails: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # One calibration image far out on one patch: it holds nearly all of that patch's
+    # scatter, so leaving it out magnifies float32 rounding. Only that patch falls back.
+    monkeypatch.setattr(gaussian, "MAX_LOO_SHARE", share)
+    n, d, eps = 40, 6, 1e-6
+    x = samples(5, n, d, seed=61).astype(np.float64)
+    x[2, 3] += 3000.0
+    x = x.astype(np.float32)
+    cal = [1, 3, 7]
+    _, hold_sq = PatchGaussianAccumulator(5, d).update(x).finalize(eps, holdout=x[:, cal])
+    others = np.delete(x, 3, axis=1)
+    means, invs = reference_inverse(others, eps * (n - 1) / (n - 2))
+    diff = x[:, 3].astype(np.float64) - means
+    ref = np.einsum("pi,pij,pj->p", diff, invs, diff)
+    close = np.allclose(hold_sq[1], ref, rtol=1e-5)
+    assert close != fails
