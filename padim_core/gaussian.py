@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,7 +263,7 @@ class PatchGaussianAccumulator:
         items = [(i, lo, min(lo + chunk, hi)) for i, (blo, hi) in enumerate(self.bounds)
                  for lo in range(blo, hi, chunk)]
 
-        def work(my_items: list[tuple[int, int, int]]) -> None:
+        def work(my_items: Iterable[tuple[int, int, int]]) -> None:
             buffer = np.empty((chunk, k, d))
             gram = np.empty((chunk, d, d)) if self.packed else None
             for i, lo, hi in my_items:
@@ -430,7 +430,8 @@ class PatchGaussianAccumulator:
 
     def _holdout_groups(self, holdout: HoldoutStore, lo: int, hi: int) -> Iterator[Array]:
         """Calibration embeddings of patches lo:hi as fresh arrays (hi − lo, k, d): float32
-        on the CPU (the distance kernel centres them in float64), float64 tensors otherwise.
+        on the CPU (the distance kernel centres them in the whitener's precision), float64
+        tensors otherwise.
 
         Stored batches are joined up to about BLOCK_BYTES, so each product covers many
         images while memory stays bounded.

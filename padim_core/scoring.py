@@ -8,6 +8,8 @@ torch's CPU threads (numpy releases the GIL); on CUDA it stays on the GPU.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,14 +29,14 @@ def mahalanobis(embedding: torch.Tensor, gaussian: PatchGaussian,
         x = x.numpy()
         sq = np.empty((b, h * w), dtype=np.float32)
 
-        def work(ranges: list[tuple[int, int]]) -> None:
+        def work(ranges: Iterable[tuple[int, int]]) -> None:
             for lo, hi in ranges:
                 squared_distances(x[lo:hi], gaussian.mean[lo:hi], gaussian.whitener[lo:hi],
                                   out=sq[:, lo:hi])
 
         workers = workers or default_workers()
         with single_blas_thread():
-            in_threads(work, patch_ranges(h * w, 2 * workers), workers)
+            in_threads(work, patch_ranges(h * w, 8 * workers), workers)
         dist = torch.from_numpy(np.sqrt(sq, out=sq))
     else:
         z = torch.matmul(x - gaussian.mean[:, None, :], gaussian.whitener)

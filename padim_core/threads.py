@@ -7,7 +7,8 @@ numpy/LAPACK calls used for them release the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -32,14 +33,33 @@ def default_workers() -> int:
     return max(1, torch.get_num_threads())
 
 
-def in_threads(work: Callable[[list[T]], object], items: list[T], workers: int) -> None:
-    """Run ``work`` on ``workers`` interleaved shares of ``items``, in threads when > 1."""
+def in_threads(work: Callable[[Iterable[T]], object], items: Sequence[T],
+               workers: int) -> None:
+    """Run ``work`` in ``workers`` threads that share ``items``: each call of ``work``
+    iterates a common queue, taking the next item whenever it is ready, so a core slowed
+    by other load does not hold the rest back. ``work`` may set up per-thread buffers
+    before its loop. With one worker it runs here, on every item in order.
+    """
     workers = min(workers, len(items))
     if workers <= 1:
         work(items)
         return
+    queue = _SharedIterator(items)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(work, [items[w::workers] for w in range(workers)]))
+        for future in [pool.submit(work, queue) for _ in range(workers)]:
+            future.result()
+
+
+class _SharedIterator(Iterator[T]):
+    """One iterator that several threads can draw from."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items = iter(items)
+        self._lock = threading.Lock()
+
+    def __next__(self) -> T:
+        with self._lock:
+            return next(self._items)
 
 
 def patch_ranges(n: int, parts: int) -> list[tuple[int, int]]:
