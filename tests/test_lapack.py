@@ -56,3 +56,23 @@ def test_failures_report_the_first_bad_matrix() -> None:
 def test_rejects_arrays_it_cannot_pass_to_fortran(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="C-contiguous float64"):
         lapack.cholesky_upper(bad)
+
+
+@pytest.mark.parametrize(("d", "split_above"), [(9, 2), (100, 64), (131, 64), (131, 1000)])
+def test_inverse_by_halves_matches_numpy(d: int, split_above: int) -> None:
+    # (9, 2): three levels of halves with odd sizes; (131, 1000): LAPACK's trtri alone.
+    a = spd(3, d, seed=d)
+    lapack.cholesky_upper(a)
+    r = np.triu(a)
+    lower_before = np.tril(a, -1)
+    assert lapack.invert_upper(a, split_above=split_above) == -1
+    np.testing.assert_allclose(np.triu(a), np.linalg.inv(r), rtol=1e-9,
+                               atol=1e-12 * np.abs(np.linalg.inv(r)).max())
+    np.testing.assert_array_equal(np.tril(a, -1), lower_before)   # other triangle untouched
+
+
+@pytest.mark.parametrize("zero_at", [0, 4, 8])      # in the first half, second half, last
+def test_inverse_by_halves_reports_singular_matrices(zero_at: int) -> None:
+    r = np.tile(np.triu(np.ones((9, 9))) + np.eye(9), (3, 1, 1))
+    r[2, zero_at, zero_at] = 0.0
+    assert lapack.invert_upper(r, split_above=2) == 2
