@@ -1,9 +1,10 @@
 """Anomaly maps: batched Mahalanobis distance per patch, upsampling and Gaussian smoothing.
 
-No Python loop over patches: one batched matrix product per batch of images and share of
-patches. On the CPU it runs through numpy (OpenBLAS), which is several times faster than
-torch's batched small matrix products on this kind of machine, with the patches split over
-torch's CPU threads (numpy releases the GIL); on CUDA it stays on the GPU.
+No Python loop over single patches: batched matrix products over a few patches at a time
+(``gaussian.squared_distances``, sized to stay in cache). On the CPU they run through numpy
+(OpenBLAS), several times faster than torch's batched small matrix products on this kind of
+machine, with blocks of patches drawn by torch's CPU threads (numpy releases the GIL); on
+CUDA it is one batched product on the GPU.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """CPU threading for per-patch work: one BLAS thread per call, many calls in parallel.
 
-Thousands of small per-patch matrix operations parallelize better across patches (each
-thread its own share, each BLAS call single-threaded) than inside each call, and the
-numpy/LAPACK calls used for them release the GIL.
+Thousands of small per-patch matrix operations parallelize better across patches (threads
+taking blocks of patches from one queue, each BLAS call single-threaded) than inside each
+call, and the numpy/LAPACK calls used for them release the GIL.
 """
 
 from __future__ import annotations
