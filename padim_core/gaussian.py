@@ -256,16 +256,12 @@ class PatchGaussianAccumulator:
         """Add (P, k, d) embeddings to the sums: float64 copies of a few patches at a time
         (one buffer per worker), a rank-k syrk per patch."""
         k, d = x.shape[1], self.dim
-        # Packed storage also needs a d×d product per patch (and its gathered triangle):
-        # at d = 550 that, not the embeddings, bounds the chunk.
-        per_patch = k * d * 8 + (2 * d * d * 8 if self.packed else 0)
-        chunk = max(1, CHUNK_BYTES // per_patch)
+        chunk = max(1, CHUNK_BYTES // (k * d * 8))
         items = [(i, lo, min(lo + chunk, hi)) for i, (blo, hi) in enumerate(self.bounds)
                  for lo in range(blo, hi, chunk)]
 
         def work(my_items: Iterable[tuple[int, int, int]]) -> None:
             buffer = np.empty((chunk, k, d))
-            gram = np.empty((chunk, d, d)) if self.packed else None
             for i, lo, hi in my_items:
                 xb = buffer[:hi - lo]
                 np.copyto(xb, x[lo:hi])
@@ -273,9 +269,7 @@ class PatchGaussianAccumulator:
                 off = self.bounds[i][0]
                 acc = self.second[i][lo - off:hi - off]
                 if self.packed:
-                    g = gram[:hi - lo]
-                    lapack.syrk_upper(g, xb, beta=0.0)
-                    acc += g.reshape(hi - lo, -1)[:, self._triu]
+                    lapack.syrk_packed_upper(acc, xb)
                 else:
                     lapack.syrk_upper(acc.reshape(hi - lo, d, d), xb)
 
@@ -305,11 +299,11 @@ class PatchGaussianAccumulator:
         if not self.packed:
             return packed.reshape(rows, self.dim, self.dim)
         if self._numpy:
-            full = page_backed((rows, self.dim * self.dim))     # zeros below the diagonal
-        else:
-            full = torch.empty((rows, self.dim * self.dim), dtype=torch.float64,
-                               device=self.device)
-            full[:, self._triu_t] = packed                      # torch's Cholesky reads these
+            full = page_backed((rows, self.dim, self.dim))      # zeros below the diagonal
+            lapack.unpack_upper(packed, full)
+            return full
+        full = torch.empty((rows, self.dim * self.dim), dtype=torch.float64, device=self.device)
+        full[:, self._triu_t] = packed                          # torch's Cholesky reads these
         full[:, self._triu] = packed
         return full.reshape(rows, self.dim, self.dim)
 

@@ -44,6 +44,8 @@ class _Routines:
     trmm: Any
     potrf: Any
     trtri: Any
+    tpttr: Any
+    trttp: Any
 
 
 def _load() -> _Routines:
@@ -51,7 +53,9 @@ def _load() -> _Routines:
                      trsm=_routine(_cython_blas, "dtrsm", 11),
                      trmm=_routine(_cython_blas, "dtrmm", 11),
                      potrf=_routine(_cython_lapack, "dpotrf", 5),
-                     trtri=_routine(_cython_lapack, "dtrtri", 6))
+                     trtri=_routine(_cython_lapack, "dtrtri", 6),
+                     tpttr=_routine(_cython_lapack, "dtpttr", 6),
+                     trttp=_routine(_cython_lapack, "dtrttp", 6))
 
 
 _ROUTINES = _load()    # immutable: function pointers resolved once at import
@@ -90,6 +94,49 @@ def syrk_upper(c: np.ndarray, x: np.ndarray, alpha: float = 1.0, beta: float = 1
     for i in range(n):
         # Fortran sees x[i] as the d×k matrix xᵀ: 'N' gives xᵀx.
         syrk(uplo, no, dim, rows, a, x_addr + i * x_step, dim, b, c_addr + i * c_step, dim)
+
+
+def syrk_packed_upper(c: np.ndarray, x: np.ndarray, alpha: float = 1.0,
+                      beta: float = 1.0) -> None:
+    """c[i] ← beta·c[i] + alpha·x[i]ᵀx[i] for packed upper triangles, in place.
+
+    c: (n, d(d+1)/2), each row the upper triangle of a d×d matrix row by row (numpy's
+    ``triu_indices`` order, which is LAPACK's packed lower triangle of the transpose); x:
+    (n, k, d). Each triangle is unpacked into one d×d scratch matrix that stays in cache,
+    updated there and packed back (LAPACK's tpttr / trttp): no index arrays, no temporaries.
+    """
+    _check(c, ndim=2)
+    _check(x)
+    n, k, d = x.shape
+    if c.shape != (n, d * (d + 1) // 2):
+        raise ValueError(f"shape mismatch: c {c.shape}, x {x.shape}")
+    scratch = np.zeros((d, d))
+    info = ctypes.c_int(0)
+    dim, rows, status = _ref(ctypes.c_int(d)), _ref(ctypes.c_int(k)), _ref(info)
+    a, b = _ref(ctypes.c_double(alpha)), _ref(ctypes.c_double(beta))
+    uplo, no = _ref(_LOWER), _ref(_NO)
+    r = _ROUTINES
+    c_addr, x_addr, s_addr = c.ctypes.data, x.ctypes.data, scratch.ctypes.data
+    c_step, x_step = c.shape[1] * 8, k * d * 8
+    for i in range(n):
+        r.tpttr(uplo, dim, c_addr + i * c_step, s_addr, dim, status)
+        r.syrk(uplo, no, dim, rows, a, x_addr + i * x_step, dim, b, s_addr, dim)
+        r.trttp(uplo, dim, s_addr, dim, c_addr + i * c_step, status)
+
+
+def unpack_upper(packed: np.ndarray, full: np.ndarray) -> None:
+    """Write packed upper triangles (n, d(d+1)/2) into the upper triangles of full
+    (n, d, d); the other triangle is left as it is."""
+    _check(packed, ndim=2)
+    _check(full)
+    n, d = full.shape[0], full.shape[1]
+    if packed.shape != (n, d * (d + 1) // 2):
+        raise ValueError(f"shape mismatch: packed {packed.shape}, full {full.shape}")
+    info = ctypes.c_int(0)
+    dim, uplo, status = _ref(ctypes.c_int(d)), _ref(_LOWER), _ref(info)
+    p_addr, f_addr, p_step = packed.ctypes.data, full.ctypes.data, packed.shape[1] * 8
+    for i in range(n):
+        _ROUTINES.tpttr(uplo, dim, p_addr + i * p_step, f_addr + i * d * d * 8, dim, status)
 
 
 def cholesky_upper(a: np.ndarray) -> int:

@@ -76,3 +76,20 @@ def test_inverse_by_halves_reports_singular_matrices(zero_at: int) -> None:
     r = np.tile(np.triu(np.ones((9, 9))) + np.eye(9), (3, 1, 1))
     r[2, zero_at, zero_at] = 0.0
     assert lapack.invert_upper(r, split_above=2) == 2
+
+
+def test_packed_syrk_and_unpack_match_the_full_upper_triangle() -> None:
+    rng = np.random.default_rng(5)
+    n, k, d = 4, 6, 9
+    rows, cols = np.triu_indices(d)
+    start = rng.standard_normal((n, d, d))
+    packed = np.ascontiguousarray(start.reshape(n, -1)[:, rows * d + cols])
+    x = rng.standard_normal((n, k, d))
+    lapack.syrk_packed_upper(packed, x, alpha=0.5, beta=2.0)
+    want = 2 * start + 0.5 * np.einsum("nki,nkj->nij", x, x)
+    np.testing.assert_allclose(packed, want.reshape(n, -1)[:, rows * d + cols], rtol=1e-12)
+    full = np.full((n, d, d), 7.0)
+    lapack.unpack_upper(packed, full)
+    np.testing.assert_allclose(np.triu(full), np.triu(want), rtol=1e-12)
+    below = np.tril_indices(d, -1)
+    np.testing.assert_array_equal(full[:, below[0], below[1]], 7.0)   # untouched
