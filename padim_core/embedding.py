@@ -44,16 +44,15 @@ class Embedder:
         self.channels = tuple(int(c) for c in channels)
         self.channel_index = channel_index
         self.projection = projection
-        self._per_layer: list[torch.Tensor] = []
-        self._one_hot: list[torch.Tensor] = []
+        # Per layer: its selected channels as indices and as a (C, c) one-hot matrix.
+        self._per_layer: list[tuple[torch.Tensor, torch.Tensor]] = []
         if channel_index is not None:
             bounds = np.cumsum((0, *self.channels))
             for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
                 local = channel_index[(channel_index >= lo) & (channel_index < hi)] - lo
-                self._per_layer.append(torch.as_tensor(local, dtype=torch.long))
                 one_hot = torch.zeros((hi - lo, len(local)))
                 one_hot[local, torch.arange(len(local))] = 1.0
-                self._one_hot.append(one_hot)
+                self._per_layer.append((torch.as_tensor(local, dtype=torch.long), one_hot))
 
     @property
     def dim(self) -> int:
@@ -74,7 +73,7 @@ class Embedder:
         first = features[0]
         b, (big_h, big_w) = first.shape[0], first.shape[-2:]
         if self.channel_index is not None:
-            per_layer = list(zip(self._per_layer, self._one_hot, strict=True))
+            per_layer = self._per_layer
             width = self.dim
         else:
             per_layer = [None] * len(features)

@@ -168,10 +168,7 @@ class PatchGaussianAccumulator:
         if packed is None:
             packed = self.n_patches * self.dim * self.dim * 8 > FULL_STORAGE_BYTES
         self.packed = bool(packed)
-        rows, cols = np.triu_indices(self.dim)
-        self._triu = rows * self.dim + cols          # flat positions of the upper triangle
-        self._triu_t = cols * self.dim + rows        # the same entries, mirrored
-        n_tri = len(rows) if self.packed else self.dim * self.dim
+        n_tri = self.dim * (self.dim + 1) // 2 if self.packed else self.dim * self.dim
         per_image = self.n_patches * self.dim * 4
         self._stage_cap = min(MAX_STAGE_IMAGES, stage_bytes // per_image) if self._numpy else 0
         self._stage: np.ndarray | None = None
@@ -187,8 +184,11 @@ class PatchGaussianAccumulator:
                                    device=self.device)
             self.second = [torch.zeros((hi - lo, n_tri), dtype=torch.float64, device=self.device)
                            for lo, hi in self.bounds]
-            self._triu = torch.as_tensor(self._triu, device=self.device)
-            self._triu_t = torch.as_tensor(self._triu_t, device=self.device)
+            # Packed storage on the torch path goes through index arrays (the CPU path uses
+            # LAPACK's pack / unpack routines instead).
+            rows, cols = np.triu_indices(self.dim)
+            self._triu = torch.as_tensor(rows * self.dim + cols, device=self.device)
+            self._triu_t = torch.as_tensor(cols * self.dim + rows, device=self.device)
 
     @property
     def sum(self) -> Array:
@@ -200,10 +200,8 @@ class PatchGaussianAccumulator:
     def _numpy(self) -> bool:
         return self._use_numpy
 
-    def _as_f64(self, x: Array) -> Array:
-        if self._numpy:
-            x = x.numpy() if _is_torch(x) else x
-            return np.asarray(x, dtype=np.float64)
+    def _as_f64(self, x: Array) -> torch.Tensor:
+        """x as a float64 tensor on the accumulator's device (torch path)."""
         return torch.as_tensor(x, device=self.device).to(torch.float64)
 
     def update(self, x: Array) -> PatchGaussianAccumulator:

@@ -110,7 +110,7 @@ def syrk_packed_upper(c: np.ndarray, x: np.ndarray, alpha: float = 1.0,
     n, k, d = x.shape
     if c.shape != (n, d * (d + 1) // 2):
         raise ValueError(f"shape mismatch: c {c.shape}, x {x.shape}")
-    scratch = np.zeros((d, d))
+    scratch = np.empty((d, d))   # every routine below touches only the one triangle
     info = ctypes.c_int(0)
     dim, rows, status = _ref(ctypes.c_int(d)), _ref(ctypes.c_int(k)), _ref(info)
     a, b = _ref(ctypes.c_double(alpha)), _ref(ctypes.c_double(beta))
