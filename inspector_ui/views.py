@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from padim_core import visualize
+from padim_core import thresholds, visualize
 from padim_core.tables import spreadsheet_safe
 
 DEFAULT_COLORMAP = "jet"
@@ -58,9 +58,8 @@ def ratio(score: float, threshold: float) -> float:
 
 
 def is_ng(score: float, threshold: float) -> bool:
-    """Verdict of one score, by the engine's rule (``PredictResult.verdicts``: NG at or above
-    the threshold, as in the metrics and defect masks)."""
-    return bool(score >= threshold) if np.isfinite(score) else True
+    """Verdict of one score, by the engine's one rule (``thresholds.is_ng``)."""
+    return bool(thresholds.is_ng(score, threshold))
 
 
 def relative_map(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
@@ -78,7 +77,7 @@ def results_table(names: Sequence[str], scores: np.ndarray, threshold: float,
     """One row per image: name, score, score / threshold, verdict (NG at/above threshold)."""
     scores = np.asarray(scores, dtype=float)
     if ng is None:
-        ng = np.asarray([is_ng(x, threshold) for x in scores], dtype=bool)
+        ng = thresholds.is_ng(scores, threshold)
     return pd.DataFrame({
         "image": list(names),
         "score": scores,

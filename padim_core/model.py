@@ -34,7 +34,7 @@ from .errors import InvalidInputError, ModelFileError, NotFittedError
 from .gaussian import HoldoutStore, PatchGaussian, PatchGaussianAccumulator
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
-from .thresholds import MIN_THRESHOLD, calibration_split, threshold_at_fpr
+from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fpr
 
 Progress = Callable[[int, int, str], None]
 __version__ = "0.1.0"
@@ -126,9 +126,9 @@ class PredictResult:
         return self.scores / self.image_threshold
 
     def verdicts(self, threshold: float | None = None) -> np.ndarray:
-        """True where the image is NG: score at or above the threshold (the rule every
-        threshold in padim_core follows, as in scikit-learn's curves)."""
-        return self.scores >= (self.image_threshold if threshold is None else threshold)
+        """True where the image is NG, by ``thresholds.is_ng`` (at or above the threshold,
+        or not a number)."""
+        return is_ng(self.scores, self.image_threshold if threshold is None else threshold)
 
     @classmethod
     def concat(cls, parts: Sequence[PredictResult], image_threshold: float,

@@ -20,6 +20,15 @@ MIN_CALIBRATION_IMAGES = 1
 MIN_FIT_IMAGES = 2
 
 
+def is_ng(scores: np.ndarray | float, threshold: float) -> np.ndarray:
+    """The verdict rule, the one every entry point calls: NG where a score is at or above the
+    threshold (as in scikit-learn's curves and the defect masks), and NG where a score is not
+    a number: a part the model could not score is never passed as good.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return ~np.isfinite(scores) | (scores >= threshold)
+
+
 def calibration_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (rest, calibration) of ``n`` normal images, reproducible from ``seed``.
 
