@@ -6,6 +6,7 @@
     model.save("part.safetensors")
 """
 
+from .config import PadimConfig
 from .errors import (
     InvalidInputError,
     ModelFileError,
@@ -13,7 +14,7 @@ from .errors import (
     PadimError,
     WeightsUnavailableError,
 )
-from .model import PadimConfig, PadimModel, PredictResult, __version__
+from .model import PadimModel, PredictResult, __version__
 
 __all__ = [
     "InvalidInputError",

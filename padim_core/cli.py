@@ -28,14 +28,15 @@ from typing import Any, NoReturn, TextIO
 import numpy as np
 
 from .allocator import keep_freed_memory
-from .backbones import DEFAULT_BACKBONE, SPECS
+from .backbones import SPECS
+from .config import DEFAULTS, default_crop
 from .datasets import MVTecCategory, find_dataset_root, training_images
 from .devices import resolve_device
 from .embedding import REDUCTIONS
 from .errors import InvalidInputError, PadimError
 from .evaluation import EvaluationReport, evaluate_model
 from .images import iter_image_files
-from .model import PadimConfig, PadimModel, PredictResult, __version__
+from .model import PadimModel, PredictResult, __version__
 from .tables import spreadsheet_safe
 from .visualize import defect_mask, draw_contours, encode_png, overlay
 
@@ -58,7 +59,7 @@ _FIT_FIELDS = {
     "crop": "crop", "seed": "seed", "reduction": "reduction", "batch_size": "batch_size",
     "calibration_fraction": "calibration_fraction",
 }
-_DEFAULTS = PadimConfig()
+
 
 
 class UsageError(Exception):
@@ -80,26 +81,27 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     can tell whether one was given together with ``--model``."""
     g = parser.add_argument_group("model options")
     g.add_argument("--backbone", choices=list(SPECS),
-                   help=f"feature extractor (default {DEFAULT_BACKBONE})")
+                   help=f"feature extractor (default {DEFAULTS.backbone})")
     g.add_argument("--weights", metavar="PATH|random",
                    help="backbone weights file (default: the installed or torch-hub file); "
                         "'random' only for timing and tests")
     g.add_argument("--d", type=int, metavar="N",
-                   help=f"feature channels kept (default {_DEFAULTS.d})")
+                   help=f"feature channels kept (default {DEFAULTS.d})")
     g.add_argument("--size", type=int, metavar="S",
-                   help=f"square resize before cropping (default {_DEFAULTS.image_size})")
+                   help=f"square resize before cropping (default {DEFAULTS.image_size})")
     g.add_argument("--crop", type=int, metavar="C",
-                   help="centre crop fed to the model (default 7/8 of --size: 224 for 256)")
+                   help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} for "
+                        f"{DEFAULTS.image_size})")
     g.add_argument("--seed", type=int, metavar="N",
                    help=f"seed of the channel choice and calibration split "
-                        f"(default {_DEFAULTS.seed})")
+                        f"(default {DEFAULTS.seed})")
     g.add_argument("--reduction", choices=list(REDUCTIONS),
-                   help=f"how the d channels are chosen (default {_DEFAULTS.reduction})")
+                   help=f"how the d channels are chosen (default {DEFAULTS.reduction})")
     g.add_argument("--batch-size", type=int, metavar="N",
-                   help=f"images per batch (default {_DEFAULTS.batch_size})")
+                   help=f"images per batch (default {DEFAULTS.batch_size})")
     g.add_argument("--calibration-fraction", type=float, metavar="F",
                    help="share of the normal images scored leave-one-out to set the thresholds "
-                        f"(default {_DEFAULTS.calibration_fraction})")
+                        f"(default {DEFAULTS.calibration_fraction})")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +230,7 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs = {field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
               if getattr(args, dest) is not None}
     if "image_size" in kwargs and "crop" not in kwargs:
-        kwargs["crop"] = max(1, round(kwargs["image_size"] * 7 / 8))
+        kwargs["crop"] = default_crop(kwargs["image_size"])
     return kwargs
 
 

@@ -22,14 +22,14 @@ import torch
 from . import model_files
 from .allocator import release_free_memory
 from .backbones import (
-    DEFAULT_BACKBONE,
     RANDOM_WEIGHTS,
     SPECS,
     FeatureExtractor,
     load_feature_extractor,
 )
+from .config import DEFAULTS, PadimConfig
 from .devices import device_label
-from .embedding import REDUCTIONS, Embedder, random_channel_subset, semi_orthogonal_projection
+from .embedding import Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
 from .gaussian import HoldoutStore, PatchGaussian, PatchGaussianAccumulator
 from .images import input_name, load_image, resize_and_crop
@@ -38,52 +38,6 @@ from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fp
 
 Progress = Callable[[int, int, str], None]
 __version__ = "0.1.0"
-
-
-@dataclass(frozen=True)
-class PadimConfig:
-    """Everything that defines a model before it sees data."""
-
-    backbone: str = DEFAULT_BACKBONE
-    d: int = 100
-    image_size: int = 256
-    crop: int = 224
-    device: str = "auto"
-    seed: int = 1024
-    weights: str | None = None
-    reduction: str = "random"
-    eps: float = 0.01
-    calibration_fraction: float = 0.2
-    image_fpr: float = 0.01
-    pixel_fpr: float = 0.001
-    batch_size: int = 32
-    sigma: float = 4.0
-
-    def __post_init__(self) -> None:
-        def bad(field_name: str, problem: str) -> InvalidInputError:
-            return InvalidInputError(field_name, problem)
-
-        if self.backbone not in SPECS:
-            raise bad("backbone", f"unknown backbone {self.backbone!r}; choose from "
-                                  f"{', '.join(SPECS)}")
-        if self.reduction not in REDUCTIONS:
-            raise bad("reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
-        total = sum(SPECS[self.backbone].channels)
-        if not 1 <= self.d <= total:
-            raise bad("d", f"must be between 1 and {total} for {self.backbone}, got {self.d}")
-        if not 32 <= self.crop <= self.image_size:
-            raise bad("crop", f"must be between 32 and image_size={self.image_size}, "
-                              f"got {self.crop}")
-        if self.image_size > 2048:
-            raise bad("image_size", f"must be at most 2048, got {self.image_size}")
-        if self.eps <= 0:
-            raise bad("eps", f"must be positive, got {self.eps}")
-        if self.batch_size < 1:
-            raise bad("batch_size", f"must be at least 1, got {self.batch_size}")
-        for name in ("calibration_fraction", "image_fpr", "pixel_fpr"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise bad(name, f"must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -170,11 +124,14 @@ class PadimModel:
     per process); it must match ``backbone``.
     """
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, d: int = 100, image_size: int = 256,
-                 crop: int = 224, device: str = "auto", seed: int = 1024,
-                 weights: str | os.PathLike | None = None, reduction: str = "random",
-                 eps: float = 0.01, calibration_fraction: float = 0.2, image_fpr: float = 0.01,
-                 pixel_fpr: float = 0.001, batch_size: int = 32, sigma: float = 4.0,
+    def __init__(self, backbone: str = DEFAULTS.backbone, d: int = DEFAULTS.d,
+                 image_size: int = DEFAULTS.image_size, crop: int = DEFAULTS.crop,
+                 device: str = DEFAULTS.device, seed: int = DEFAULTS.seed,
+                 weights: str | os.PathLike | None = DEFAULTS.weights,
+                 reduction: str = DEFAULTS.reduction, eps: float = DEFAULTS.eps,
+                 calibration_fraction: float = DEFAULTS.calibration_fraction,
+                 image_fpr: float = DEFAULTS.image_fpr, pixel_fpr: float = DEFAULTS.pixel_fpr,
+                 batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
                  extractor: FeatureExtractor | None = None) -> None:
         self.config = PadimConfig(
             backbone=backbone, d=int(d), image_size=int(image_size), crop=int(crop),

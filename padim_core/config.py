@@ -1,0 +1,68 @@
+"""Model configuration: every setting that defines a model before it sees data, in one place.
+
+``PadimConfig``'s field defaults are the project's defaults; the constructor of ``PadimModel``,
+the CLI and the app read them from here (``DEFAULTS``) rather than repeating them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backbones import DEFAULT_BACKBONE, SPECS
+from .embedding import REDUCTIONS
+from .errors import InvalidInputError
+
+
+def default_crop(image_size: int) -> int:
+    """The centre crop used when none is given: 7/8 of the image size (224 for 256), as in the
+    PaDiM paper's 256 → 224 recipe."""
+    return max(1, round(int(image_size) * 7 / 8))
+
+
+@dataclass(frozen=True)
+class PadimConfig:
+    """Everything that defines a model before it sees data."""
+
+    backbone: str = DEFAULT_BACKBONE
+    d: int = 100
+    image_size: int = 256
+    crop: int = 224
+    device: str = "auto"
+    seed: int = 1024
+    weights: str | None = None
+    reduction: str = "random"
+    eps: float = 0.01
+    calibration_fraction: float = 0.2
+    image_fpr: float = 0.01
+    pixel_fpr: float = 0.001
+    batch_size: int = 32
+    sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        def bad(field_name: str, problem: str) -> InvalidInputError:
+            return InvalidInputError(field_name, problem)
+
+        if self.backbone not in SPECS:
+            raise bad("backbone", f"unknown backbone {self.backbone!r}; choose from "
+                                  f"{', '.join(SPECS)}")
+        if self.reduction not in REDUCTIONS:
+            raise bad("reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
+        total = sum(SPECS[self.backbone].channels)
+        if not 1 <= self.d <= total:
+            raise bad("d", f"must be between 1 and {total} for {self.backbone}, got {self.d}")
+        if not 32 <= self.crop <= self.image_size:
+            raise bad("crop", f"must be between 32 and image_size={self.image_size}, "
+                              f"got {self.crop}")
+        if self.image_size > 2048:
+            raise bad("image_size", f"must be at most 2048, got {self.image_size}")
+        if self.eps <= 0:
+            raise bad("eps", f"must be positive, got {self.eps}")
+        if self.batch_size < 1:
+            raise bad("batch_size", f"must be at least 1, got {self.batch_size}")
+        for name in ("calibration_fraction", "image_fpr", "pixel_fpr"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise bad(name, f"must be in [0, 1), got {value}")
+
+
+DEFAULTS = PadimConfig()
