@@ -31,7 +31,7 @@ from .config import DEFAULTS, PadimConfig
 from .devices import device_label
 from .embedding import Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
-from .gaussian import HoldoutStore, PatchGaussian, PatchGaussianAccumulator
+from .gaussian import HoldoutStore, PatchGaussian, PatchStatistics, finalize, patch_statistics
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
 from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fpr
@@ -204,6 +204,17 @@ class PadimModel:
         with torch.inference_mode():
             return embedder(self.extractor(torch.from_numpy(crops)), out=out)
 
+    def _patch_embeddings(self, crops: np.ndarray, embedder: Embedder,
+                          grid: tuple[int, int] | None = None, out: np.ndarray | None = None,
+                          ) -> tuple[np.ndarray | torch.Tensor, tuple[int, int]]:
+        """(b, crop, crop, 3) uint8 → patch-major embeddings (P, b, d) (numpy on the CPU) and
+        the (H, W) grid of patches; written into ``out`` (P, b, d) if given (then ``grid``
+        too)."""
+        dest = None if out is None else torch.from_numpy(out).reshape(*grid, *out.shape[1:])
+        emb = self._embed(crops, embedder, out=dest)
+        x = emb.reshape(emb.shape[0] * emb.shape[1], *emb.shape[2:])
+        return (x.numpy() if x.device.type == "cpu" else x), tuple(emb.shape[:2])
+
     def _render(self, sq_or_dist: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Patch distances (b, H, W) → smoothed (b, crop, crop) maps."""
         r = self._renderer
@@ -242,7 +253,7 @@ class PadimModel:
         is_cal = np.zeros(len(images), bool)
         is_cal[cal_idx] = True
 
-        acc: PatchGaussianAccumulator | None = None
+        acc: PatchStatistics | None = None
         on_cpu = extractor.device.type == "cpu"
         held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
@@ -250,22 +261,18 @@ class PadimModel:
         for idx, _, crops, bad in self._decoded_batches(images, names):
             skipped += bad
             if len(crops):
-                # After the first batch the embeddings go straight into the staging buffer.
-                slot = acc.staging_slot(len(crops)) if acc is not None else None
-                if slot is not None:
-                    slot = torch.from_numpy(slot).reshape(*grid, *slot.shape[1:])
-                emb = self._embed(crops, embedder, out=slot)
-                grid = tuple(emb.shape[:2])
-                x = emb.reshape(grid[0] * grid[1], *emb.shape[2:])
-                x = x.numpy() if on_cpu else x
-                if acc is None:
-                    acc = PatchGaussianAccumulator(x.shape[0], x.shape[2], extractor.device)
-                acc.update(x)
+                if acc is None:     # the grid is known from the first batch on
+                    x, grid = self._patch_embeddings(crops, embedder)
+                    acc = patch_statistics(x.shape[0], x.shape[2], extractor.device).update(x)
+                else:
+                    x = acc.update_from(
+                        len(crops), lambda out, crops=crops, grid=grid:
+                        self._patch_embeddings(crops, embedder, grid, out)[0])
                 cal_rows = np.flatnonzero(is_cal[idx])
                 if len(cal_rows):
                     held.append(x, cal_rows)
                 if acc.packed and on_cpu:
-                    del emb, x
+                    del x
                     release_free_memory()   # gigabytes of sums: no fragmentation on top
                 used += len(crops)
             if progress:
@@ -285,7 +292,7 @@ class PadimModel:
             progress(0, 1, "inverting covariances")
         try:
             use_holdout = held.count and used - held.count >= 2
-            gaussian, hold_sq = acc.finalize(cfg.eps, holdout=held if use_holdout else None)
+            gaussian, hold_sq = finalize(acc, cfg.eps, holdout=held if use_holdout else None)
         finally:
             held.close()
         del acc
