@@ -43,14 +43,13 @@ from bench.common import (
     engine_revision,
     image_set,
     interleaved,
-    load_average,
-    machine,
     make_synthetic,
     synchronizer,
     timed,
 )
 from padim_core.allocator import keep_freed_memory
 from padim_core.backbones import load_feature_extractor
+from padim_core.machine import load_average, machine_line
 from padim_core.model import PadimModel
 
 TARGETS = {"predict_ratio": 1.15, "fit_ratio": 1.3, "memory_ratio": 1.15,
@@ -420,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             images = make_synthetic(Path(tmp) / "synthetic", s)
         result: dict[str, Any] = {
-            "meta": {"date": started.isoformat(timespec="seconds"), "machine": machine(),
+            "meta": {"date": started.isoformat(timespec="seconds"), "machine": machine_line(),
                      "platform": platform.platform(), "python": platform.python_version(),
                      "torch": torch.__version__, "numpy": np.__version__,
                      "revision": engine_revision(),

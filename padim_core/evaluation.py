@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections import Counter
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from padim_core import metrics
 from padim_core.errors import InvalidInputError
+from padim_core.names import unique_names
 
 if TYPE_CHECKING:
     from padim_core.datasets import LabeledImage
@@ -64,6 +65,16 @@ class EvaluationReport:
     image_f1_at_model_threshold: float | None = None
     model_pixel_threshold: float | None = None
     pixel_f1_at_model_threshold: float | None = None
+    #: per scored image, in scoring order: unique display name (``defect_type/file`` from
+    #: ``evaluate_model``), image score, label (True = anomalous) and defect type
+    image_names: list[str] = field(default_factory=list)
+    image_scores: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    image_labels: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    image_defect_types: list[str] = field(default_factory=list)
+    #: wall time of the model's predict call in ``evaluate_model`` (decode + features +
+    #: scoring, all images), and per scored image in ms; None where no model ran
+    predict_seconds: float | None = None
+    ms_per_image: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: plain floats/ints/str, lists instead of tuples, NaN -> None."""
@@ -73,7 +84,7 @@ class EvaluationReport:
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, np.ndarray)):
         return [_json_safe(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -178,6 +189,10 @@ def evaluate_predictions(
         model_image_threshold=image_threshold,
         image_f1_at_model_threshold=f1_at_model,
         model_pixel_threshold=pixel_threshold,
+        image_names=shown,
+        image_scores=s,
+        image_labels=y,
+        image_defect_types=[str(t) for t in defect_types],
     )
     _notify(progress, 2, total, "metrics")
 
@@ -236,13 +251,6 @@ def evaluate_predictions(
 def _display_name(item: LabeledImage) -> str:
     """``defect_type/file name``: MVTec file names repeat across defect types."""
     return f"{item.defect_type}/{Path(item.path).name}"
-
-
-def _unique_names(items: Sequence[LabeledImage]) -> list[str]:
-    """Display names, made unique with ``#<index>`` where two items would share one."""
-    names = [_display_name(item) for item in items]
-    counts = Counter(names)
-    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
 
 
 def _accepts_names(model: Any) -> bool:
@@ -317,7 +325,10 @@ def evaluate_model(
 ) -> EvaluationReport:
     """Run a fitted model on labelled images and compute an :class:`EvaluationReport`.
 
-    Images the model cannot read are reported in ``skipped`` and left out. Masks are loaded,
+    The report also holds the per-image results (``image_names``, ``image_scores``,
+    ``image_labels``, ``image_defect_types``) and the time of the model's predict call
+    (``predict_seconds``, ``ms_per_image``). Images the model cannot read are reported in
+    ``skipped`` and left out. Masks are loaded,
     square-resized and centre-cropped exactly like the images (``model.config.image_size``,
     ``model.config.crop``). ``progress(done, total, stage)`` gets the model's own stages,
     then ``"masks"`` and ``"metrics"``.
@@ -325,11 +336,14 @@ def evaluate_model(
     if not items:
         raise InvalidInputError("items", "no labelled images to evaluate")
     paths = [item.path for item in items]
-    given = _unique_names(items) if _accepts_names(model) else None
+    unique = unique_names([_display_name(item) for item in items])
+    given = unique if _accepts_names(model) else None
+    t0 = time.perf_counter()
     if given is not None:
         res = model.predict(paths, progress=progress, names=given)
     else:
         res = model.predict(paths, progress=progress)
+    predict_seconds = time.perf_counter() - t0
     kept = _align(items, list(res.names), list(res.skipped), given)
     kept_set = set(kept)
     skipped_items = [items[i] for i in range(len(items)) if i not in kept_set]
@@ -356,7 +370,7 @@ def evaluate_model(
         _notify(progress, done, len(kept), "masks")
 
     labels = [bool(items[i].is_anomalous) for i in kept]
-    names = [_display_name(items[i]) for i in kept]
+    names = [unique[i] for i in kept]
     report = evaluate_predictions(
         labels,
         np.asarray(res.scores, dtype=np.float64),
@@ -369,6 +383,8 @@ def evaluate_model(
         progress=progress,
     )
     report.skipped = skipped
+    report.predict_seconds = predict_seconds
+    report.ms_per_image = 1000 * predict_seconds / len(kept)
     report.no_pixel_ground_truth = [
         (names[n], mask_problems.get(n, NO_MASK_FILE))
         for n in range(len(kept))
