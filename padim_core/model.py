@@ -129,13 +129,76 @@ def _fitted(name: str, doc: str) -> property:
 
 
 class PadimModel:
-    """PaDiM anomaly detector.
+    """PaDiM anomaly detector: one Gaussian per image patch over pretrained CNN features.
 
     >>> model = PadimModel(d=100).fit(normal_paths)          # doctest: +SKIP
     >>> res = model.predict(test_paths); res.scores, res.maps  # doctest: +SKIP
 
-    ``extractor`` lets a caller share one loaded backbone between models (the app caches it
-    per process); it must match ``backbone``.
+    The constructor only stores the configuration (``config``, a ``PadimConfig``); ``fit``
+    learns the fitted state (``state_``, a ``FittedState``), read through the attributes
+    with a trailing underscore below. Defaults are ``config.DEFAULTS``.
+
+    Parameters
+    ----------
+    backbone : str, default "efficientnet_lite0"
+        Feature extractor, one of ``backbones.SPECS``.
+    d : int, default 100
+        Feature channels kept per patch (at most the backbone's three layers together).
+    image_size : int, default 256
+        Square resize of every image before cropping.
+    crop : int, default 224
+        Centre crop fed to the backbone (``config.default_crop``: 7/8 of ``image_size``).
+    device : str, default "auto"
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
+    seed : int, default 1024
+        Seed of the channel choice and of the calibration split.
+    weights : str or path, optional
+        Backbone weights file; None for the installed default, "random" for tests only.
+    reduction : {"random", "orthogonal"}, default "random"
+        How the d channels are chosen: a random subset, or a semi-orthogonal projection.
+    eps : float, default 0.01
+        Added to each covariance's diagonal, so it can be inverted with few images.
+    calibration_fraction : float, default 0.2
+        Share of the training images whose leave-one-out scores set the thresholds.
+    image_fpr, pixel_fpr : float, default 0.01 and 0.001
+        False-positive rates of normal images (pixels) at the image (pixel) threshold.
+    batch_size : int, default 32
+        Images decoded and scored together.
+    sigma : float, default 4.0
+        Gaussian blur of the anomaly maps, in pixels of the crop.
+    extractor : FeatureExtractor, optional
+        An already loaded backbone to share (the app caches one per process); it must be
+        ``backbone``.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (P, d), float32
+        Mean embedding of each of the P = H × W patch positions (``grid_``).
+    whitener_ : ndarray of shape (P, d, d), float32
+        Upper-triangular M per patch with M Mᵀ = (Σ + eps·I)⁻¹: the squared Mahalanobis
+        distance of x is ‖(x − μ) M‖². Torch tensors when fitted on an accelerator.
+    grid_ : tuple (H, W)
+        Patch grid of the first feature map (56 × 56 for a 224 crop).
+    channel_index_ : ndarray of shape (d,) or None
+        Channels kept (``reduction="random"``), else None.
+    projection_ : ndarray of shape (C, d) or None
+        Projection of the C backbone channels (``reduction="orthogonal"``), else None.
+    image_threshold_ : float
+        Image score at or above which a part is NG (``thresholds.is_ng``).
+    pixel_threshold_ : float
+        Map value at or above which a pixel is drawn as defect.
+    calibration_scores_ : ndarray of shape (n_calibration_images_,)
+        Scores of the calibration images, each left out of the Gaussians it is scored by.
+    n_train_images_, n_calibration_images_ : int
+        Images the Gaussians were fitted on, and those the thresholds came from.
+    fit_seconds_ : float
+        Wall time of fit, decoding included.
+    device_, weights_origin_ : str
+        Where fit ran and where the backbone weights came from, in words.
+    skipped_ : list of (name, reason)
+        Inputs fit could not read.
+    warnings_ : list of str
+        What fit warned about.
     """
 
     def __init__(self, backbone: str = DEFAULTS.backbone, d: int = DEFAULTS.d,
@@ -435,6 +498,20 @@ class PadimModel:
         return cached[2]
 
     # ------------------------------------------------------------------ fitted attributes
+    grid_ = _fitted("grid", "(H, W) patch grid.")
+    channel_index_ = _fitted("channel_index", "(d,) channels kept, or None.")
+    projection_ = _fitted("projection", "(C, d) channel projection, or None.")
+
+    @property
+    def mean_(self) -> Array:
+        """(P, d) mean embedding per patch."""
+        return self._state().gaussian.mean
+
+    @property
+    def whitener_(self) -> Array:
+        """(P, d, d) upper-triangular whitener per patch: M Mᵀ = (Σ + eps·I)⁻¹."""
+        return self._state().gaussian.whitener
+
     image_threshold_ = _fitted("image_threshold", "Image score at or above which a part is NG.")
     pixel_threshold_ = _fitted("pixel_threshold", "Map value at or above which a pixel is "
                                                   "drawn as defect.")

@@ -70,3 +70,14 @@ def test_normalized_scores_and_verdicts_do_not_depend_on_the_batch(model: PadimM
 def test_unfitted_model_says_so() -> None:
     with pytest.raises(NotFittedError, match="fit"):
         PadimModel().predict(textures(1, 0))
+
+
+def test_fitted_attributes_have_the_documented_shapes(model: PadimModel) -> None:
+    h, w = model.grid_
+    assert model.mean_.shape == (h * w, 12)
+    assert model.whitener_.shape == (h * w, 12, 12)
+    assert not np.tril(model.whitener_, -1).any()
+    assert model.channel_index_.shape == (12,) and model.projection_ is None
+    assert model.calibration_scores_.shape == (model.n_calibration_images_,)
+    with pytest.raises(NotFittedError):
+        _ = PadimModel(backbone="resnet18", weights="random", d=12).mean_
