@@ -52,6 +52,8 @@ def test_merge_of_shards_equals_whole(packed: bool) -> None:
 def test_merge_rejects_other_shapes() -> None:
     with pytest.raises(ValueError):
         patch_statistics(4, 3).merge(patch_statistics(4, 5))
+    with pytest.raises(ValueError, match="layouts"):
+        patch_statistics(4, 3, packed=True).merge(patch_statistics(4, 3, packed=False))
 
 
 @pytest.mark.parametrize("packed", [False, True])

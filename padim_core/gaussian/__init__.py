@@ -2,9 +2,10 @@
 
 One module per step, in the order fit uses them:
 
-- ``statistics``: the store interface and its factory ``patch_statistics``; the stores
-  themselves in ``cpu_statistics`` (numpy/OpenBLAS: staging, packed d = 550 storage,
-  worker threads) and ``torch_statistics`` (accelerators), their block layout in ``layout``.
+- ``statistics``: the store interface ``PatchStatistics`` (and what both stores share),
+  ``factory.patch_statistics`` to get one; the stores themselves in ``cpu_statistics``
+  (numpy/OpenBLAS: staging, packed d = 550 storage, worker threads) and
+  ``torch_statistics`` (accelerators), their block layout in ``layout``.
 - ``holdout``: ``HoldoutStore``, the calibration images' embeddings kept during fit.
 - ``fitting``: ``finalize``, statistics → ``PatchGaussian`` (``patch_gaussian``: mean and
   whitener per patch), block by block, through ``factorization`` (covariance → Cholesky →
@@ -14,10 +15,11 @@ One module per step, in the order fit uses them:
 """
 
 from .distances import squared_distances
+from .factory import patch_statistics
 from .fitting import finalize
 from .holdout import HoldoutStore
 from .patch_gaussian import PatchGaussian
-from .statistics import PatchStatistics, patch_statistics
+from .statistics import PatchStatistics
 
 __all__ = ["HoldoutStore", "PatchGaussian", "PatchStatistics", "finalize", "patch_statistics",
            "squared_distances"]

@@ -20,8 +20,8 @@ import torch
 from .. import lapack
 from ..allocator import page_backed
 from ..threads import default_workers, in_threads, single_blas_thread
-from .factorization import covariance
-from .layout import BLOCK_BYTES, block_bounds, packed_by_default, stored_width
+from .layout import BLOCK_BYTES, stored_width
+from .statistics import PatchStatistics
 
 Array = np.ndarray | torch.Tensor
 STAGE_BYTES = 160 << 20        # float32 embeddings staged before one larger rank-k update
@@ -29,7 +29,7 @@ MAX_STAGE_IMAGES = 128
 CHUNK_BYTES = 8 << 20          # float64 working copy of the staged embeddings per worker
 
 
-class CpuPatchStatistics:
+class CpuPatchStatistics(PatchStatistics):
     """n, Σx (P, d) and Σxxᵀ (P blocks of upper triangles) in float64 numpy arrays.
 
     ``packed`` forces (or forbids) upper-triangle storage, chosen by size when None;
@@ -42,12 +42,8 @@ class CpuPatchStatistics:
     def __init__(self, n_patches: int, dim: int, block_bytes: int = BLOCK_BYTES,
                  packed: bool | None = None, stage_bytes: int = STAGE_BYTES,
                  workers: int | None = None) -> None:
-        self.n_patches, self.dim = int(n_patches), int(dim)
+        super().__init__(n_patches, dim, block_bytes, packed)
         self.workers = max(1, int(workers or default_workers()))
-        self.n = 0
-        self.bounds = block_bounds(self.n_patches, self.dim, block_bytes)
-        self.packed = bool(packed_by_default(self.n_patches, self.dim)
-                           if packed is None else packed)
         per_image = self.n_patches * self.dim * 4
         self._stage_cap = min(MAX_STAGE_IMAGES, stage_bytes // per_image)
         self._stage: np.ndarray | None = None
@@ -62,9 +58,7 @@ class CpuPatchStatistics:
     # -------------------------------------------------------------- adding images
     def update(self, x: Array) -> CpuPatchStatistics:
         """Add a batch of embeddings, shape (P, B, d)."""
-        if tuple(x.shape[::2]) != (self.n_patches, self.dim):
-            raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), "
-                             f"got {tuple(x.shape)}")
+        self._check_batch(x)
         x = x.numpy() if isinstance(x, torch.Tensor) else x
         b = int(x.shape[1])
         slot = self._slot(b)
@@ -135,33 +129,7 @@ class CpuPatchStatistics:
         self._add_staged()
         self._stage = None
 
-    def merge(self, other: CpuPatchStatistics) -> CpuPatchStatistics:
-        """Add another shard's statistics (same P, d and layout) into this one."""
-        if (other.n_patches, other.dim) != (self.n_patches, self.dim):
-            raise ValueError("cannot merge statistics of different shapes")
-        self.flush()
-        other.flush()
-        self.n += other.n
-        self._sum += other._sum
-        for acc, add in zip(self.second, other.second, strict=True):
-            acc += add
-        return self
-
     # -------------------------------------------------------------- reading them
-    @property
-    def sum(self) -> np.ndarray:
-        """Σx per patch, (P, d) float64, staged embeddings included."""
-        self.flush()
-        return self._sum
-
-    def mean(self) -> np.ndarray:
-        """Σx / n per patch, (P, d) float64."""
-        return self.sum / self.n
-
-    def covariance(self, lo: int = 0, hi: int | None = None, eps: float = 0.0) -> np.ndarray:
-        """Unbiased covariance + eps·I for patches lo:hi (float64). For tests and inspection."""
-        return covariance(self, lo, hi, eps)
-
     def second_moments(self, i: int) -> np.ndarray:
         """Block i's Σxxᵀ as (rows, d, d): the block itself when stored full, else a fresh
         expansion. Only the upper triangle is filled and the rest stays zero (the update and
@@ -173,13 +141,6 @@ class CpuPatchStatistics:
             return block.reshape(rows, self.dim, self.dim)
         full = page_backed((rows, self.dim, self.dim))      # zeros below the diagonal
         lapack.unpack_upper(block, full)
-        return full
-
-    def take_second_moments(self, i: int) -> np.ndarray:
-        """``second_moments(i)``, dropping the store's copy (finalize consumes the store
-        block by block, so peak memory stays near one copy)."""
-        full = self.second_moments(i)
-        self.second[i] = None
         return full
 
 

@@ -2,81 +2,104 @@
 
 Memory does not grow with the number of images: the state is one d×d second-moment matrix
 per patch position, in float64 blocks of patches (``layout``). Statistics of two shards add
-up exactly, so ``merge`` gives the statistics of the union. ``finalize`` turns a store into
-the fitted Gaussians.
+up exactly, so ``merge`` gives the statistics of the union. ``fitting.finalize`` turns a
+store into the fitted Gaussians.
 
-Two implementations share one interface, picked by ``patch_statistics``: numpy/OpenBLAS on
-the CPU (``cpu_statistics``) and torch on accelerators (``torch_statistics``).
+``PatchStatistics`` is the interface and what both stores share; ``factory.patch_statistics``
+picks one: numpy/OpenBLAS on the CPU (``cpu_statistics``), torch on accelerators
+(``torch_statistics``).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 import torch
 
-from .cpu_statistics import STAGE_BYTES, CpuPatchStatistics
-from .layout import BLOCK_BYTES
-from .torch_statistics import TorchPatchStatistics
+from .factorization import covariance
+from .layout import block_bounds, packed_by_default
 
 Array = np.ndarray | torch.Tensor
 
 
-class PatchStatistics(Protocol):
-    """What every statistics store offers (state: ``n``, ``sum``, the ``second`` blocks)."""
+class PatchStatistics(ABC):
+    """Running float64 sums for P patch positions of dimension d.
 
-    n_patches: int
-    dim: int
-    n: int                              # images added
+    State: ``n`` (images added), ``sum`` Σx (P, d) and ``second``, the Σxxᵀ of each block of
+    patches ``bounds`` (full d×d, or upper triangles when ``packed``), on ``device``.
+    ``workers`` is how many threads ``finalize`` may use on its blocks.
+    """
+
     device: torch.device
-    bounds: list[tuple[int, int]]       # (lo, hi) patches of each block of ``second``
-    packed: bool                        # blocks hold upper triangles, not d×d
-    second: list[Array | None]          # Σxxᵀ per block
-    workers: int                        # threads finalize may use
+    workers: int
 
+    def __init__(self, n_patches: int, dim: int, block_bytes: int, packed: bool | None) -> None:
+        self.n_patches, self.dim = int(n_patches), int(dim)
+        self.n = 0
+        self.bounds = block_bounds(self.n_patches, self.dim, block_bytes)
+        self.packed = bool(packed_by_default(self.n_patches, self.dim)
+                           if packed is None else packed)
+        self._sum: Array
+        self.second: list[Array | None]
+
+    @abstractmethod
     def update(self, x: Array) -> PatchStatistics:
-        """Add embeddings (P, B, d)."""
+        """Add a batch of embeddings, shape (P, B, d)."""
 
     def update_from(self, b: int, produce: Callable[[np.ndarray | None], Array]) -> Array:
-        """Add b images whose embeddings ``produce(buffer or None)`` returns."""
+        """Add b images whose (P, b, d) embeddings ``produce(out)`` returns, where ``out``
+        is a buffer of the store to write them into (saves a copy) or None; returns them.
+        (None here: a store with a staging buffer offers it.)"""
+        x = produce(None)
+        self.update(x)
+        return x
 
-    def merge(self, other: PatchStatistics) -> PatchStatistics:
-        """Add another shard's statistics."""
-
+    @abstractmethod
     def flush(self) -> None:
         """Make the sums complete (add anything staged)."""
 
+    @abstractmethod
+    def second_moments(self, i: int) -> Array:
+        """Block i's Σxxᵀ as (rows, d, d), the upper triangle at least."""
+
+    def _check_batch(self, x: Array) -> None:
+        if tuple(x.shape[::2]) != (self.n_patches, self.dim):
+            raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), "
+                             f"got {tuple(x.shape)}")
+
+    def merge(self, other: PatchStatistics) -> PatchStatistics:
+        """Add another shard's statistics (same P and d) into this one."""
+        if (other.n_patches, other.dim) != (self.n_patches, self.dim):
+            raise ValueError("cannot merge statistics of different shapes")
+        if (other.bounds, other.packed) != (self.bounds, self.packed):
+            raise ValueError("cannot merge statistics stored in different layouts")
+        self.flush()
+        other.flush()
+        self.n += other.n
+        self._sum += other._sum
+        for acc, add in zip(self.second, other.second, strict=True):
+            acc += add
+        return self
+
     @property
     def sum(self) -> Array:
-        """Σx, (P, d) float64."""
+        """Σx per patch, (P, d) float64, staged embeddings included."""
+        self.flush()
+        return self._sum
 
     def mean(self) -> Array:
-        """Σx / n, (P, d) float64."""
+        """Σx / n per patch, (P, d) float64."""
+        return self.sum / self.n
 
     def covariance(self, lo: int = 0, hi: int | None = None, eps: float = 0.0) -> Array:
-        """Covariance + eps·I of patches lo:hi, for tests and inspection."""
-
-    def second_moments(self, i: int) -> Array:
-        """Block i's Σxxᵀ as (rows, d, d), upper triangle at least."""
+        """Unbiased covariance + eps·I for patches lo:hi (float64). For tests and inspection."""
+        return covariance(self, lo, hi, eps)
 
     def take_second_moments(self, i: int) -> Array:
-        """The same, dropping the store's copy (finalize consumes the store)."""
-
-
-def patch_statistics(n_patches: int, dim: int, device: str | torch.device = "cpu", *,
-                     use_torch: bool | None = None, block_bytes: int = BLOCK_BYTES,
-                     packed: bool | None = None, stage_bytes: int = STAGE_BYTES,
-                     workers: int | None = None) -> PatchStatistics:
-    """An empty store for P patch positions of dimension d, for embeddings on ``device``.
-
-    numpy on the CPU, torch elsewhere; ``use_torch`` forces the torch store on the CPU too
-    (tests cover the GPU code path that way; small d only). ``packed`` forces (or forbids)
-    upper-triangle storage, chosen by size when None. ``stage_bytes`` and ``workers`` tune
-    the CPU store (staged images before one update; threads, default torch's count).
-    """
-    device = torch.device(device)
-    if use_torch or (use_torch is None and device.type != "cpu"):
-        return TorchPatchStatistics(n_patches, dim, device, block_bytes, packed)
-    return CpuPatchStatistics(n_patches, dim, block_bytes, packed, stage_bytes, workers)
+        """``second_moments(i)``, dropping the store's copy (finalize consumes the store
+        block by block, so peak memory stays near one copy)."""
+        full = self.second_moments(i)
+        self.second[i] = None
+        return full
