@@ -316,6 +316,7 @@ class PadimModel:
         """
         t0 = time.perf_counter()
         images = _checked_inputs(images, names, "training images")
+        self._placement = None          # a copy of the previous model's Gaussians
         cfg = self.config
         channel_index, projection = self._channel_choice()
         embedder = Embedder(self.extractor.channels, channel_index, projection)
