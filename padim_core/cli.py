@@ -17,7 +17,7 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -110,6 +110,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="progress bars on stderr (default: when stderr is a terminal)")
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Dask cluster (docs/cluster.md)").add_mutually_exclusive_group()
+    g.add_argument("--cluster", metavar="local:N",
+                   help="run on a local Dask cluster of N worker processes")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``padim`` argument parser."""
     parser = _Parser(
@@ -130,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model file to write (.safetensors)")
     _add_fit_options(fit)
     _add_common(fit)
+    _add_cluster_options(fit)
 
     pred = sub.add_parser(
         "predict", help="score images with a fitted model",
@@ -141,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="image files and/or folders of images")
     pred.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _add_common(pred)
+    _add_cluster_options(pred)
 
     ev = sub.add_parser(
         "evaluate", help="measure a model on a labelled MVTec-style set",
@@ -253,6 +263,18 @@ def _load_model(path: str, device: str) -> PadimModel:
     return model
 
 
+def _cluster(args: argparse.Namespace) -> Any:
+    """A context giving a Dask client for --cluster/--scheduler, or None without them."""
+    where = args.cluster or args.scheduler
+    if where is None:
+        return nullcontext()
+    n = args.cluster.removeprefix("local:") if args.cluster else "1"
+    if args.cluster == n or not n.isdigit() or int(n) < 1:
+        raise UsageError(f"--cluster: expected local:N with N >= 1, got {args.cluster!r}")
+    from . import distributed  # Dask only when asked for
+    return distributed.connect(where)
+
+
 def _output_file(path: str) -> Path:
     """Check (and prepare the folder of) a file we will write, before any long work."""
     out = Path(path).expanduser()
@@ -338,10 +360,15 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
     model = _new_model(args)  # option errors first: they cost nothing to find
     paths = training_images(args.data)
     out = _output_file(args.output)
-    _ = model.extractor  # load the weights now: a missing file fails before any work
-    _say(f"fitting on {len(paths)} image(s) from {args.data}")
-    with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
-        model.fit(paths, progress=progress)
+    with _cluster(args) as client:
+        _ = model.extractor  # load the weights now: a missing file fails before any work
+        _say(f"fitting on {len(paths)} image(s) from {args.data}")
+        with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
+            if client is None:
+                model.fit(paths, progress=progress)
+            else:
+                from . import distributed
+                distributed.fit(model, paths, client, progress=progress)
     progress.close()
     model.save(out)
     _print_card(model.card(), out)
@@ -359,14 +386,20 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
     path_of = dict(zip(names, paths, strict=True))
     used: set[str] = set()
     n_ok = n_ng = n_skipped = 0
-    with (open(out / "results.csv", "w", newline="", encoding="utf-8") as fh,
+    with (_cluster(args) as client,
+          open(out / "results.csv", "w", newline="", encoding="utf-8") as fh,
           open(out / "skipped.csv", "w", newline="", encoding="utf-8") as sk,
           _warnings_as_lines()):
         rows, bad = csv.writer(fh), csv.writer(sk)
         rows.writerow(["name", "score", "normalized_score", "verdict", "overlay", "path"])
         bad.writerow(["name", "reason", "path"])
         part: PredictResult
-        for part in model.iter_predict(paths, progress=progress, names=names):
+        if client is None:
+            parts = model.iter_predict(paths, progress=progress, names=names)
+        else:
+            from . import distributed
+            parts = distributed.iter_predict(model, paths, client, progress, names)
+        for part in parts:
             ng = part.verdicts()
             for i, name in enumerate(part.names):
                 rel = _overlay_relpath(name, used)

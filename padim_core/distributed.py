@@ -64,9 +64,11 @@ def connect(where: str) -> Iterator[Client]:
         return
     try:
         client = Client(where, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError) as err:
-        raise InvalidInputError(where, f"no Dask scheduler reachable there within "
-                                       f"{CONNECT_TIMEOUT_S} s ({err})") from None
+    except (OSError, TimeoutError) as err:
+        raise InvalidInputError(where, f"no Dask scheduler answered within "
+                                       f"{CONNECT_TIMEOUT_S} s ({type(err).__name__})") from None
+    except ValueError as err:       # not an address
+        raise InvalidInputError(where, f"not a scheduler address ({err})") from None
     with client:
         yield client
 
