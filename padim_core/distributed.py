@@ -174,14 +174,18 @@ class _FitOnCluster(PadimModel):
         is_cal = np.zeros(len(images), bool)
         is_cal[cal_idx] = True
         config = {**asdict(self.config), "device": "auto"}   # each worker's own best device
-        size = self.shard_images or max(
-            self.config.batch_size,
-            -(-len(images) // (SHARDS_PER_WORKER * _worker_threads(self.client))))
+        # Whole batches per shard: each image is embedded in the same batch as in a local
+        # fit, so the embeddings are the same to the bit (the backbone's float32 rounding
+        # depends on the batch), and only the order of the float64 sums differs.
+        bs = self.config.batch_size
+        size = self.shard_images or -(-len(images)
+                                      // (SHARDS_PER_WORKER * _worker_threads(self.client)))
+        size = -(-size // bs) * bs
         bounds = [(lo, min(lo + size, len(images))) for lo in range(0, len(images), size)]
         submit = self.client.submit
-        [config_f, embedder_f] = self.client.scatter([config, embedder], broadcast=True,
-                                                     hash=False)
-        shards = [submit(_fit_shard, config_f, embedder_f, images[lo:hi], names[lo:hi],
+        # config and embedder (a few hundred kB) go inline with each task, not scattered:
+        # scattered data lost with a worker cannot be recomputed.
+        shards = [submit(_fit_shard, config, embedder, images[lo:hi], names[lo:hi],
                          is_cal[lo:hi], self.packed, pure=False) for lo, hi in bounds]
         level = [submit(_statistics_of, s) for s in shards]
         parts = [submit(_calibration_of, s) for s in shards]
@@ -219,10 +223,11 @@ def fit(model: PadimModel, images: Sequence[Any], client: Client,
     """Fit ``model`` on ``images`` with the workers of ``client``; returns ``model``.
 
     Same result and fitted attributes as ``model.fit(images, progress, names)`` (skipped
-    inputs, calibration and thresholds included). ``shard_images``: images per task (default:
-    a couple of shards per worker thread, at least one batch). ``packed``: store the shards'
-    second moments as upper triangles (half the bytes each shard sends); None chooses by
-    size as a local fit does.
+    inputs, calibration and thresholds included; equal to the bit in the embeddings when
+    the workers and the client use the same torch thread count). ``shard_images``: images
+    per task, rounded up to whole batches (default: a couple of shards per worker thread).
+    ``packed``: store the shards' second moments as upper triangles (half the bytes each
+    shard sends); None chooses by size as a local fit does.
     """
     remote = _FitOnCluster(client, asdict(model.config), shard_images, packed)
     remote.use_extractor(model.extractor)
@@ -246,7 +251,12 @@ def iter_predict(model: PadimModel, images: Sequence[Any], client: Client,
                  progress: Progress | None = None, names: Sequence[str] | None = None,
                  ) -> Iterator[PredictResult]:
     """``model.iter_predict`` with the batches scored on the workers: results come back in
-    input order, at most a few batches per worker thread in flight."""
+    input order, at most a few batches per worker thread in flight.
+
+    The fitted Gaussians are scattered to the workers once. Scattered data cannot be
+    recomputed, so a worker lost during a predict ends it with Dask's error (run it again);
+    fit has no such step and survives worker losses.
+    """
     state = model._state()
     images = list(images)
     names = list(names) if names is not None else [input_name(im, i)
