@@ -34,7 +34,7 @@ from .embedding import Embedder
 from .errors import InvalidInputError
 from .gaussian import HoldoutStore, PatchStatistics, patch_statistics
 from .images import input_name
-from .model import PadimModel, PredictResult, Progress, _placed
+from .model import PadimModel, PredictResult, Progress, _placed, too_few_readable
 from .threads import default_workers
 
 CONNECT_TIMEOUT_S = 5
@@ -207,12 +207,7 @@ class _FitOnCluster(PadimModel):
         used = 0 if stats is None else stats.n
         if used < 2:
             held.close()
-            detail = f"; {len(skipped)} unreadable (first: {skipped[0][0]}: {skipped[0][1]})" \
-                if skipped else ""
-            err = InvalidInputError("training images",
-                                    f"need at least 2 readable images, got {used}{detail}")
-            err.skipped = skipped
-            raise err
+            raise too_few_readable(used, skipped)
         stats.workers = default_workers()   # the client's threads finalize it
         return stats, held, grid, skipped
 

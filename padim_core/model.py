@@ -123,6 +123,17 @@ def _checked_inputs(images: Iterable[Any], names: Sequence[str] | None,
     return images
 
 
+def too_few_readable(used: int, skipped: list[tuple[str, str]]) -> InvalidInputError:
+    """fit's error when fewer than 2 images could be read, listing every unreadable one in
+    ``skipped`` for callers that show them all."""
+    detail = f"; {len(skipped)} unreadable (first: {skipped[0][0]}: {skipped[0][1]})" \
+        if skipped else ""
+    err = InvalidInputError("training images",
+                            f"need at least 2 readable images, got {used}{detail}")
+    err.skipped = skipped
+    return err
+
+
 def _fitted(name: str, doc: str) -> property:
     """A read-only fitted attribute (scikit-learn's trailing underscore) from ``state_``."""
     return property(lambda self: getattr(self._state(), name), doc=doc)
@@ -390,12 +401,7 @@ class PadimModel:
         used = 0 if stats is None else stats.n
         if used < 2:
             held.close()
-            detail = f"; {len(skipped)} unreadable (first: {skipped[0][0]}: {skipped[0][1]})" \
-                if skipped else ""
-            err = InvalidInputError("training images",
-                                    f"need at least 2 readable images, got {used}{detail}")
-            err.skipped = skipped   # every unreadable input, for callers that list them all
-            raise err
+            raise too_few_readable(used, skipped)
         return stats, held, grid, skipped
 
     def _factorize(self, stats: PatchStatistics, held: HoldoutStore,
