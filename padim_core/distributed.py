@@ -23,6 +23,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,11 @@ def connect(where: str) -> Iterator[Client]:
         raise InvalidInputError(where, f"not a scheduler address ({err})") from None
     with client:
         yield client
+
+
+def _for_workers(images: Sequence[Any]) -> list[Any]:
+    """Paths made absolute (workers may run in another folder); other sources as they are."""
+    return [Path(im).absolute() if isinstance(im, (str, PurePath)) else im for im in images]
 
 
 def _worker_threads(client: Client) -> int:
@@ -171,6 +177,7 @@ class _FitOnCluster(PadimModel):
                                list[tuple[str, str]]]:
         names = list(names) if names is not None else [input_name(im, i)
                                                         for i, im in enumerate(images)]
+        images = _for_workers(images)
         is_cal = np.zeros(len(images), bool)
         is_cal[cal_idx] = True
         config = {**asdict(self.config), "device": "auto"}   # each worker's own best device
@@ -258,6 +265,7 @@ def iter_predict(model: PadimModel, images: Sequence[Any], client: Client,
                                                     for i, im in enumerate(images)]
     if len(names) != len(images):
         raise InvalidInputError("names", "must have one name per image")
+    images = _for_workers(images)
     config = {**asdict(model.config), "device": "auto"}   # each worker's own best device
     on_cpu = replace(state, gaussian=_placed(state.gaussian, torch.device("cpu")))
     [config_f, state_f] = client.scatter([config, on_cpu], broadcast=True, hash=False)
