@@ -40,7 +40,7 @@ def test_train_page_offers_backbones_and_device() -> None:
     assert "CPU" in captions or "CUDA" in captions
 
 
-def test_train_on_demo_shows_model_card(tmp_path: Path) -> None:
+def test_train_on_demo_shows_model_card(tmp_path: Path, fit_calls: list[int]) -> None:
     at = t.train_demo(t.open_page(t.new_app(), "train"))
     assert not t.exceptions(at) and not t.errors(at)
     slot = t.slot(at)
@@ -52,10 +52,11 @@ def test_train_on_demo_shows_model_card(tmp_path: Path) -> None:
     assert any("trained" in s.value for s in at.success)
     assert at.get("plotly_chart"), "calibration histogram missing"
     assert at.download_button(key="cardA_download") is not None
-    assert at.session_state["fit_calls"] == 1
+    assert len(fit_calls) == 1, "one click, one fit (re-runs must not fit again)"
 
 
-def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path) -> None:
+def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path,
+                                         fit_calls: list[int]) -> None:
     at = t.use_small_settings(t.open_page(t.new_app(), "train"))
     files = t.train_uploads(demo)
     at.file_uploader(key="trainA_files").set_value(files).run()
@@ -69,7 +70,7 @@ def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path) -> None:
     at.button(key="trainA_go").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     assert t.slot(at).model.n_train_images_ == len(files)
-    assert at.session_state["fit_calls"] == 2
+    assert len(fit_calls) == 2
     assert not scratch_left(tmp_path), "per-session scratch folder not cleaned up"
 
 
