@@ -11,8 +11,7 @@ script can call them directly. When an action fails, the session keeps what it h
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +27,7 @@ from .uploads import ImageBatch
 if TYPE_CHECKING:
     from padim_core.datasets import MVTecCategory
 
-Progress = Callable[[int, int, str], None]
+ProgressFn = Callable[[int, int, str], None]
 """The engine's progress callback: ``progress(done, total, stage)``."""
 
 Problems = list[tuple[str, str]]
@@ -59,11 +58,10 @@ class FitSettings:
 DemoPart = Literal["train", "test"]
 
 
-@contextmanager
-def _demo_errors() -> Iterator[None]:
-    """The one message for a demo set that cannot be built or read."""
+def load_demo_category() -> MVTecCategory:
+    """The demo set as a labelled MVTec category; the one message when it is unavailable."""
     try:
-        yield
+        return uploads.demo_category()
     except PadimError as err:
         raise ActionError(f"Demo set unavailable — {err}") from err
 
@@ -71,17 +69,10 @@ def _demo_errors() -> Iterator[None]:
 def load_demo(part: DemoPart) -> ImageBatch:
     """The demo set's good training images (``"train"``) or its labelled test images
     (``"test"``, named ``<defect type>/<file>``), as paths: nothing is copied."""
-    with _demo_errors():
-        category = uploads.demo_category()
+    category = load_demo_category()
     if part == "train":
         return uploads.train_batch(category, "the demo set")
     return uploads.labelled_batch(category, "demo test set")
-
-
-def load_demo_category() -> MVTecCategory:
-    """The demo set as a labelled MVTec category (for evaluation)."""
-    with _demo_errors():
-        return uploads.demo_category()
 
 
 # --------------------------------------------------------------------------- models
@@ -100,7 +91,7 @@ def share_extractor(model: PadimModel) -> PadimModel:
 
 
 def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
-                  progress: Progress | None = None) -> state.ModelSlot:
+                  progress: ProgressFn | None = None) -> state.ModelSlot:
     """Fit a new model on ``batch``; it replaces slot ``slot_key`` only when the fit succeeds.
 
     The new slot's ``skipped`` lists the batch's problems and the files the engine could not
@@ -152,7 +143,7 @@ def _require_slot(slot_key: str) -> state.ModelSlot:
 
 
 def run_inspection(slot_key: str, batch: ImageBatch,
-                   progress: Progress | None = None) -> state.Inspection:
+                   progress: ProgressFn | None = None) -> state.Inspection:
     """Score ``batch`` with the model in ``slot_key`` and keep the results in the session.
 
     When no image of the batch can be scored, the previous results stay.
@@ -218,7 +209,7 @@ class ScoreRecorder:
 
 
 def run_evaluation(slot_key: str, category: MVTecCategory, label: str,
-                   progress: Progress | None = None,
+                   progress: ProgressFn | None = None,
                    scratch: Path | None = None) -> state.Evaluation:
     """Evaluate slot ``slot_key`` on a labelled MVTec category and keep the report.
 
