@@ -71,7 +71,11 @@ def page_start(title: str) -> None:
     """Title, sidebar status and pending messages: the top of every page."""
     st.title(title)
     sidebar_status()
-    show_messages()
+    # One container whether or not there are messages: Streamlit knows unkeyed elements
+    # (expanders, tabs) by position, so a message present on one run and gone on the next
+    # would otherwise shift them and, e.g., close an expander the user had just opened.
+    with st.container():
+        show_messages()
 
 
 def require_model(slot_key: str = "A") -> state.ModelSlot:
