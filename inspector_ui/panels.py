@@ -7,7 +7,7 @@ Each panel draws its inputs, a progress bar and the outcome, and leaves the work
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -17,6 +17,9 @@ from . import actions, resources, state, uploads
 from .actions import FitSettings
 from .uploads import ImageBatch
 from .widgets import UPLOAD_HELP, Progress, attempt, show_problems
+
+if TYPE_CHECKING:
+    from padim_core.datasets import MVTecCategory
 
 IMAGE_SIZES = (128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
 CROP_SIZES = (96, 112, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
@@ -192,7 +195,7 @@ def compare_sources_panel(pool: dict[str, state.ImageData]) -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def run_evaluation(slot_key: str, category: Any, label: str, scratch: Path | None = None,
+def run_evaluation(slot_key: str, category: MVTecCategory, label: str, scratch: Path | None = None,
                    fit_first: FitSettings | None = None) -> bool:
     """Evaluate slot ``slot_key`` on a labelled MVTec category (optionally fitting it first)."""
     if fit_first is not None and not fit_into_slot(
