@@ -284,3 +284,19 @@ def export_onnx(model: PadimModel, path: str | os.PathLike,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def export_onnx_bytes(model: PadimModel, check_images: str | os.PathLike | None = None,
+                      ) -> tuple[bytes, ParityReport]:
+    """The checked ONNX file as bytes (for a download button), with its parity report.
+
+    Only for models whose weights fit one file (``EXTERNAL_DATA_BYTES``); larger ones
+    need ``export_onnx`` to a folder (the file plus its ``.data``).
+    """
+    with tempfile.TemporaryDirectory(prefix="padim-export-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        report = export_onnx(model, path, check_images)
+        if path.with_name(path.name + ".data").exists():
+            raise InvalidInputError("model", "too large for a single-file ONNX download; "
+                                             "use 'padim export' (writes FILE and FILE.data)")
+        return path.read_bytes(), report
