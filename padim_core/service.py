@@ -286,6 +286,10 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
     async def _http(_: Any, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
+    @app.exception_handler(Exception)
+    async def _internal(_: Any, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and what is being served."""

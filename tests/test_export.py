@@ -75,6 +75,18 @@ def test_export_scores_like_torch(onnx_file: Path, model_file: Path, demo: Path)
     assert scores.max() > scores.min() * 1.05
 
 
+def test_export_orthogonal_projection_and_uneven_grids(demo: Path, tmp_path: Path) -> None:
+    # crop 100: feature grids 25, 13, 7 do not divide, so nearest upsampling's index rule
+    # matters; the orthogonal reduction takes the projection branch of the graph
+    model = PadimModel(d=12, image_size=112, crop=100, reduction="orthogonal",
+                       device="cpu").fit(sorted((demo / "train" / "good").glob("*.png")))
+    assert export_onnx(model, tmp_path / "o.onnx").ok
+    ref = model.predict(_test_images(demo))
+    scores, maps = OnnxModel(tmp_path / "o.onnx").score_crops(ref.images)
+    assert maps.shape == (len(ref.names), 100, 100)
+    assert _rel(scores, ref.scores) <= 1e-4
+
+
 def test_export_metadata(onnx_file: Path, model_file: Path) -> None:
     meta = {p.key: p.value for p in onnx.load(str(onnx_file), load_external_data=False)
             .metadata_props}

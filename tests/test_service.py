@@ -8,6 +8,7 @@ loopback port in a thread. Small model (d=16, 96 px) to keep this to seconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -27,7 +28,7 @@ from padim_core import PadimModel
 from padim_core.demo import make_demo_set
 from padim_core.images import load_image
 from padim_core.limits import MAX_UPLOAD_MB
-from padim_core.service import create_app
+from padim_core.service import MicroBatcher, Scored, create_app
 from padim_core.thresholds import is_ng
 
 CAP = 200_000   # a small upload cap for the in-process tests (the real one is tested live)
@@ -153,6 +154,31 @@ def test_default_cap_is_the_upload_limit(model: PadimModel) -> None:
     app = create_app(model)
     guard = [m for m in app.user_middleware if m.cls.__name__ == "UploadGuard"][0]
     assert guard.kwargs["max_bytes"] == MAX_UPLOAD_MB * 2**20
+
+
+def test_batcher_survives_a_failing_batch() -> None:
+    calls: list[int] = []
+
+    def score(images: list[np.ndarray]) -> list[Scored]:
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("backbone fell over")
+        return [Scored(float(im.sum()), im, im) for im in images]
+
+    batcher = MicroBatcher(score, max_batch=8, max_wait_ms=20)
+    batcher.start()
+
+    async def run() -> list[object]:
+        first = await asyncio.gather(batcher.submit(np.ones(2)), return_exceptions=True)
+        rest = await asyncio.gather(*(batcher.submit(np.full(2, k)) for k in range(5)))
+        return [*first, *rest]
+    try:
+        results = asyncio.run(run())
+    finally:
+        batcher.stop()
+    assert isinstance(results[0], RuntimeError)
+    assert [r.score for r in results[1:]] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert sum(calls[1:]) == 5 and len(calls) < 6      # the five came in fewer batches
 
 
 # --------------------------------------------------------------------------- a real socket
