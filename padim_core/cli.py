@@ -180,7 +180,9 @@ def _add_export_and_serve(sub: Any) -> None:
                      help="most images scored in one pass (default 32)")
     srv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
                      help="how long a batch waits for more requests (default 5)")
-    _add_common(srv)
+    srv.add_argument("--device", default="auto", metavar="D",
+                     help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    srv.set_defaults(progress=None)
 
 
 # --------------------------------------------------------------------------- helpers
