@@ -31,4 +31,7 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
 ]
+# .streamlit/config.toml hides the menu Streamlit builds from pages/ file names; our own
+# sidebar menu needs the option on (see inspector_ui/app_frame.py).
+st.set_option("client.showSidebarNavigation", True)
 st.navigation(pages).run()

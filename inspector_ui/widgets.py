@@ -18,6 +18,7 @@ import streamlit as st
 from padim_core.errors import PadimError
 
 from . import resources, state, views
+from .app_frame import require_app_frame
 
 ERROR_ICON = ":material/error:"
 UPLOAD_HELP = ("Images (PNG, JPEG, BMP, TIFF, WebP) or .zip archives of them. "
@@ -68,7 +69,9 @@ def sidebar_status() -> None:
 
 
 def page_start(title: str) -> None:
-    """Title, sidebar status and pending messages: the top of every page."""
+    """Title, sidebar status and pending messages: the top of every page, run inside
+    ``app.py``'s frame."""
+    require_app_frame()
     st.title(title)
     sidebar_status()
     # One container whether or not there are messages: Streamlit knows unkeyed elements
