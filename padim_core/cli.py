@@ -13,11 +13,8 @@ import argparse
 import csv
 import json
 import os
-import platform
-import resource
 import shlex
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +31,9 @@ from .embedding import REDUCTIONS
 from .errors import InvalidInputError, PadimError
 from .evaluation import EvaluationReport, evaluate_model
 from .images import iter_image_files
+from .machine import machine_info, ru_maxrss_mb
 from .model import PadimModel, PredictResult, __version__
+from .names import relative_names
 from .tables import spreadsheet_safe
 from .visualize import OVERLAY_SCALE, threshold_overlay_png
 
@@ -336,21 +335,6 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         _say(line)
 
 
-def _display_names(paths: Sequence[Path]) -> list[str]:
-    """Names for results and overlays: each path relative to the folder common to all
-    inputs (``good/000.png``, ``cut_lead/000.png``; MVTec reuses file names across defect
-    folders), ``#<index>`` added where the same file is given twice."""
-    if not paths:
-        return []
-    absolute = [Path(os.path.abspath(p)) for p in paths]
-    base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
-    names = [p.relative_to(base).as_posix() for p in absolute]
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
-
-
 def _overlay_relpath(name: str, used: set[str]) -> str:
     """``overlays/<stem>.png`` for a display name (its folders kept, made safe)."""
     parts = [p.replace("\\", "_") for p in name.split("/")]
@@ -381,20 +365,6 @@ def _collect_inputs(items: Sequence[str]) -> list[Path]:
     return paths
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------- commands
@@ -416,7 +386,7 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
 
 def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
     paths = _collect_inputs(args.inputs)
-    names = _display_names(paths)
+    names = relative_names(paths)
     model = _load_engine(args)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
@@ -487,27 +457,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _TimedModel:
-    """Wraps a model so ``evaluate_model``'s predict call is timed (decode + features +
-    scores), everything else passes through."""
-
-    def __init__(self, model: PadimModel) -> None:
-        self.model = model
-        self.seconds = 0.0
-        self.n_images = 0
-
-    def predict(self, images: Any, progress: Any = None,
-                names: Sequence[str] | None = None) -> PredictResult:
-        t0 = time.perf_counter()
-        res = self.model.predict(images, progress=progress, names=names)
-        self.seconds += time.perf_counter() - t0
-        self.n_images += len(res.names)
-        return res
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-
 def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
     card = result["model"]
     f1_thr = report.image_f1_threshold
@@ -540,7 +489,8 @@ def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
         _say(line)
 
 
-def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[str]) -> int:
+def _check_evaluate_options(args: argparse.Namespace) -> None:
+    """Usage errors of ``evaluate``: --model fixes every fit option."""
     given = [f"--{dest.replace('_', '-')}" for dest in _FIT_FIELDS
              if getattr(args, dest) is not None]
     if args.model and given:
@@ -548,66 +498,76 @@ def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[
                          "(the model file fixes them)")
     if args.model and args.save_model:
         raise UsageError("--save-model cannot be used with --model")
-    new_model = None if args.model else _new_model(args)
-    category = MVTecCategory.from_folder(find_dataset_root(args.data))
-    json_out = _output_file(args.json) if args.json else None
-    model_out = _output_file(args.save_model) if args.save_model else None
-    if new_model is None:
-        model = _load_model(args.model, args.device)
-        fit_seconds = float(model.fit_seconds_)
-    else:
-        model = new_model
-        _ = model.extractor
-        _say(f"fitting on {len(category.train)} image(s) from {category.root / 'train/good'}")
-        with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
-            model.fit(category.train, progress=progress)
-        progress.close()
-        fit_seconds = float(model.fit_seconds_)
-        if model_out is not None:
-            model.save(model_out)
-    _say(f"evaluating on {len(category.test)} test image(s)")
-    timed = _TimedModel(model)
-    with _warnings_as_lines():
-        report = evaluate_model(timed, category.test, progress=progress)
-    progress.close()
-    import torch
 
+
+def _fit_for_evaluation(model: PadimModel, category: MVTecCategory, progress: _Progress,
+                        model_out: Path | None) -> None:
+    """Fit ``model`` on the category's train/good images (and save it if asked)."""
+    _ = model.extractor
+    _say(f"fitting on {len(category.train)} image(s) from {category.root / 'train/good'}")
+    with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
+        model.fit(category.train, progress=progress)
+    progress.close()
+    if model_out is not None:
+        model.save(model_out)
+
+
+def _evaluation_result(args: argparse.Namespace, argv: Sequence[str], category: MVTecCategory,
+                       model: PadimModel, report: EvaluationReport) -> dict[str, Any]:
+    """Everything ``evaluate`` reports, JSON-safe (what ``--json`` writes)."""
     metrics = report.to_dict()
-    result: dict[str, Any] = {
+    return {
         "data": str(category.root),
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join([PROG, *argv]),
-        "image_auroc": metrics["image_auroc"],
-        "pixel_auroc": metrics["pixel_auroc"],
-        "aupro": metrics["aupro"],
-        "image_f1": metrics["image_f1"],
-        "image_f1_threshold": metrics["image_f1_threshold"],
-        "pixel_f1": metrics["pixel_f1"],
-        "pixel_f1_threshold": metrics["pixel_f1_threshold"],
+        **{key: metrics[key] for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1",
+                                         "image_f1_threshold", "pixel_f1",
+                                         "pixel_f1_threshold")},
         "calibrated_thresholds": {
             "image": metrics["model_image_threshold"],
             "pixel": metrics["model_pixel_threshold"],
             "image_f1_at_threshold": metrics["image_f1_at_model_threshold"],
             "pixel_f1_at_threshold": metrics["pixel_f1_at_model_threshold"],
         },
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(float(model.fit_seconds_), 3),
         "fit_source": f"model file {args.model}" if args.model else "this run",
-        "infer_ms_per_image": round(1000 * timed.seconds / max(timed.n_images, 1), 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "infer_ms_per_image": round(report.ms_per_image, 2),
+        "peak_rss_mb": round(ru_maxrss_mb(), 1),
         "n_train_images": int(model.n_train_images_),
         "n_test_images": metrics["n_images"],
         "n_anomalous": metrics["n_anomalous"],
         "per_defect_type": metrics["per_defect_type"],
         "report": metrics,
         "model": model.card(),
-        "machine": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine_info(),
     }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON, atomically (a half-written report never replaces one)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[str]) -> int:
+    _check_evaluate_options(args)
+    new_model = None if args.model else _new_model(args)
+    category = MVTecCategory.from_folder(find_dataset_root(args.data))
+    json_out = _output_file(args.json) if args.json else None
+    model_out = _output_file(args.save_model) if args.save_model else None
+    if new_model is None:
+        model = _load_model(args.model, args.device)
+    else:
+        model = new_model
+        _fit_for_evaluation(model, category, progress, model_out)
+    _say(f"evaluating on {len(category.test)} test image(s)")
+    with _warnings_as_lines():
+        report = evaluate_model(model, category.test, progress=progress)
+    progress.close()
+    result = _evaluation_result(args, argv, category, model, report)
     if json_out is not None:
-        tmp = json_out.with_name(json_out.name + ".part")
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, json_out)
+        _write_json(json_out, result)
     _print_report(result, report)
     if json_out is not None:
         _say(f"report: {json_out}")
