@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -189,25 +189,6 @@ def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Predic
 # --------------------------------------------------------------------------- evaluation
 
 
-class ScoreRecorder:
-    """Stands in for a model during evaluation: passes ``predict`` through, names each image
-    ``<defect type>/<file>`` and keeps the result, so the page can draw ROC / PR curves."""
-
-    def __init__(self, model: PadimModel) -> None:
-        self._model = model
-        self.result: Any = None
-
-    def predict(self, images: list[Any], progress: Any = None, names: Any = None) -> Any:
-        """``model.predict`` with readable names; the result is kept in ``self.result``."""
-        if names is None:
-            names = [f"{Path(p).parent.name}/{Path(p).name}" for p in images]
-        self.result = self._model.predict(images, progress=progress, names=names)
-        return self.result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
 def run_evaluation(slot_key: str, category: MVTecCategory, label: str,
                    progress: ProgressFn | None = None,
                    scratch: Path | None = None) -> state.Evaluation:
@@ -222,23 +203,17 @@ def run_evaluation(slot_key: str, category: MVTecCategory, label: str,
                           "images').")
     from padim_core.evaluation import evaluate_model
 
-    recorder = ScoreRecorder(slot.model)
     start = time.perf_counter()
     try:
-        report = evaluate_model(recorder, category.test, progress=progress)
+        report = evaluate_model(slot.model, category.test, progress=progress)
     except PadimError as err:
         message = str(err).replace(str(scratch), label) if scratch is not None else str(err)
         raise ActionError(f"Evaluation failed — {message}") from err
-    labels_by_name = {f"{item.defect_type}/{Path(item.path).name}": bool(item.is_anomalous)
-                      for item in category.test}
-    res = recorder.result
-    names = list(res.names) if res is not None else []
-    curve_labels = np.asarray([labels_by_name.get(n, False) for n in names], dtype=bool)
-    curve_scores = np.asarray(res.scores, dtype=float) if res is not None else np.zeros(0)
     evaluation = state.Evaluation(
         model_token=slot.token, report=report, label=label,
         seconds=time.perf_counter() - start, n_images=len(category.test),
-        labels=curve_labels, scores=curve_scores)
+        labels=np.asarray(report.image_labels, dtype=bool),
+        scores=np.asarray(report.image_scores, dtype=float))
     state.set_evaluation(evaluation)
     return evaluation
 
