@@ -12,7 +12,7 @@ STAMP_DEV := $(VENV)/.stamp-requirements-dev
 STAMP_PKG := $(VENV)/.stamp-editable
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench setup setup-runtime chromium clean-venv
+.PHONY: help run test lint bench setup setup-runtime chromium postgresql clean-venv
 
 help:
 	@echo "make run    # set up .venv and open the app on http://localhost:$(PORT)"
@@ -63,7 +63,21 @@ chromium:
 		exit 1; \
 	fi
 
-test: setup chromium
+# The store tests start a throw-away cluster with Debian's PostgreSQL server binaries.
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgresql:
+	@if [ -n "$(PG_INITDB)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else \
+		echo "The store tests need Debian's PostgreSQL server (initdb, pg_ctl)." >&2; \
+		echo "Install it as root:  apt-get update && apt-get install -y postgresql" >&2; \
+		exit 1; \
+	fi
+
+test: setup chromium postgresql
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -9,6 +9,7 @@ Streamlit) out of runs that do not use them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,12 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(PadimModel, "predict", counting)
     return calls
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster for the whole run (see ``postgres_server``)."""
+    from postgres_server import throwaway_postgres
+
+    with throwaway_postgres() as url:
+        yield url
