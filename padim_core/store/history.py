@@ -40,15 +40,19 @@ CSV_COLUMNS = ("id", "time_utc", "file_name", "image_sha256", "model_name", "mod
 
 
 def thumbnail_jpeg(image: np.ndarray | bytes | None) -> bytes | None:
-    """A small JPEG of an HxW(x3) uint8 image; bytes are taken as an encoded JPEG already."""
-    if image is None or isinstance(image, bytes):
-        return image
+    """A small JPEG of an HxW(x3) uint8 image or of encoded image bytes (PNG, JPEG...)."""
+    if image is None:
+        return None
     from PIL import Image
 
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    pic = Image.fromarray(arr).convert("RGB")
+    if isinstance(image, bytes):
+        with Image.open(io.BytesIO(image)) as src:
+            pic = src.convert("RGB")
+    else:
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        pic = Image.fromarray(arr).convert("RGB")
     pic.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     buf = io.BytesIO()
     pic.save(buf, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
