@@ -30,5 +30,7 @@ pages = [
     st.Page("pages/inspect.py", title="Inspect", icon=":material/image_search:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
 ]
 st.navigation(pages).run()
