@@ -76,7 +76,29 @@ def read_only(store: Store, model_file: Path, _: str) -> dict:
     out["versions"] = [v.version for v in store.library.get("ro").versions]
     out["loads"] = store.library.load(v1, device="cpu").card()["d"]
     out["rows"] = store.history.count()
+    store.close()
+    for path in store.data_dir.rglob("*"):
+        if path.is_file():
+            path.chmod(0o444)
+    try:   # the next start, on the now wholly read-only workspace
+        with Store.open(store.data_dir) as again:
+            out["reopen"] = f"opened, {again.history.count()} row(s)"
+    except StoreError as err:
+        out["reopen"] = str(err)
     return out
+
+
+def read_only_at_start(store: Store, model_file: Path, _: str) -> dict:
+    """A workspace closed cleanly, then made read-only, opened again."""
+    store.history.record([NewInspection("a.png", 1.0, "ro", 1, 2.0, 1.0)])
+    store.close()
+    for path in [store.data_dir, *store.data_dir.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        with Store.open(store.data_dir) as again:
+            return {"reopen": f"opened, {again.history.count()} row(s)"}
+    except StoreError as err:
+        return {"reopen": str(err)}
 
 
 def disk_full(store: Store, model_file: Path, _: str) -> dict:
@@ -102,7 +124,8 @@ def disk_full(store: Store, model_file: Path, _: str) -> dict:
 
 
 SCENARIOS = {"kill-before-publish": kill_before_publish, "kill-before-commit": kill_before_commit,
-             "writer": writer, "read-only": read_only, "disk-full": disk_full}
+             "writer": writer, "read-only": read_only,
+             "read-only-at-start": read_only_at_start, "disk-full": disk_full}
 
 
 def main() -> None:

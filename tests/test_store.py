@@ -557,6 +557,24 @@ def test_read_only_data_dir_refuses_the_save_and_keeps_the_rest(
         shutil.rmtree(base, ignore_errors=True)
     assert out["save"].startswith("cannot ") and "the data dir is not writable" in out["save"]
     assert out["versions"] == [1] and out["loads"] == 16 and out["rows"] == 1
+    assert out["reopen"] == "opened, 1 row(s)"   # still readable after a restart
+
+
+def test_a_read_only_workspace_at_start_is_one_clear_error_or_readable(
+        backend: tuple[Path, str | None]) -> None:
+    base = Path(tempfile.mkdtemp(prefix="padim-ro-"))
+    try:
+        out = _run_worker("read-only-at-start", base / "data", Path("unused"), backend[1],
+                          as_plain_user=True)
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(base, ignore_errors=True)
+    if backend[1] is None:   # SQLite cannot even set up its journal in a read-only folder
+        assert out["reopen"].startswith("database sqlite:///"), out
+        assert "not writable" in out["reopen"], out
+    else:                    # PostgreSQL: only the model files live in the data dir
+        assert out["reopen"] == "opened, 1 row(s)"
 
 
 def test_a_full_disk_refuses_the_save_and_keeps_the_rest(backend: tuple[Path, str | None],

@@ -105,9 +105,19 @@ def _database_errors(engine: Engine) -> Iterator[None]:
         raise StoreError(f"database {safe_url(engine)}: {_first_line(err.orig)}") from None
 
 
+#: Driver messages → what a user can do about them.
+_HINTS = {"readonly": "the data dir or the database file is not writable",
+          "unable to open database file": "the data dir is missing or not writable",
+          "disk is full": "free some disk space", "database or disk is full": "free some space",
+          "connection refused": "is the database server running, on that host and port?"}
+
+
 def _first_line(err: BaseException | None) -> str:
+    """The driver's first line, with a hint when there is an obvious one."""
     text_ = str(err or "").strip().splitlines()
-    return text_[0] if text_ else type(err).__name__
+    line = text_[0] if text_ else type(err).__name__
+    hint = next((h for key, h in _HINTS.items() if key in line.lower()), None)
+    return f"{line} ({hint})" if hint else line
 
 
 def safe_url(engine_or_url: Engine | str) -> str:
