@@ -50,32 +50,28 @@ MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_TH
 run: setup-runtime
 	$(MALLOC_ENV) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
+# apt_install(shell test that says it is there, Debian package, who needs it): install the
+# package as root (or with sudo) when the test fails; otherwise say how.
+define apt_install
+	@if $(1); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(2); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y $(2); \
+	else \
+		echo "$(3) need Debian's $(2) package." >&2; \
+		echo "Install it as root:  apt-get update && apt-get install -y $(2)" >&2; \
+		exit 1; \
+	fi
+endef
+
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
 chromium:
-	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
-	else \
-		echo "The browser tests need Debian's Chromium at $(CHROMIUM)." >&2; \
-		echo "Install it as root:  apt-get update && apt-get install -y chromium" >&2; \
-		exit 1; \
-	fi
+	$(call apt_install,[ -x $(CHROMIUM) ],chromium,The browser tests)
 
 # The store tests start a throw-away cluster with Debian's PostgreSQL server binaries.
-PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 postgresql:
-	@if [ -n "$(PG_INITDB)" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
-	else \
-		echo "The store tests need Debian's PostgreSQL server (initdb, pg_ctl)." >&2; \
-		echo "Install it as root:  apt-get update && apt-get install -y postgresql" >&2; \
-		exit 1; \
-	fi
+	$(call apt_install,ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,postgresql,The store tests)
 
 test: setup chromium postgresql
 	$(BIN)/python -m pytest

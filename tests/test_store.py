@@ -425,6 +425,21 @@ def test_a_deleted_or_damaged_file_marks_only_its_version(store: Store,
     assert store.library.resolve("b@1").status == OK and fixed.sha256 == b.sha256
 
 
+def _kill_during_save(point: str, data_dir: Path, model_file: Path, url: str | None,
+                      marker: Path) -> None:
+    """Start a worker that saves and stops at ``point``; SIGKILL it there."""
+    proc = subprocess.Popen([sys.executable, str(WORKER), point, str(data_dir),
+                             str(model_file), str(marker)], env=_env(url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the worker never reached the kill point"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+
 @pytest.mark.parametrize("point", ["kill-before-publish", "kill-before-commit"])
 def test_sigkill_during_a_save_leaves_no_half_model(backend: tuple[Path, str | None],
                                                     model_file: Path, tmp_path: Path,
@@ -432,17 +447,7 @@ def test_sigkill_during_a_save_leaves_no_half_model(backend: tuple[Path, str | N
     data_dir, url = backend
     with Store.open(*backend) as store:
         store.library.import_file(model_file, "complete")
-    marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, str(WORKER), point, str(data_dir),
-                             str(model_file), str(marker)], env=_env(url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    _kill_during_save(point, data_dir, model_file, url, tmp_path / "marker")
     tmp_dir = data_dir / "blobs" / "tmp"
     left = list(tmp_dir.iterdir())
     assert len(left) == (1 if point == "kill-before-publish" else 0)
@@ -462,17 +467,7 @@ def test_kill_between_file_and_row_leaves_an_orphan_file_that_is_removed(
     data_dir, url = backend
     other = tmp_path / "other.safetensors"
     variant(model, 5).save(other)
-    marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, str(WORKER), "kill-before-commit", str(data_dir),
-                             str(other), str(marker)], env=_env(url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    _kill_during_save("kill-before-commit", data_dir, other, url, tmp_path / "marker")
     assert len(list((data_dir / "blobs").glob("??/*.safetensors"))) == 1
     with Store.open(*backend) as store:
         assert store.library.models() == []
