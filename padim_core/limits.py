@@ -34,10 +34,6 @@ MAX_MODEL_FILE_MB: int = 8192
 #: Largest model file accepted as a browser upload in MB (Streamlit caps uploads anyway).
 MAX_MODEL_UPLOAD_MB: int = MAX_UPLOAD_MB
 
-#: Most MB the inspection history's thumbnails may take together (oldest pruned first, the
-#: history rows are kept); ``PADIM_THUMBNAIL_CAP_MB`` overrides it per workspace.
-MAX_THUMBNAILS_MB: int = 2048
-
 #: File suffixes (lower case) treated as images in folders and archives.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}

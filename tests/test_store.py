@@ -256,6 +256,8 @@ def test_operating_thresholds_are_saved_on_a_version(store: Store, model: PadimM
             store.library.set_thresholds(v, bad, 1.0)
     assert store.library.set_thresholds(v, None, None).thresholds == \
         (v.image_threshold, v.pixel_threshold)
+    assert store.library.set_note(v, "re-check after the lamp change").note == \
+        store.library.resolve("thr").note == "re-check after the lamp change"
 
 
 # --------------------------------------------------------------------------- history

@@ -1,8 +1,9 @@
 """Inspection history: one row per inspected image, the operator's decision on it, and small
 JPEGs of the image and its overlay.
 
-Thumbnails share one size cap (default ``limits.MAX_THUMBNAILS_MB``): when a new row pushes
-them over it, the oldest thumbnails are dropped; the rows themselves are kept.
+Thumbnails share one size cap (default ``DEFAULT_THUMBNAIL_CAP_MB``, per workspace
+``PADIM_THUMBNAIL_CAP_MB``): when a new row pushes them over it, the oldest thumbnails are
+dropped; the rows themselves are kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .database import Database
 from .errors import NotFoundError
 from .tables import InspectionRow, ThumbnailRow, utcnow
 
+#: Default size cap of all thumbnails together, in MB (MiB).
+DEFAULT_THUMBNAIL_CAP_MB = 2048
 #: Stored value → words shown to people.
 DECISIONS = {"confirmed_defect": "confirmed defect", "false_alarm": "false alarm",
              "missed_defect": "missed defect"}

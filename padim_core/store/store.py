@@ -16,12 +16,11 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from .. import limits
 from ..errors import InvalidInputError
 from .blobs import BlobStore, describe_os_error
 from .database import Database, head_revision, make_engine, safe_url, upgrade
 from .errors import StoreError
-from .history import History
+from .history import DEFAULT_THUMBNAIL_CAP_MB, History
 from .library import Library
 
 DATA_DIR_ENV = "PADIM_DATA_DIR"
@@ -50,7 +49,7 @@ def _thumbnail_cap(cap_bytes: int | None) -> int:
         return int(cap_bytes)
     raw = os.environ.get(THUMBNAIL_CAP_ENV)
     if not raw:
-        return limits.MAX_THUMBNAILS_MB << 20
+        return DEFAULT_THUMBNAIL_CAP_MB << 20
     try:
         mb = float(raw)
     except ValueError:
