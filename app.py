@@ -33,4 +33,7 @@ pages = [
     st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
 ]
+# .streamlit/config.toml hides the menu Streamlit builds from pages/ file names; our own
+# sidebar menu needs the option on (see inspector_ui/app_frame.py).
+st.set_option("client.showSidebarNavigation", True)
 st.navigation(pages).run()

@@ -19,6 +19,7 @@ from padim_core import PadimModel
 from padim_core.errors import PadimError, WeightsUnavailableError
 
 from . import plots, resources, state, views
+from .app_frame import require_app_frame
 from .uploads import ImageBatch, collect_images, demo_train_batch
 
 ERROR_ICON = ":material/error:"
@@ -402,7 +403,9 @@ def model_card(slot_key: str) -> None:
 
 
 def page_start(title: str) -> None:
-    """Title, sidebar status and pending messages: the top of every page."""
+    """Title, sidebar status and pending messages: the top of every page, run inside
+    ``app.py``'s frame."""
+    require_app_frame()
     st.title(title)
     sidebar_status()
     show_messages()
