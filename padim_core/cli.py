@@ -1,4 +1,5 @@
-"""Command line: ``padim fit``, ``predict``, ``evaluate``, ``export`` and ``serve``.
+"""Command line: ``padim fit``, ``predict``, ``evaluate``, ``export`` and ``serve``, and the
+workspace's ``padim models`` / ``padim history`` (in ``store_commands``).
 
 Also runnable as ``python -m padim_core``. Every expected failure (a ``PadimError`` or an
 ``OSError``) ends with one line ``padim: error: <message>`` on stderr and no traceback:
@@ -22,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from . import store_commands
 from .allocator import keep_freed_memory
 from .backbones import SPECS
 from .config import DEFAULTS, default_crop
@@ -122,24 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA",
                      help="a folder of normal images, or an MVTec-style category (uses "
                           "train/good)")
-    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="model file to write (.safetensors)")
+    fit.add_argument("-o", "--output", metavar="MODEL",
+                     help="model file to write (.safetensors); and/or --save-as NAME")
     _add_fit_options(fit)
     _add_common(fit)
+    store_commands.add_fit_options(fit)
 
     pred = sub.add_parser(
         "predict", help="score images with a fitted model",
         description="Score images; write results.csv, skipped.csv and overlays/<stem>.png "
                     f"(heat map scaled {OVERLAY_SCALE[0]}x..{OVERLAY_SCALE[1]}x the pixel "
                     "threshold, outlines where the map reaches the pixel threshold).")
-    pred.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
-    pred.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+    pred.add_argument("model", nargs="?", metavar="MODEL",
+                      help="model file written by 'padim fit' (left out with --model NAME)")
+    pred.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR",
                       help="image files and/or folders of images")
     pred.add_argument("--out", required=True, metavar="DIR", help="output folder")
     pred.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
                       help="torch (default: MODEL is a .safetensors file) or onnxruntime "
                            "(MODEL is an .onnx file written by 'padim export'; CPU)")
     _add_common(pred)
+    store_commands.add_predict_options(pred)
 
     ev = sub.add_parser(
         "evaluate", help="measure a model on a labelled MVTec-style set",
@@ -153,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(ev)
     _add_common(ev)
     _add_export_and_serve(sub)
+    store_commands.add_parsers(sub)
     return parser
 
 
@@ -371,23 +377,44 @@ def _collect_inputs(items: Sequence[str]) -> list[Path]:
 
 
 def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
+    store_commands.check_fit_args(args)
     model = _new_model(args)  # option errors first: they cost nothing to find
     paths = training_images(args.data)
-    out = _output_file(args.output)
+    out = _output_file(args.output) if args.output else None
     _ = model.extractor  # load the weights now: a missing file fails before any work
     _say(f"fitting on {len(paths)} image(s) from {args.data}")
     with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
         model.fit(paths, progress=progress)
     progress.close()
-    model.save(out)
+    if out is not None:
+        model.save(out)
     _print_card(model.card(), out)
+    if args.save_as is not None:
+        store_commands.save_fitted(args, model, paths)
     return EXIT_OK
 
 
 def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
-    paths = _collect_inputs(args.inputs)
+    paths = _collect_inputs(store_commands.check_predict_args(args))
     names = relative_names(paths)
-    model = _load_engine(args)
+    if args.library_model is None:
+        model, recorder, store = _load_engine(args), None, None
+    else:
+        if args.engine != ENGINES[0]:
+            raise UsageError("--model NAME scores with the library's .safetensors file: use "
+                             "--engine torch")
+        _check_device(args.device)
+        model, recorder, store = store_commands.library_model(args)
+    try:
+        return _predict_into(args, progress, model, paths, names, recorder)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
+                  paths: list[Path], names: list[str],
+                  recorder: store_commands.Recorder | None) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidInputError(str(out), "exists and is not a folder")
@@ -408,8 +435,10 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 rel = _overlay_relpath(name, used)
                 target = out / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(threshold_overlay_png(part.images[i], part.maps[i],
-                                                        part.pixel_threshold))
+                png = threshold_overlay_png(part.images[i], part.maps[i], part.pixel_threshold)
+                target.write_bytes(png)
+                if recorder is not None:
+                    recorder.add(name, path_of[name], part.scores[i], part.images[i], png)
                 rows.writerow([spreadsheet_safe(name), f"{part.scores[i]:.6g}",
                                f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
                                spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name]))])
@@ -422,10 +451,14 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 n_skipped += 1
             fh.flush()
             sk.flush()
+            if recorder is not None:
+                recorder.flush()
     progress.close()
     _say(f"{n_ok + n_ng} image(s) scored: {n_ok} OK, {n_ng} NG"
          + (f", {n_skipped} skipped (see {out / 'skipped.csv'})" if n_skipped else ""))
     _say(f"results: {out / 'results.csv'}, overlays: {out / 'overlays'}")
+    if recorder is not None:
+        _say(f"history: {recorder.count} row(s) recorded for {recorder.version.ref}")
     return EXIT_OK
 
 
@@ -601,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_export(args)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command in store_commands.COMMANDS:
+            return store_commands.run(args)
         return _cmd_evaluate(args, progress, args_list)
     except UsageError as err:
         progress.close()

@@ -9,6 +9,7 @@ Streamlit) out of runs that do not use them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,12 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts every ``PadimModel.fit`` call in this process (one entry per call)."""
     return _count_calls(monkeypatch, "fit")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster for the whole run (see ``postgres_server``)."""
+    from postgres_server import throwaway_postgres
+
+    with throwaway_postgres() as url:
+        yield url
