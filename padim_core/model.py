@@ -397,9 +397,9 @@ class PadimModel:
         t0 = time.perf_counter()
         state = self.state_
         if state.update_data is None:
-            raise InvalidInputError("model", "has no update data (saved as a compact file, or "
-                                             "calibrated on its training images): refit it "
-                                             "on all its images with fit()")
+            raise InvalidInputError("model", "has no update data (a compact file, a file from "
+                                             "before updates, or calibrated on its training "
+                                             "images): refit it on all its images with fit()")
         images = _checked_inputs(images, names)
         stats, skipped = self._add_to_sums(state, images, names, progress)
         added = stats.n - state.update_data.n

@@ -10,6 +10,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from padim_core import InvalidInputError, PadimModel
@@ -193,6 +194,17 @@ def test_torch_statistics_store(monkeypatch) -> None:
     got = PadimModel(**config).fit(BASE).partial_fit(EXTRA)
     assert_same_model(got, want, PROBE)
     assert_same_model(got, refit(config, BASE, EXTRA), PROBE)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_on_each_device(device: str) -> None:
+    """On every device here (CUDA where present: the torch store and torch whiteners)."""
+    config = {**SMALL, "d": 30, "device": device}
+    model = PadimModel(**config).fit(BASE).partial_fit(EXTRA[:1]).partial_fit(EXTRA[1:])
+    assert_same_model(model, refit(config, BASE, EXTRA), PROBE)
 
 
 def test_d550_packed_statistics(monkeypatch) -> None:
