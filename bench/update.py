@@ -23,7 +23,7 @@ from bench.common import DEFAULT_DATA, BackboneClock, image_set, synchronizer
 from padim_core import PadimModel
 from padim_core.config import default_crop
 from padim_core.images import iter_image_files
-from padim_core.machine import machine_info
+from padim_core.machine import load_average, machine_info
 
 MB = 1 << 20
 
@@ -93,13 +93,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         model.fit(train)
         fit_s = time.perf_counter() - t0
-    result = {"machine": machine_info(), "data": str(args.data), "d": args.d,
+    result = {"machine": machine_info(), "load_average": load_average(),
+              "data": str(args.data), "d": args.d,
               "n_train": len(train), "n_calibration": model.n_calibration_images_,
               "fit_s": round(fit_s, 1), "files": file_sizes(model),
               "add_1": time_update(model, new[:1], args.repeats),
               "add_10": time_update(model, new[:10], args.repeats)}
     print(f"partial_fit on {model.device}, {args.data.name} base of {len(train)} images "
-          f"({model.n_calibration_images_} calibration), d={args.d}; fit took {fit_s:.1f} s")
+          f"({model.n_calibration_images_} calibration), d={args.d}; fit took {fit_s:.1f} s; "
+          f"load average {result['load_average']}")
     for key in ("add_1", "add_10"):
         r = result[key]
         print(f"  {key.replace('_', ' '):7} images: {r['total_s']:.2f} s total, backbone "
