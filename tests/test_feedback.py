@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_partial_fit import textures
 
 from padim_core import InvalidInputError, PadimModel
 from padim_core.feedback import accept_as_normal, evaluate_history
 
 pytestmark = pytest.mark.filterwarnings("ignore:only .* training images:UserWarning")
-
-
-def textures(n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(60, 200, (72, 72, 3), dtype=np.uint8) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
