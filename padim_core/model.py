@@ -192,6 +192,10 @@ class PadimModel:
         Images decoded and scored together.
     sigma : float, default 4.0
         Gaussian blur of the anomaly maps, in pixels of the crop.
+    updatable : bool, default True
+        Keep what ``partial_fit`` needs: the float64 sums and the calibration embeddings
+        (about 175 MB at d = 100, 4 GB at d = 550, in memory and in the model file).
+        False gives the smallest fit memory and files; the model can then only be refitted.
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
@@ -235,13 +239,14 @@ class PadimModel:
                  calibration_fraction: float = DEFAULTS.calibration_fraction,
                  image_fpr: float = DEFAULTS.image_fpr, pixel_fpr: float = DEFAULTS.pixel_fpr,
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
+                 updatable: bool = DEFAULTS.updatable,
                  extractor: FeatureExtractor | None = None) -> None:
         self.config = PadimConfig(
             backbone=backbone, d=int(d), image_size=int(image_size), crop=int(crop),
             device=str(device), seed=int(seed), weights=None if weights is None else str(weights),
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
-            sigma=float(sigma))
+            sigma=float(sigma), updatable=bool(updatable))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         # (fitted Gaussians, device, the same on that device): see _on_scoring_device
@@ -358,7 +363,7 @@ class PadimModel:
                                                       progress)
         n_used = stats.n
         update_data = (UpdateData(*stats.packed_sums(), held.to_array())
-                       if _holds_out(stats, held) else None)
+                       if cfg.updatable and _holds_out(stats, held) else None)
         gaussian, hold_sq = self._factorize(stats, held, progress)
         cal_scores, cal_pixels, calibrated_on = self._calibration(
             gaussian, grid, embedder, hold_sq, images, names)
@@ -397,9 +402,10 @@ class PadimModel:
         t0 = time.perf_counter()
         state = self.state_
         if state.update_data is None:
-            raise InvalidInputError("model", "has no update data (a compact file, a file from "
-                                             "before updates, or calibrated on its training "
-                                             "images): refit it on all its images with fit()")
+            raise InvalidInputError("model", "has no update data (updatable=False, a compact "
+                                             "file, a file from before updates, or calibrated "
+                                             "on its training images): refit it on all its "
+                                             "images with fit()")
         images = _checked_inputs(images, names)
         stats, skipped = self._add_to_sums(state, images, names, progress)
         added = stats.n - state.update_data.n

@@ -128,6 +128,13 @@ def file_version(path) -> str:
     return json.loads(raw[8:8 + n])["__metadata__"]["format_version"]
 
 
+def test_a_model_configured_not_updatable_keeps_nothing_for_updates() -> None:
+    model = PadimModel(**SMALL, updatable=False).fit(BASE)
+    assert model.state_.update_data is None and model.card()["update_data_mb"] == 0.0
+    with pytest.raises(InvalidInputError, match="refit"):
+        model.partial_fit(EXTRA)
+
+
 def test_unfitted_model_partial_fit_is_fit() -> None:
     a = PadimModel(**SMALL).partial_fit(BASE)
     b = PadimModel(**SMALL).fit(BASE)
