@@ -306,7 +306,8 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         lines.append(f"skipped      {len(skipped)} unreadable file(s):")
         lines += [f"  {name}: {reason}" for name, reason in skipped]
     lines += [f"note         {w}" for w in card.get("warnings") or []]
-    lines += [f"update       +{u['added_images']} image(s) on {u['when']} (thresholds before: "
+    lines += [f"update       +{u['added_images']} image(s) on {u['when']} in {u['seconds']:.1f} s "
+              f"(thresholds before: "
               f"image {u['image_threshold_before']:.4g}, pixel {u['pixel_threshold_before']:.4g})"
               for u in card.get("updates") or []]
     if saved is not None:

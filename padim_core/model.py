@@ -426,12 +426,11 @@ class PadimModel:
             state, gaussian=gaussian,
             image_threshold=threshold_at_fpr(cal_scores, cfg.image_fpr),
             pixel_threshold=threshold_at_fpr(cal_pixels, cfg.pixel_fpr),
-            calibration_scores=cal_scores, n_train_images=stats.n,
-            fit_seconds=state.fit_seconds + time.perf_counter() - t0, skipped=skipped,
+            calibration_scores=cal_scores, n_train_images=stats.n, skipped=skipped,
             warnings=notes, update_data=update_data,
             updates=[*state.updates, update_entry(added, state.n_train_images,
-                                                  state.image_threshold,
-                                                  state.pixel_threshold, skipped)])
+                                                  state.image_threshold, state.pixel_threshold,
+                                                  skipped, time.perf_counter() - t0)])
         self._placement = None
         self.state_ = new_state
         for note in notes:

@@ -40,9 +40,11 @@ class UpdateData:
 
 
 def update_entry(added: int, n_before: int, image_threshold: float, pixel_threshold: float,
-                 skipped: list[tuple[str, str]]) -> dict[str, Any]:
-    """One line of the card's update log: what was added, when, and the thresholds before."""
+                 skipped: list[tuple[str, str]], seconds: float) -> dict[str, Any]:
+    """One line of the card's update log: what was added, when, the thresholds before, and
+    how long it took (decoding included)."""
     return {"added_images": int(added), "n_train_images_before": int(n_before),
+            "seconds": round(float(seconds), 3),
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "image_threshold_before": float(image_threshold),
             "pixel_threshold_before": float(pixel_threshold),
