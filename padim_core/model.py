@@ -348,8 +348,8 @@ class PadimModel:
 
         calibration: indices into ``images`` of the calibration images, instead of the
         seeded share (e.g. to compare ``partial_fit`` with a refit on the same ones).
-        The sums and calibration embeddings are kept (``update_data_mb``) so that
-        ``partial_fit`` can add images later.
+        Unless ``updatable`` is False, the sums and calibration embeddings are kept
+        (``card()["update_data_mb"]``) so that ``partial_fit`` can add images later.
         """
         t0 = time.perf_counter()
         images = _checked_inputs(images, names, "training images")
