@@ -1,4 +1,5 @@
-"""Command line: ``padim fit``, ``padim predict`` and ``padim evaluate``.
+"""Command line: ``padim fit``, ``predict``, ``evaluate``, ``export`` and ``serve``, and the
+workspace's ``padim models`` / ``padim history`` (in ``store_commands``).
 
 Also runnable as ``python -m padim_core``. Every expected failure (a ``PadimError`` or an
 ``OSError``) ends with one line ``padim: error: <message>`` on stderr and no traceback:
@@ -22,8 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-import numpy as np
-
+from . import store_commands
 from .allocator import keep_freed_memory
 from .backbones import SPECS
 from .config import DEFAULTS, default_crop
@@ -37,14 +37,12 @@ from .machine import machine_info, ru_maxrss_mb
 from .model import PadimModel, PredictResult, __version__
 from .names import relative_names
 from .tables import spreadsheet_safe
-from .visualize import defect_mask, draw_contours, encode_png, overlay
+from .visualize import OVERLAY_SCALE, threshold_overlay_png
 
 PROG = "padim"
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+ENGINES = ("torch", "onnxruntime")
 
-#: Overlay colour scale, in multiples of the model's pixel threshold. Fixed per model (not
-#: per image or per run), so the same colour means the same score in every overlay.
-OVERLAY_SCALE = (0.5, 2.0)
 
 #: PadimConfig field -> the option that sets it, so config errors name the option.
 _OPTION_OF_FIELD = {
@@ -130,11 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA",
                      help="a folder of normal images, or an MVTec-style category (uses "
                           "train/good)")
-    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="model file to write (.safetensors)")
+    fit.add_argument("-o", "--output", metavar="MODEL",
+                     help="model file to write (.safetensors); and/or --save-as NAME")
     fit.add_argument("--compact", action="store_true", help=COMPACT_HELP)
     _add_fit_options(fit)
     _add_common(fit)
+    store_commands.add_fit_options(fit)
 
     upd = sub.add_parser(
         "update", help="add normal images to a fitted model (exact, no refit)",
@@ -154,11 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score images; write results.csv, skipped.csv and overlays/<stem>.png "
                     f"(heat map scaled {OVERLAY_SCALE[0]}x..{OVERLAY_SCALE[1]}x the pixel "
                     "threshold, outlines where the map reaches the pixel threshold).")
-    pred.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
-    pred.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+    pred.add_argument("model", nargs="?", metavar="MODEL",
+                      help="model file written by 'padim fit' (left out with --model NAME)")
+    pred.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR",
                       help="image files and/or folders of images")
     pred.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    pred.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
+                      help="torch (default: MODEL is a .safetensors file) or onnxruntime "
+                           "(MODEL is an .onnx file written by 'padim export'; CPU)")
     _add_common(pred)
+    store_commands.add_predict_options(pred)
 
     ev = sub.add_parser(
         "evaluate", help="measure a model on a labelled MVTec-style set",
@@ -171,7 +175,37 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save-model", metavar="MODEL", help="also save the fitted model here")
     _add_fit_options(ev)
     _add_common(ev)
+    _add_export_and_serve(sub)
+    store_commands.add_parsers(sub)
     return parser
+
+
+def _add_export_and_serve(sub: Any) -> None:
+    exp = sub.add_parser(
+        "export", help="write a fitted model as ONNX (after a parity check)",
+        description="Write MODEL as one ONNX graph (uint8 crops in; scores and maps out) "
+                    "and check it with onnxruntime against padim_core: nothing is written "
+                    "when scores differ by more than 1e-4 relative or maps by 1e-3.")
+    exp.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    exp.add_argument("-o", "--output", required=True, metavar="FILE",
+                     help="ONNX file to write (.onnx; large models add FILE.data)")
+    exp.add_argument("--check-images", metavar="DIR",
+                     help="images to check the export on (default: synthetic demo images)")
+    exp.set_defaults(progress=None)
+    srv = sub.add_parser(
+        "serve", help="serve a model over HTTP (FastAPI)",
+        description="Score images sent to POST /predict; OpenAPI page at /docs.")
+    srv.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                          "(default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--max-batch", type=int, default=32, metavar="N",
+                     help="most images scored in one pass (default 32)")
+    srv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                     help="how long a batch waits for more requests (default 5)")
+    srv.add_argument("--device", default="auto", metavar="D",
+                     help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    srv.set_defaults(progress=None)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -264,6 +298,19 @@ def _new_model(args: argparse.Namespace) -> PadimModel:
     return model
 
 
+def _load_engine(args: argparse.Namespace) -> Any:
+    """The model ``predict`` scores with: a PadimModel, or an OnnxModel for onnxruntime."""
+    if args.engine == "torch":
+        if Path(args.model).suffix.lower() == ".onnx":
+            raise UsageError(f"{args.model}: an ONNX file needs --engine onnxruntime")
+        return _load_model(args.model, args.device)
+    if args.device not in ("auto", "cpu"):
+        raise UsageError("--device: the onnxruntime engine runs on the CPU")
+    from .onnx_engine import OnnxModel
+
+    return OnnxModel(args.model)
+
+
 def _load_model(path: str, device: str) -> PadimModel:
     _check_device(device)
     model = PadimModel.load(path, device=device)
@@ -346,27 +393,26 @@ def _collect_inputs(items: Sequence[str]) -> list[Path]:
     return paths
 
 
-def _overlay_png(image: np.ndarray, amap: np.ndarray, pixel_threshold: float) -> bytes:
-    lo, hi = (pixel_threshold * f for f in OVERLAY_SCALE)
-    pic = overlay(image, amap, lo, hi)
-    pic = draw_contours(pic, defect_mask(amap, pixel_threshold), color=(255, 255, 255))
-    return encode_png(pic)
 
 
 # --------------------------------------------------------------------------- commands
 
 
 def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
+    store_commands.check_fit_args(args)
     model = _new_model(args)  # option errors first: they cost nothing to find
     paths = training_images(args.data)
-    out = _output_file(args.output)
+    out = _output_file(args.output) if args.output else None
     _ = model.extractor  # load the weights now: a missing file fails before any work
     _say(f"fitting on {len(paths)} image(s) from {args.data}")
     with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
         model.fit(paths, progress=progress)
     progress.close()
-    model.save(out, updatable=not args.compact)
+    if out is not None:
+        model.save(out, updatable=not args.compact)
     _print_card(model.card(), out)
+    if args.save_as is not None:
+        store_commands.save_fitted(args, model, paths)
     return EXIT_OK
 
 
@@ -391,9 +437,26 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
-    paths = _collect_inputs(args.inputs)
+    paths = _collect_inputs(store_commands.check_predict_args(args))
     names = relative_names(paths)
-    model = _load_model(args.model, args.device)
+    if args.library_model is None:
+        model, recorder, store = _load_engine(args), None, None
+    else:
+        if args.engine != ENGINES[0]:
+            raise UsageError("--model NAME scores with the library's .safetensors file: use "
+                             "--engine torch")
+        _check_device(args.device)
+        model, recorder, store = store_commands.library_model(args)
+    try:
+        return _predict_into(args, progress, model, paths, names, recorder)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
+                  paths: list[Path], names: list[str],
+                  recorder: store_commands.Recorder | None) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidInputError(str(out), "exists and is not a folder")
@@ -414,8 +477,10 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 rel = _overlay_relpath(name, used)
                 target = out / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(_overlay_png(part.images[i], part.maps[i],
-                                                part.pixel_threshold))
+                png = threshold_overlay_png(part.images[i], part.maps[i], part.pixel_threshold)
+                target.write_bytes(png)
+                if recorder is not None:
+                    recorder.add(name, path_of[name], part.scores[i], part.images[i], png)
                 rows.writerow([spreadsheet_safe(name), f"{part.scores[i]:.6g}",
                                f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
                                spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name]))])
@@ -428,10 +493,42 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 n_skipped += 1
             fh.flush()
             sk.flush()
+            if recorder is not None:
+                recorder.flush()
     progress.close()
     _say(f"{n_ok + n_ng} image(s) scored: {n_ok} OK, {n_ng} NG"
          + (f", {n_skipped} skipped (see {out / 'skipped.csv'})" if n_skipped else ""))
     _say(f"results: {out / 'results.csv'}, overlays: {out / 'overlays'}")
+    if recorder is not None:
+        _say(f"history: {recorder.count} row(s) recorded for {recorder.version.ref}")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    out = _output_file(args.output)
+    model = PadimModel.load(args.model, device="cpu")
+    _say(f"exporting {args.model} -> {out}, checking it with onnxruntime")
+    report = export_onnx(model, out, check_images=args.check_images)
+    _say(report.summary())
+    data = out.with_name(out.name + ".data")
+    extra = f" + {data.name} ({data.stat().st_size / 2**20:.1f} MB)" if data.exists() else ""
+    _say(f"saved {out} ({out.stat().st_size / 2**20:.1f} MB){extra}")
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port: must be 1..65535, got {args.port}")
+    import uvicorn
+
+    from .service import create_app
+
+    model = _load_model(args.model, args.device)
+    app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    _say(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
 
@@ -577,6 +674,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_predict(args, progress)
         if args.command == "update":
             return _cmd_update(args, progress)
+        if args.command == "export":
+            return _cmd_export(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
+        if args.command in store_commands.COMMANDS:
+            return store_commands.run(args)
         return _cmd_evaluate(args, progress, args_list)
     except UsageError as err:
         progress.close()
