@@ -19,7 +19,7 @@ help:
 	@echo "make test   # set up, then run the whole test suite (browser test included)"
 	@echo "make setup  # only create .venv with runtime + dev requirements"
 	@echo "make lint   # ruff check ."
-	@echo "make bench  # speed / memory benchmark (python -m bench)"
+	@echo "make bench  # speed / memory benchmark (python -m bench, bench.update)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.update
 
 clean-venv:
 	rm -rf $(VENV)

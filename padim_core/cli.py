@@ -116,6 +116,10 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                    help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786")
 
 
+COMPACT_HELP = ("write a smaller file without the data 'padim update' needs (it can only "
+                "be refitted then)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``padim`` argument parser."""
     parser = _Parser(
@@ -134,10 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
                           "train/good)")
     fit.add_argument("-o", "--output", metavar="MODEL",
                      help="model file to write (.safetensors); and/or --save-as NAME")
+    fit.add_argument("--compact", action="store_true", help=COMPACT_HELP)
     _add_fit_options(fit)
     _add_common(fit)
     store_commands.add_fit_options(fit)
     _add_cluster_options(fit)
+
+    upd = sub.add_parser(
+        "update", help="add normal images to a fitted model (exact, no refit)",
+        description="Add normal images to MODEL: the result equals a fit on the old and new "
+                    "images together (same calibration images); the old images are not "
+                    "needed. Writes NEW_MODEL and leaves MODEL as it is.")
+    upd.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    upd.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                     help="normal image files and/or folders of them")
+    upd.add_argument("-o", "--output", required=True, metavar="NEW_MODEL",
+                     help="model file to write (may be MODEL itself)")
+    upd.add_argument("--compact", action="store_true", help=COMPACT_HELP)
+    _add_common(upd)
 
     pred = sub.add_parser(
         "predict", help="score images with a fitted model",
@@ -357,6 +375,10 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         lines.append(f"skipped      {len(skipped)} unreadable file(s):")
         lines += [f"  {name}: {reason}" for name, reason in skipped]
     lines += [f"note         {w}" for w in card.get("warnings") or []]
+    lines += [f"update       +{u['added_images']} image(s) on {u['when']} in {u['seconds']:.1f} s "
+              f"(thresholds before: "
+              f"image {u['image_threshold_before']:.4g}, pixel {u['pixel_threshold_before']:.4g})"
+              for u in card.get("updates") or []]
     if saved is not None:
         lines.append(f"saved        {saved} ({saved.stat().st_size / 2**20:.1f} MB)")
     for line in lines:
@@ -414,10 +436,30 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
                 distributed.fit(model, paths, client, progress=progress)
     progress.close()
     if out is not None:
-        model.save(out)
+        model.save(out, updatable=not args.compact)
     _print_card(model.card(), out)
     if args.save_as is not None:
         store_commands.save_fitted(args, model, paths)
+    return EXIT_OK
+
+
+def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
+    paths = _collect_inputs(args.inputs)
+    out = _output_file(args.output)
+    model = _load_model(args.model, args.device)
+    if not model.card()["updatable"]:
+        raise InvalidInputError(args.model, "has no update data (a compact file or one from "
+                                            "before updates): refit it with 'padim fit'")
+    n_updates = len(model.card()["updates"])
+    _say(f"adding {len(paths)} image(s) to {args.model}")
+    with _warnings_as_lines(lambda: model.warnings_):
+        model.partial_fit(paths, progress=progress, names=relative_names(paths))
+    progress.close()
+    if len(model.card()["updates"]) == n_updates:
+        raise InvalidInputError("images", f"none of the {len(paths)} input(s) could be read: "
+                                          f"{out} not written")
+    model.save(out, updatable=not args.compact)
+    _print_card(model.card(), out)
     return EXIT_OK
 
 
@@ -665,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_fit(args, progress)
         if args.command == "predict":
             return _cmd_predict(args, progress)
+        if args.command == "update":
+            return _cmd_update(args, progress)
         if args.command == "export":
             return _cmd_export(args)
         if args.command == "serve":

@@ -37,6 +37,7 @@ class PadimConfig:
     pixel_fpr: float = 0.001
     batch_size: int = 32
     sigma: float = 4.0
+    updatable: bool = True
 
     def __post_init__(self) -> None:
         def bad(field_name: str, problem: str) -> InvalidInputError:

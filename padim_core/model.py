@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from math import nan
 from typing import Any
@@ -32,10 +32,18 @@ from .config import DEFAULTS, PadimConfig
 from .devices import device_label
 from .embedding import Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
-from .gaussian import HoldoutStore, PatchGaussian, PatchStatistics, finalize, patch_statistics
+from .gaussian import (
+    HoldoutStore,
+    PatchGaussian,
+    PatchStatistics,
+    finalize,
+    patch_statistics,
+    statistics_from_sums,
+)
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
 from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fpr
+from .updates import MB, UpdateData, update_entry
 
 Progress = Callable[[int, int, str], None]
 Array = np.ndarray | torch.Tensor
@@ -62,6 +70,8 @@ class FittedState:
     created: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    update_data: UpdateData | None = None      # what partial_fit needs; None: refit only
+    updates: list[dict[str, Any]] = field(default_factory=list)   # partial_fit's log
 
 
 @dataclass
@@ -134,6 +144,22 @@ def too_few_readable(used: int, skipped: list[tuple[str, str]]) -> InvalidInputE
     return err
 
 
+def _checked_calibration(calibration: Sequence[int], n: int) -> np.ndarray:
+    """Calibration indices, sorted and unique, or a clear error."""
+    idx = np.unique(np.asarray(list(calibration), dtype=np.int64))
+    if idx.size and (idx[0] < 0 or idx[-1] >= n):
+        raise InvalidInputError("calibration", f"indices must be in [0, {n}), got "
+                                               f"{idx[0]}..{idx[-1]}")
+    if n - idx.size < 2:
+        raise InvalidInputError("calibration", "leaves fewer than 2 images outside it")
+    return idx
+
+
+def _holds_out(stats: PatchStatistics, held: HoldoutStore) -> bool:
+    """Whether there are calibration images and enough others to hold them out."""
+    return bool(held.count) and stats.n - held.count >= 2
+
+
 def _fitted(name: str, doc: str) -> property:
     """A read-only fitted attribute (scikit-learn's trailing underscore) from ``state_``."""
     return property(lambda self: getattr(self._state(), name), doc=doc)
@@ -177,6 +203,10 @@ class PadimModel:
         Images decoded and scored together.
     sigma : float, default 4.0
         Gaussian blur of the anomaly maps, in pixels of the crop.
+    updatable : bool, default True
+        Keep what ``partial_fit`` needs: the float64 sums and the calibration embeddings
+        (about 175 MB at d = 100, 4 GB at d = 550, in memory and in the model file).
+        False gives the smallest fit memory and files; the model can then only be refitted.
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
@@ -220,13 +250,14 @@ class PadimModel:
                  calibration_fraction: float = DEFAULTS.calibration_fraction,
                  image_fpr: float = DEFAULTS.image_fpr, pixel_fpr: float = DEFAULTS.pixel_fpr,
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
+                 updatable: bool = DEFAULTS.updatable,
                  extractor: FeatureExtractor | None = None) -> None:
         self.config = PadimConfig(
             backbone=backbone, d=int(d), image_size=int(image_size), crop=int(crop),
             device=str(device), seed=int(seed), weights=None if weights is None else str(weights),
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
-            sigma=float(sigma))
+            sigma=float(sigma), updatable=bool(updatable))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         # (fitted Gaussians, device, the same on that device): see _on_scoring_device
@@ -316,7 +347,8 @@ class PadimModel:
 
     # ------------------------------------------------------------------ fit
     def fit(self, images: Iterable[Any], progress: Progress | None = None,
-            names: Sequence[str] | None = None) -> PadimModel:
+            names: Sequence[str] | None = None, *,
+            calibration: Sequence[int] | None = None) -> PadimModel:
         """Learn the per-patch Gaussians of normal ``images`` and calibrate thresholds.
 
         images: paths, bytes, PIL images or HxWx3 uint8 arrays. Unreadable ones are skipped
@@ -324,6 +356,11 @@ class PadimModel:
         thresholds, each scored *leave-one-out* (under the Gaussians of the other images, in
         closed form), so thresholds come from images the model did not see while the final
         Gaussians still use every image.
+
+        calibration: indices into ``images`` of the calibration images, instead of the
+        seeded share (e.g. to compare ``partial_fit`` with a refit on the same ones).
+        Unless ``updatable`` is False, the sums and calibration embeddings are kept
+        (``card()["update_data_mb"]``) so that ``partial_fit`` can add images later.
         """
         t0 = time.perf_counter()
         images = _checked_inputs(images, names, "training images")
@@ -331,10 +368,13 @@ class PadimModel:
         cfg = self.config
         channel_index, projection = self._channel_choice()
         embedder = Embedder(self.extractor.channels, channel_index, projection)
-        _, cal_idx = calibration_split(len(images), cfg.calibration_fraction, cfg.seed)
+        cal_idx = (calibration_split(len(images), cfg.calibration_fraction, cfg.seed)[1]
+                   if calibration is None else _checked_calibration(calibration, len(images)))
         stats, held, grid, skipped = self._accumulate(images, names, embedder, cal_idx,
                                                       progress)
         n_used = stats.n
+        update_data = (UpdateData(*stats.packed_sums(), held.to_array())
+                       if cfg.updatable and _holds_out(stats, held) else None)
         gaussian, hold_sq = self._factorize(stats, held, progress)
         cal_scores, cal_pixels, calibrated_on = self._calibration(
             gaussian, grid, embedder, hold_sq, images, names)
@@ -348,12 +388,88 @@ class PadimModel:
             fit_seconds=time.perf_counter() - t0, device=device_label(self.extractor.device),
             weights_origin=self.extractor.weights_origin,
             created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
-            warnings=notes)
+            warnings=notes, update_data=update_data)
         for note in notes:
             warnings.warn(note, stacklevel=2)
         if progress:
             progress(1, 1, "done")
         return self
+
+    def partial_fit(self, images: Iterable[Any], progress: Progress | None = None,
+                    names: Sequence[str] | None = None) -> PadimModel:
+        """Add normal ``images`` to the fitted model, exactly; returns self.
+
+        The result is the model ``fit`` would give on the training images plus these, with
+        the same configuration and the same calibration images (new images are never
+        calibration images): the per-patch sums are added, the Gaussians inverted again,
+        and the calibration images re-scored leave-one-out under them, which sets new
+        thresholds. The training images are not read again. On an unfitted model this is
+        ``fit``. Unreadable inputs are skipped and listed in ``skipped_``; with none usable
+        the model stays as it was and a warning says so. Everything is computed into new
+        objects and swapped in at the end, so a failure leaves the model as it was.
+        """
+        if self.state_ is None:
+            return self.fit(images, progress, names)
+        t0 = time.perf_counter()
+        state = self.state_
+        if state.update_data is None:
+            raise InvalidInputError("model", "has no update data (updatable=False, a compact "
+                                             "file, a file from before updates, or calibrated "
+                                             "on its training images): refit it on all its "
+                                             "images with fit()")
+        images = _checked_inputs(images, names)
+        stats, skipped = self._add_to_sums(state, images, names, progress)
+        added = stats.n - state.update_data.n
+        if added == 0:
+            detail = f" ({len(skipped)} unreadable, first: {skipped[0][0]}: {skipped[0][1]})" \
+                if skipped else ""
+            warnings.warn(f"no usable images to add{detail}: the model is unchanged",
+                          stacklevel=2)
+            return self
+        update_data = UpdateData(*stats.packed_sums(), state.update_data.calibration)
+        gaussian, hold_sq = self._factorize(stats, HoldoutStore.of(update_data.calibration),
+                                            progress)
+        cal_scores, cal_pixels, _ = self._calibration(gaussian, state.grid, self._embedder(state),
+                                                      hold_sq, [], None)
+        notes = self._fit_notes(stats.n, cal_scores, held_out=True)
+        cfg = self.config
+        new_state = replace(
+            state, gaussian=gaussian,
+            image_threshold=threshold_at_fpr(cal_scores, cfg.image_fpr),
+            pixel_threshold=threshold_at_fpr(cal_pixels, cfg.pixel_fpr),
+            calibration_scores=cal_scores, n_train_images=stats.n, skipped=skipped,
+            warnings=notes, update_data=update_data,
+            updates=[*state.updates, update_entry(added, state.n_train_images,
+                                                  state.image_threshold, state.pixel_threshold,
+                                                  skipped, time.perf_counter() - t0)])
+        self._placement = None
+        self.state_ = new_state
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        if progress:
+            progress(1, 1, "done")
+        return self
+
+    def _add_to_sums(self, state: FittedState, images: list[Any], names: Sequence[str] | None,
+                     progress: Progress | None,
+                     ) -> tuple[PatchStatistics, list[tuple[str, str]]]:
+        """A new statistics store: the kept sums plus the embeddings of the readable
+        ``images``; and the unreadable ones (name, reason)."""
+        kept = state.update_data
+        stats = statistics_from_sums(kept.n, kept.total, kept.second, self.extractor.device)
+        embedder = self._embedder(state)
+        skipped: list[tuple[str, str]] = []
+        for idx, _, crops, bad in self._decoded_batches(images, names):
+            skipped += bad
+            if len(crops):
+                x, grid = self._patch_embeddings(crops, embedder)
+                if tuple(grid) != tuple(state.grid):   # a backbone other than the model's
+                    raise InvalidInputError("images", f"give a {grid} patch grid, the model "
+                                                      f"has {tuple(state.grid)}")
+                stats.update(x)
+            if progress:
+                progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
+        return stats, skipped
 
     def _channel_choice(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(channel_index, projection): how the d channels are taken, one of them None."""
@@ -411,8 +527,8 @@ class PadimModel:
         if progress:
             progress(0, 1, "inverting covariances")
         try:
-            use_holdout = held.count and stats.n - held.count >= 2
-            return finalize(stats, self.config.eps, holdout=held if use_holdout else None)
+            return finalize(stats, self.config.eps, holdout=held if _holds_out(stats, held)
+                            else None)
         finally:
             held.close()
 
@@ -554,10 +670,14 @@ class PadimModel:
             "calibration_score_max": float(cal.max()) if cal.size else None,
             "created": s.created, "skipped": [list(x) for x in s.skipped],
             "warnings": list(s.warnings), "version": __version__,
+            "updatable": s.update_data is not None,
+            "update_data_mb": round(s.update_data.nbytes / MB, 1) if s.update_data else 0.0,
+            "updates": [dict(u) for u in s.updates],
         }
 
     # ------------------------------------------------------------------ files
-    def _tensors_and_meta(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _tensors_and_meta(self, updatable: bool = True,
+                          ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         s = self._state()
         g = s.gaussian
         mean = g.mean if isinstance(g.mean, np.ndarray) else g.mean.cpu().numpy()
@@ -576,15 +696,25 @@ class PadimModel:
                 "layers": list(spec.layers), "normalization": {"mean": list(spec.mean),
                                                                 "std": list(spec.std)},
                 "warnings": list(s.warnings)}
+        if updatable and s.update_data is not None:
+            tensors.update(model_files.update_tensors(s.update_data))
+            meta["sums_n"] = s.update_data.n
+        else:
+            meta.update(updatable=False, update_data_mb=0.0)
         return tensors, meta
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted model as .safetensors (atomic)."""
-        model_files.write(path, *self._tensors_and_meta())
+    def save(self, path: str | os.PathLike, updatable: bool = True) -> None:
+        """Write the fitted model as .safetensors (atomic).
 
-    def to_bytes(self) -> bytes:
-        """The model file as bytes (for downloads)."""
-        return model_files.encode(*self._tensors_and_meta())
+        ``updatable=False`` leaves out what ``partial_fit`` needs (the float64 sums and the
+        calibration embeddings): a compact file, several times smaller, that can only be
+        refitted (``card()["update_data_mb"]`` is what it saves).
+        """
+        model_files.write(path, *self._tensors_and_meta(updatable))
+
+    def to_bytes(self, updatable: bool = True) -> bytes:
+        """The model file as bytes (for downloads); ``updatable`` as in ``save``."""
+        return model_files.encode(*self._tensors_and_meta(updatable))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
@@ -634,7 +764,9 @@ class PadimModel:
                 weights_origin=str(meta.get("weights_origin", "")),
                 created=str(meta.get("created", "")),
                 skipped=[(str(a), str(b)) for a, b in meta.get("skipped", [])],
-                warnings=[str(w) for w in meta.get("warnings", [])])
+                warnings=[str(w) for w in meta.get("warnings", [])],
+                update_data=model_files.update_data(tensors, meta),
+                updates=[dict(u) for u in meta.get("updates", [])])
         except ModelFileError:
             raise
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as err:

@@ -6,8 +6,13 @@ Layout (format version 1):
            projection (C, d) f32, calibration_scores (H,) f64
   metadata "format" = "padim-inspector-model", "format_version" = "1", "padim" = JSON with
            the configuration, backbone description, grid, thresholds and provenance.
-A file from another version, another program, or with shapes that do not agree with its
-metadata is rejected with a message that names the file.
+Format version 2 adds what ``PadimModel.partial_fit`` needs (``updates.UpdateData``):
+  tensors  sum_x (P, d) f64, sum_xx_triu (P, d(d+1)/2) f64 (upper triangles of Σxxᵀ),
+           calibration_embeddings (P, H, d) f32; metadata "sums_n" (images summed) and
+           "updates" (the update log).
+A compact file (saved without update data) is written as version 1, so older versions of
+this program read it. A file from another version, another program, or with shapes that
+do not agree with its metadata is rejected with a message that names the file.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ import safetensors.numpy
 from . import limits
 from .backbones import SPECS
 from .errors import ModelFileError
+from .updates import UpdateData
 
 FORMAT = "padim-inspector-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = ("1", "2")
+UPDATE_TENSORS = ("sum_x", "sum_xx_triu", "calibration_embeddings")
 MAX_HEADER_BYTES = 16 << 20
 
 
@@ -45,6 +53,20 @@ def unpack_upper(packed: np.ndarray, d: int) -> np.ndarray:
     out = np.zeros((packed.shape[0], d * d), dtype=packed.dtype)
     out[:, rows * d + cols] = packed
     return out.reshape(packed.shape[0], d, d)
+
+
+def update_tensors(data: UpdateData) -> dict[str, np.ndarray]:
+    """The tensors of format version 2 that hold ``data``."""
+    return {"sum_x": data.total, "sum_xx_triu": data.second,
+            "calibration_embeddings": data.calibration}
+
+
+def update_data(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> UpdateData | None:
+    """The update data of a validated file, or None for a file without it."""
+    if "sum_x" not in tensors:
+        return None
+    return UpdateData(int(meta["sums_n"]), tensors["sum_x"], tensors["sum_xx_triu"],
+                      tensors["calibration_embeddings"])
 
 
 def encode(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
@@ -66,7 +88,8 @@ def _c_order(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _metadata(meta: dict[str, Any]) -> dict[str, str]:
-    return {"format": FORMAT, "format_version": str(FORMAT_VERSION), "padim": json.dumps(meta)}
+    version = FORMAT_VERSION if "sums_n" in meta else 1
+    return {"format": FORMAT, "format_version": str(version), "padim": json.dumps(meta)}
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -130,9 +153,10 @@ def _parse_header(head: bytes, size: int, name: str) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise ModelFileError(name, "a safetensors file, but not a PaDiM Inspector model")
     version = meta.get("format_version")
-    if version != str(FORMAT_VERSION):
+    if version not in READABLE_VERSIONS:
         raise ModelFileError(name, f"model format version {version} is not supported "
-                                   f"(this version reads {FORMAT_VERSION}); re-train or re-save it")
+                                   f"(this version reads {', '.join(READABLE_VERSIONS)}); "
+                                   "re-train or re-save it")
     end = max((v["data_offsets"][1] for k, v in header.items()
                if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
     if 8 + n + end > size:
@@ -180,3 +204,32 @@ def _validate(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -
     for key in ("mean", "whitener_triu"):
         if not np.isfinite(tensors[key]).all():
             raise ModelFileError(name, f"tensor {key!r} contains NaN or infinity")
+    _validate_update_data(tensors, meta, name, p, d)
+
+
+def _validate_update_data(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str,
+                          p: int, d: int) -> None:
+    """Version 2's update tensors: all or none, with the shapes the metadata implies."""
+    present = [k for k in UPDATE_TENSORS if k in tensors]
+    if not present:
+        return
+    if len(present) != len(UPDATE_TENSORS):
+        missing = sorted(set(UPDATE_TENSORS) - set(present))
+        raise ModelFileError(name, f"update data is incomplete ({', '.join(missing)} missing)")
+    try:
+        n = int(meta["sums_n"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(name, "update data without its image count (sums_n)") from None
+    h = tensors["calibration_scores"].shape[0]
+    expected = {"sum_x": ((p, d), np.float64), "sum_xx_triu": ((p, d * (d + 1) // 2),
+                                                               np.float64),
+                "calibration_embeddings": ((p, h, d), np.float32)}
+    for key, (shape, dtype) in expected.items():
+        arr = tensors[key]
+        if arr.dtype != dtype or arr.shape != shape:
+            raise ModelFileError(name, f"tensor {key!r} has shape {arr.shape} {arr.dtype}, "
+                                       f"expected {shape} {np.dtype(dtype)}")
+        if not np.isfinite(arr).all():
+            raise ModelFileError(name, f"tensor {key!r} contains NaN or infinity")
+    if n < h + 2:
+        raise ModelFileError(name, f"sums_n={n} is too small for {h} calibration images")

@@ -15,11 +15,11 @@ One module per step, in the order fit uses them:
 """
 
 from .distances import squared_distances
-from .factory import patch_statistics
+from .factory import patch_statistics, statistics_from_sums
 from .fitting import finalize
 from .holdout import HoldoutStore
 from .patch_gaussian import PatchGaussian
 from .statistics import PatchStatistics
 
 __all__ = ["HoldoutStore", "PatchGaussian", "PatchStatistics", "finalize", "patch_statistics",
-           "squared_distances"]
+           "squared_distances", "statistics_from_sums"]

@@ -143,6 +143,20 @@ class CpuPatchStatistics(PatchStatistics):
         lapack.unpack_upper(block, full)
         return full
 
+    def _packed_block(self, i: int) -> np.ndarray:
+        block = self.second[i]
+        if self.packed:
+            return block
+        rows, cols = np.triu_indices(self.dim)
+        return block[:, rows * self.dim + cols]
+
+    def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
+        block = self.second[i]
+        if self.packed:
+            block[...] = rows
+        else:           # upper triangles over the zeros below them, as update writes them
+            lapack.unpack_upper(rows, block.reshape(block.shape[0], self.dim, self.dim))
+
 
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether b is exactly the memory of a (same start, shape and strides)."""

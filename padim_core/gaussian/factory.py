@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .cpu_statistics import STAGE_BYTES, CpuPatchStatistics
@@ -25,3 +26,18 @@ def patch_statistics(n_patches: int, dim: int, device: str | torch.device = "cpu
     if use_torch or (use_torch is None and device.type != "cpu"):
         return TorchPatchStatistics(n_patches, dim, device, block_bytes, packed)
     return CpuPatchStatistics(n_patches, dim, block_bytes, packed, stage_bytes, workers)
+
+
+def statistics_from_sums(n: int, total: np.ndarray, packed: np.ndarray,
+                         device: str | torch.device = "cpu", *, use_torch: bool | None = None,
+                         workers: int | None = None) -> PatchStatistics:
+    """A store holding the sums of ``PatchStatistics.packed_sums`` (copied in), to add more
+    images to. On the CPU it is stored packed: copying the sums in and out is then one
+    memcpy each, and the few new images cost a rank-k update per patch."""
+    n_patches, dim = total.shape
+    device = torch.device(device)
+    if use_torch or (use_torch is None and device.type != "cpu"):
+        store: PatchStatistics = TorchPatchStatistics(n_patches, dim, device)
+    else:
+        store = CpuPatchStatistics(n_patches, dim, packed=True, workers=workers)
+    return store.load_sums(n, total, packed)

@@ -70,8 +70,7 @@ def _checked_holdout(n: int, holdout: HoldoutStore | Array | None) -> HoldoutSto
     if n < 2:
         raise InvalidInputError("training images", f"need at least 2 usable images, got {n}")
     if holdout is not None and not isinstance(holdout, HoldoutStore):
-        array, holdout = holdout, HoldoutStore()
-        holdout.append(array)
+        holdout = HoldoutStore.of(holdout)
     if holdout is None or holdout.count == 0:
         return None
     if n < 3:

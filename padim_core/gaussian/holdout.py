@@ -29,10 +29,25 @@ class HoldoutStore:
         self._arrays: list[np.ndarray] = []                   # in memory, before any spill
         self._tensors: list[torch.Tensor] = []
         self.count = 0
+        self.n_patches = 0
+
+    @classmethod
+    def of(cls, x: Array) -> HoldoutStore:
+        """A store over existing embeddings x (P, H, d), kept as they are: no copy, no
+        spill (read-only)."""
+        store = cls()
+        if isinstance(x, torch.Tensor) and x.device.type != "cpu":
+            store._tensors.append(x)
+        else:
+            store._arrays.append(np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x,
+                                            np.float32))
+        store.n_patches, store.count = int(x.shape[0]), int(x.shape[1])
+        return store
 
     def append(self, x: Array, images: Sequence[int] | None = None) -> None:
         """Keep a copy of images ``images`` (default all) of float32 embeddings x (P, b, d)."""
         images = range(x.shape[1]) if images is None else [int(i) for i in images]
+        self.n_patches = int(x.shape[0])
         if isinstance(x, torch.Tensor) and x.device.type != "cpu":
             self._tensors.append(x[:, list(images)])     # indexing copies
         else:
@@ -73,6 +88,13 @@ class HoldoutStore:
             yield out
         for arr in self._arrays:
             yield arr[lo:hi]
+
+    def to_array(self) -> np.ndarray:
+        """Every stored embedding as one new (P, H, d) float32 numpy array, in the order
+        they were appended (what a model keeps to recalibrate after adding images)."""
+        parts = [c.cpu().numpy() if isinstance(c, torch.Tensor) else c
+                 for c in self.chunks(0, self.n_patches)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((0, 0, 0), np.float32)
 
     def close(self) -> None:
         if self._file is not None:

@@ -64,6 +64,42 @@ class PatchStatistics(ABC):
     def second_moments(self, i: int) -> Array:
         """Block i's Σxxᵀ as (rows, d, d), the upper triangle at least."""
 
+    @abstractmethod
+    def _packed_block(self, i: int) -> np.ndarray:
+        """Block i's Σxxᵀ upper triangles (rows, d(d+1)/2), float64 numpy."""
+
+    @abstractmethod
+    def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
+        """Set block i's Σxxᵀ from upper triangles (rows, d(d+1)/2)."""
+
+    def packed_sums(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(n, Σx (P, d), Σxxᵀ upper triangles (P, d(d+1)/2)) as new float64 numpy arrays,
+        in ``np.triu_indices`` order whatever the store's layout and device: what a model
+        keeps so that images can be added later (``load_sums``), and writes to its file."""
+        self.flush()
+        total = self._sum.cpu().numpy() if isinstance(self._sum, torch.Tensor) else self._sum
+        return (self.n, np.array(total, np.float64),
+                np.concatenate([self._packed_block(i) for i in range(len(self.bounds))]))
+
+    def load_sums(self, n: int, total: np.ndarray, packed: np.ndarray) -> PatchStatistics:
+        """Set an empty store to sums from ``packed_sums`` (copied in); returns self.
+
+        Adding images afterwards gives the sums of the union exactly, as ``merge`` does.
+        """
+        width = self.dim * (self.dim + 1) // 2
+        if self.n or total.shape != (self.n_patches, self.dim) or \
+                packed.shape != (self.n_patches, width):
+            raise ValueError(f"expected an empty store and sums of (P={self.n_patches}, "
+                             f"d={self.dim}), got {total.shape} and {packed.shape}")
+        self.n = int(n)
+        if isinstance(self._sum, torch.Tensor):
+            self._sum.copy_(torch.as_tensor(total))
+        else:
+            self._sum[...] = total
+        for i, (lo, hi) in enumerate(self.bounds):
+            self._set_packed_block(i, np.ascontiguousarray(packed[lo:hi], np.float64))
+        return self
+
     def _check_batch(self, x: Array) -> None:
         if tuple(x.shape[::2]) != (self.n_patches, self.dim):
             raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), "

@@ -60,3 +60,15 @@ class TorchPatchStatistics(PatchStatistics):
         full[:, self._triu_t] = block
         full[:, self._triu] = block
         return full.reshape(rows, self.dim, self.dim)
+
+    def _packed_block(self, i: int) -> np.ndarray:
+        block = self.second[i] if self.packed else self.second[i][:, self._triu]
+        return block.cpu().numpy()
+
+    def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
+        values = torch.as_tensor(rows, device=self.device)
+        if self.packed:
+            self.second[i].copy_(values)
+        else:           # both triangles, as update writes them
+            self.second[i][:, self._triu_t] = values
+            self.second[i][:, self._triu] = values

@@ -1,0 +1,51 @@
+"""What a fitted model keeps so that normal images can be added later, exactly.
+
+PaDiM's per-patch statistics n, Σx and Σxxᵀ are sums: the sums of the old images plus those
+of the new ones are the sums of the union, so ``PadimModel.partial_fit`` gives the model that
+``fit`` on the union would give, without the old images. The thresholds come from the
+calibration images' leave-one-out scores, which depend on n and on the Gaussians: their
+embeddings are kept too and scored again under the new Gaussians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class UpdateData:
+    """The exact float64 sums of the training images and the calibration embeddings.
+
+    n : images summed; total : Σx (P, d) float64; second : Σxxᵀ upper triangles
+    (P, d(d+1)/2) float64 in ``np.triu_indices`` order; calibration : the calibration
+    images' embeddings (P, H, d) float32, in the order of ``calibration_scores_``.
+    Never changed in place: an update builds a new one.
+    """
+
+    n: int
+    total: np.ndarray
+    second: np.ndarray
+    calibration: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Memory (and model file bytes) this data takes."""
+        return self.total.nbytes + self.second.nbytes + self.calibration.nbytes
+
+
+def update_entry(added: int, n_before: int, image_threshold: float, pixel_threshold: float,
+                 skipped: list[tuple[str, str]], seconds: float) -> dict[str, Any]:
+    """One line of the card's update log: what was added, when, the thresholds before, and
+    how long it took (decoding included)."""
+    return {"added_images": int(added), "n_train_images_before": int(n_before),
+            "seconds": round(float(seconds), 3),
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "image_threshold_before": float(image_threshold),
+            "pixel_threshold_before": float(pixel_threshold),
+            "skipped": [list(s) for s in skipped]}

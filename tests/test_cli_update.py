@@ -1,0 +1,61 @@
+"""``padim update``: adds images to a model file exactly, refuses compact files and inputs
+with nothing readable (no file written), one ``padim: error:`` line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from padim_core import PadimModel
+from padim_core.cli import main
+from padim_core.demo import make_demo_set
+
+SMALL = ["--d", "16", "--size", "96", "--crop", "96"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_demo_set(tmp_path_factory.mktemp("cli") / "demo", n_train=12, n_test_good=4,
+                         n_test_defect=2, size=128)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_update_writes_the_model_of_the_union(demo: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    base, new = tmp_path / "base.safetensors", tmp_path / "new.safetensors"
+    assert _run(capsys, "fit", demo, "-o", base, *SMALL, "--device", "cpu")[0] == 0
+    good = sorted((demo / "test" / "good").iterdir())
+    code, out, err = _run(capsys, "update", base, *good[:2], "-o", new, "--device", "cpu")
+    assert code == 0, err
+    assert "update       +2 image(s)" in out
+    before, after = PadimModel.load(base, "cpu"), PadimModel.load(new, "cpu")
+    assert after.n_train_images_ == before.n_train_images_ + 2
+    assert after.card()["updates"][0]["image_threshold_before"] == before.image_threshold_
+    direct = PadimModel.load(base, "cpu").partial_fit(good[:2])
+    np.testing.assert_allclose(after.predict(good[2:]).scores, direct.predict(good[2:]).scores,
+                               rtol=1e-6)
+
+
+def test_update_refuses_compact_files_and_unreadable_inputs(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compact, full = tmp_path / "compact.safetensors", tmp_path / "full.safetensors"
+    assert _run(capsys, "fit", demo, "-o", compact, *SMALL, "--compact", "--device", "cpu")[0] == 0
+    assert _run(capsys, "fit", demo, "-o", full, *SMALL, "--device", "cpu")[0] == 0
+    assert compact.stat().st_size < full.stat().st_size
+    good = sorted((demo / "test" / "good").iterdir())
+    out_file = tmp_path / "out.safetensors"
+    code, _, err = _run(capsys, "update", compact, good[0], "-o", out_file, "--device", "cpu")
+    assert code == 1 and "refit" in err and "Traceback" not in err
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    code, _, err = _run(capsys, "update", full, junk, "-o", out_file, "--device", "cpu")
+    assert code == 1 and "could be read" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("padim: error: ")
+    assert not out_file.exists()

@@ -1,0 +1,53 @@
+"""The feedback actions the app's buttons call: accept_as_normal returns a new, updated model
+and leaves the given one as it was; evaluate_history reads the operator's labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_partial_fit import textures
+
+from padim_core import InvalidInputError, PadimModel
+from padim_core.feedback import accept_as_normal, evaluate_history
+
+pytestmark = pytest.mark.filterwarnings("ignore:only .* training images:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def model() -> PadimModel:
+    return PadimModel(backbone="resnet18", weights="random", d=16, image_size=64, crop=64,
+                      seed=3, device="cpu").fit(textures(12, 0))
+
+
+def test_accept_as_normal_learns_the_image_in_a_new_model(model: PadimModel) -> None:
+    odd = [np.full((72, 72, 3), 240, np.uint8)]        # unlike every training texture
+    state = model.state_
+    accepted = accept_as_normal(model, odd, names=["bright.png"])
+    assert model.state_ is state and model.n_train_images_ == 12      # old version intact
+    assert accepted.model.n_train_images_ == 13 and accepted.names == ["bright.png"]
+    assert accepted.after_scores[0] < accepted.before_scores[0]
+    np.testing.assert_allclose(accepted.before_scores, model.predict(odd).scores)
+    np.testing.assert_allclose(accepted.after_scores, accepted.model.predict(odd).scores)
+    assert accepted.image_threshold_before == model.image_threshold_
+    assert accepted.image_threshold == accepted.model.image_threshold_
+
+
+def test_accept_skips_unreadable_and_refuses_when_nothing_is_readable(
+        model: PadimModel) -> None:
+    accepted = accept_as_normal(model, [b"junk", textures(1, 4)[0]], names=["a", "b"],
+                                before_scores=[1.0, 2.0])
+    assert accepted.names == ["b"] and accepted.skipped[0][0] == "a"
+    assert list(accepted.before_scores) == [2.0]
+    with pytest.raises(InvalidInputError, match="none of the images"), \
+            pytest.warns(UserWarning):
+        accept_as_normal(model, [b"junk"], names=["a"])
+
+
+def test_evaluate_history() -> None:
+    defect = [True, True, False, False, False]
+    scores = [5.0, 3.0, 1.0, 3.5, 2.0]
+    got = evaluate_history(defect, scores)
+    assert got["catch_all_threshold"] == 3.0 and got["catch_all_false_alarms"] == 1
+    assert got["image_auroc"] == pytest.approx(5 / 6)
+    with pytest.raises(InvalidInputError, match="both"):
+        evaluate_history([True], [1.0])

@@ -1,0 +1,232 @@
+"""PadimModel.partial_fit: adding normal images equals fit on the union (same calibration
+images), in memory and through a model file; bad input leaves the model as it was."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from padim_core import InvalidInputError, PadimModel
+from padim_core import model as model_module
+from padim_core.gaussian import layout, patch_statistics, statistics_from_sums
+from padim_core.thresholds import calibration_split
+
+pytestmark = pytest.mark.filterwarnings("ignore:only .* training images:UserWarning")
+SMALL = dict(backbone="resnet18", weights="random", d=100, image_size=64, crop=64, seed=3,
+             device="cpu")
+
+
+def textures(n: int, seed: int, size: int = 72) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(60, 200, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def refit(config: dict, base: list, extra: list) -> PadimModel:
+    """fit on base + extra with the calibration images fit on base alone chose."""
+    cfg = PadimModel(**config).config
+    _, cal = calibration_split(len(base), cfg.calibration_fraction, cfg.seed)
+    return PadimModel(**config).fit(base + extra, calibration=cal)
+
+
+def covariances(model: PadimModel) -> np.ndarray:
+    """(P, d, d) float64 covariances from the kept sums."""
+    data = model.state_.update_data
+    d = data.total.shape[1]
+    full = np.zeros((data.total.shape[0], d, d))
+    rows, cols = np.triu_indices(d)
+    full[:, rows, cols] = data.second
+    full[:, cols, rows] = data.second
+    mean = data.total / data.n
+    return (full - data.n * mean[:, :, None] * mean[:, None, :]) / (data.n - 1)
+
+
+def assert_same_model(got: PadimModel, want: PadimModel, probe: list) -> None:
+    assert got.n_train_images_ == want.n_train_images_
+    np.testing.assert_allclose(got.mean_, want.mean_, rtol=1e-5, atol=1e-6)
+    # relative to the largest entry: embeddings of one image differ in the last float32
+    # bits with the batch it was embedded in, which shows on entries near zero
+    cov = covariances(want)
+    np.testing.assert_allclose(covariances(got), cov, rtol=1e-5, atol=1e-5 * abs(cov).max())
+    a, b = got.predict(probe), want.predict(probe)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+    np.testing.assert_allclose(a.maps, b.maps, rtol=1e-5, atol=1e-5 * float(b.maps.max()))
+    np.testing.assert_allclose(got.calibration_scores_, want.calibration_scores_, rtol=1e-4)
+    assert got.image_threshold_ == pytest.approx(want.image_threshold_, rel=1e-4)
+    assert got.pixel_threshold_ == pytest.approx(want.pixel_threshold_, rel=1e-4)
+
+
+BASE, EXTRA, PROBE = textures(12, 0), textures(4, 1), textures(3, 2)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> PadimModel:
+    return PadimModel(**SMALL).fit(BASE)
+
+
+@pytest.fixture(scope="module")
+def union() -> PadimModel:
+    return refit(SMALL, BASE, EXTRA)
+
+
+def test_partial_fit_equals_fit_on_the_union(union: PadimModel) -> None:
+    model = PadimModel(**SMALL).fit(BASE)
+    before = model.image_threshold_, model.pixel_threshold_
+    assert model.partial_fit(EXTRA) is model
+    assert_same_model(model, union, PROBE)
+    assert model.image_threshold_ != before[0]     # the calibration really was redone
+    log = model.card()["updates"]
+    assert [e["added_images"] for e in log] == [4]
+    assert log[0]["n_train_images_before"] == 12
+    assert (log[0]["image_threshold_before"], log[0]["pixel_threshold_before"]) == before
+
+
+def test_many_small_updates_equal_one_fit(union: PadimModel) -> None:
+    model = PadimModel(**SMALL).fit(BASE)
+    for image in EXTRA:
+        model.partial_fit([image])
+    assert_same_model(model, union, PROBE)
+    assert [e["added_images"] for e in model.card()["updates"]] == [1, 1, 1, 1]
+
+
+def test_update_of_a_loaded_model_file(tmp_path, union: PadimModel,
+                                       fitted: PadimModel) -> None:
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    loaded = PadimModel.load(path, device="cpu")
+    np.testing.assert_array_equal(loaded.predict(PROBE).scores, fitted.predict(PROBE).scores)
+    loaded.partial_fit(EXTRA[:2])
+    loaded.save(path)                                       # an update of an update
+    again = PadimModel.load(path, device="cpu").partial_fit(EXTRA[2:])
+    assert_same_model(again, union, PROBE)
+    assert len(again.card()["updates"]) == 2
+
+
+def test_compact_file_scores_the_same_but_cannot_be_updated(tmp_path,
+                                                            fitted: PadimModel) -> None:
+    full, compact = tmp_path / "full.safetensors", tmp_path / "compact.safetensors"
+    fitted.save(full)
+    fitted.save(compact, updatable=False)
+    assert compact.stat().st_size < full.stat().st_size
+    assert file_version(compact) == "1" and file_version(full) == "2"   # older readers: v1
+    small = PadimModel.load(compact, device="cpu")
+    np.testing.assert_array_equal(small.predict(PROBE).scores, fitted.predict(PROBE).scores)
+    assert small.card()["updatable"] is False and fitted.card()["updatable"] is True
+    with pytest.raises(InvalidInputError, match="refit"):
+        small.partial_fit(EXTRA)
+
+
+def file_version(path) -> str:
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8:8 + n])["__metadata__"]["format_version"]
+
+
+def test_a_model_configured_not_updatable_keeps_nothing_for_updates() -> None:
+    model = PadimModel(**SMALL, updatable=False).fit(BASE)
+    assert model.state_.update_data is None and model.card()["update_data_mb"] == 0.0
+    with pytest.raises(InvalidInputError, match="refit"):
+        model.partial_fit(EXTRA)
+
+
+def test_unfitted_model_partial_fit_is_fit() -> None:
+    a = PadimModel(**SMALL).partial_fit(BASE)
+    b = PadimModel(**SMALL).fit(BASE)
+    np.testing.assert_array_equal(a.predict(PROBE).scores, b.predict(PROBE).scores)
+    assert a.card()["updates"] == []
+
+
+def test_other_sizes_and_modes_are_handled_as_in_fit(union: PadimModel) -> None:
+    """Greyscale, RGBA and other sizes are converted and resized as fit converts them."""
+    def encoded(arr: np.ndarray, mode: str, size: tuple[int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(arr).convert(mode).resize(size).save(buf, format="PNG")
+        return buf.getvalue()
+    odd = [encoded(EXTRA[0], "L", (90, 70)), encoded(EXTRA[1], "RGBA", (50, 50))]
+    model = PadimModel(**SMALL).fit(BASE).partial_fit(odd)
+    want = refit(SMALL, BASE, odd)
+    assert_same_model(model, want, PROBE)
+
+
+def test_unreadable_files_are_skipped_and_listed(fitted: PadimModel) -> None:
+    model = PadimModel(**SMALL).fit(BASE)
+    model.partial_fit([b"not an image", EXTRA[0]], names=["junk.png", "good.png"])
+    assert [name for name, _ in model.skipped_] == ["junk.png"]
+    assert model.n_train_images_ == 13
+    assert model.card()["updates"][0]["skipped"][0][0] == "junk.png"
+
+
+def test_zero_usable_images_change_nothing_and_say_so(fitted: PadimModel) -> None:
+    state = fitted.state_
+    with pytest.warns(UserWarning, match="unchanged.*|no usable images"):
+        fitted.partial_fit([b"junk"], names=["junk.png"])
+    with pytest.warns(UserWarning, match="no usable images"):
+        fitted.partial_fit([])
+    assert fitted.state_ is state
+
+
+def test_an_update_failing_half_way_leaves_the_model_intact(monkeypatch) -> None:
+    model = PadimModel(**SMALL).fit(BASE)
+    state, data = model.state_, model.state_.update_data
+    kept = data.second.copy(), data.total.copy()
+    expected = model.predict(PROBE).scores
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("interrupted")
+    monkeypatch.setattr(model_module, "finalize", broken)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.partial_fit(EXTRA)
+    assert model.state_ is state and state.update_data is data
+    np.testing.assert_array_equal(data.second, kept[0])
+    np.testing.assert_array_equal(data.total, kept[1])
+    np.testing.assert_array_equal(model.predict(PROBE).scores, expected)
+    monkeypatch.undo()
+    assert model.partial_fit(EXTRA).n_train_images_ == 16
+
+
+def test_torch_statistics_store(monkeypatch) -> None:
+    """The accelerator code path (torch store), forced on the CPU, gives the same update."""
+    config = {**SMALL, "d": 20}
+    want = PadimModel(**config).fit(BASE).partial_fit(EXTRA)
+    monkeypatch.setattr(model_module, "patch_statistics",
+                        functools.partial(patch_statistics, use_torch=True))
+    monkeypatch.setattr(model_module, "statistics_from_sums",
+                        functools.partial(statistics_from_sums, use_torch=True))
+    got = PadimModel(**config).fit(BASE).partial_fit(EXTRA)
+    assert_same_model(got, want, PROBE)
+    assert_same_model(got, refit(config, BASE, EXTRA), PROBE)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_on_each_device(device: str) -> None:
+    """On every device here (CUDA where present: the torch store and torch whiteners)."""
+    config = {**SMALL, "d": 30, "device": device}
+    model = PadimModel(**config).fit(BASE).partial_fit(EXTRA[:1]).partial_fit(EXTRA[1:])
+    assert_same_model(model, refit(config, BASE, EXTRA), PROBE)
+
+
+def test_d550_packed_statistics(monkeypatch) -> None:
+    """d = 550 with packed (upper-triangle) sums, as large models store them."""
+    monkeypatch.setattr(layout, "FULL_STORAGE_BYTES", 0)
+    config = dict(backbone="wide_resnet50_2", weights="random", d=550, image_size=32,
+                  crop=32, seed=5, device="cpu")
+    base, extra, probe = textures(10, 3, 40), textures(3, 4, 40), textures(2, 5, 40)
+    model = PadimModel(**config).fit(base)
+    model.partial_fit(extra[:1]).partial_fit(extra[1:])
+    assert_same_model(model, refit(config, base, extra), probe)
+
+
+def test_explicit_calibration_indices_are_checked() -> None:
+    with pytest.raises(InvalidInputError, match="calibration"):
+        PadimModel(**SMALL).fit(BASE[:4], calibration=[0, 9])
+    with pytest.raises(InvalidInputError, match="calibration"):
+        PadimModel(**SMALL).fit(BASE[:3], calibration=[0, 1])
