@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                                     .per_defect_type.items() if v["image_auroc"] is not None}}
                 out.write(json.dumps(row) + "\n")
                 print(f"{row['data']:<22} {args.backbone:<19} d={args.d:<4} {args.size}->"
-                      f"{args.crop} {args.reduction:<10} {args.shrinkage} eps={args.eps:<6} sigma={sigma:<4} "
+                      f"{args.crop} {args.reduction:<10} {args.shrinkage} eps={args.eps:<6} "
+                      f"sigma={sigma:<4} "
                       f"{rule:<7} img {row['image_auroc']:.4f} pix {row['pixel_auroc']:.4f} "
                       f"pro {row['aupro']:.4f} fit {base['fit_s']} s "
                       f"{base['ms_per_image']} ms/img rss {base['peak_rss_mb']} MB "

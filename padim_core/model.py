@@ -27,7 +27,7 @@ from .backbones import (
     FeatureExtractor,
     load_feature_extractor,
 )
-from .config import DEFAULTS, PadimConfig
+from .config import DEFAULTS, FIELDS_ADDED_LATER, PadimConfig
 from .devices import device_label
 from .embedding import Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
@@ -120,25 +120,28 @@ class PadimModel:
     >>> model = PadimModel(d=100).fit(normal_paths)          # doctest: +SKIP
     >>> res = model.predict(test_paths); res.scores, res.maps  # doctest: +SKIP
 
-    ``extractor`` lets a caller share one loaded backbone between models (the app caches it
-    per process); it must match ``backbone``.
+    ``d`` None keeps the backbone's default number of channels (``BackboneSpec.default_d``);
+    ``crop`` None feeds the whole resized image. ``extractor`` lets a caller share one loaded
+    backbone between models (the app caches it per process); it must match ``backbone``.
     """
 
-    def __init__(self, backbone: str = DEFAULTS.backbone, d: int = DEFAULTS.d,
-                 image_size: int = DEFAULTS.image_size, crop: int = DEFAULTS.crop,
+    def __init__(self, backbone: str = DEFAULTS.backbone, d: int | None = None,
+                 image_size: int = DEFAULTS.image_size, crop: int | None = None,
                  device: str = DEFAULTS.device, seed: int = DEFAULTS.seed,
                  weights: str | os.PathLike | None = DEFAULTS.weights,
                  reduction: str = DEFAULTS.reduction, eps: float = DEFAULTS.eps,
                  calibration_fraction: float = DEFAULTS.calibration_fraction,
                  image_fpr: float = DEFAULTS.image_fpr, pixel_fpr: float = DEFAULTS.pixel_fpr,
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
+                 score_top_percent: float = DEFAULTS.score_top_percent,
                  extractor: FeatureExtractor | None = None) -> None:
         self.config = PadimConfig(
-            backbone=backbone, d=int(d), image_size=int(image_size), crop=int(crop),
+            backbone=backbone, d=None if d is None else int(d), image_size=int(image_size),
+            crop=None if crop is None else int(crop),
             device=str(device), seed=int(seed), weights=None if weights is None else str(weights),
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
-            sigma=float(sigma))
+            sigma=float(sigma), score_top_percent=float(score_top_percent))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         if extractor is not None:
@@ -300,7 +303,7 @@ class PadimModel:
         if hold_sq is not None:
             dist = torch.as_tensor(hold_sq).to(self.device).float().sqrt()
             maps = self._render(dist.reshape(-1, *grid), grid)
-            cal_scores = image_scores(maps).double().cpu().numpy()
+            cal_scores = image_scores(maps, cfg.score_top_percent).double().cpu().numpy()
             cal_pixels = maps.cpu().numpy()
             state.calibrated_on = "normal training images, each scored leave-one-out"
         else:
@@ -334,7 +337,7 @@ class PadimModel:
 
     def predict(self, images: Iterable[Any], progress: Progress | None = None,
                 names: Sequence[str] | None = None) -> PredictResult:
-        """Anomaly maps (N, crop, crop) and image scores (max of each map)."""
+        """Anomaly maps (N, crop, crop) and image scores (``scoring.image_scores``)."""
         return self._predict_with(self._state(), list(images), names, progress)
 
     def _predict_with(self, state: FittedState, images: list[Any], names: Sequence[str] | None,
@@ -356,7 +359,7 @@ class PadimModel:
                 emb = self._embed(crops, embedder)
                 with torch.inference_mode():
                     maps = self._render(mahalanobis(emb, state.gaussian), state.grid)
-                    scores = image_scores(maps)
+                    scores = image_scores(maps, self.config.score_top_percent)
                 maps_np = maps.cpu().numpy()
                 scores_np = scores.double().cpu().numpy()
             else:
@@ -394,6 +397,7 @@ class PadimModel:
             "backbone": self.config.backbone, "d": self.config.d,
             "reduction": self.config.reduction, "image_size": self.config.image_size,
             "crop": self.config.crop, "grid": list(s.grid), "eps": self.config.eps,
+            "sigma": self.config.sigma, "score_top_percent": self.config.score_top_percent,
             "n_train_images": s.n_train_images, "n_calibration_images": s.n_calibration_images,
             "calibrated_on": s.calibrated_on, "fit_seconds": round(s.fit_seconds, 3),
             "device": s.device, "weights_origin": s.weights_origin,
@@ -464,6 +468,7 @@ class PadimModel:
         known = {f.name for f in fields(PadimConfig)}
         try:
             cfg = {k: v for k, v in meta["config"].items() if k in known}
+            cfg = {**FIELDS_ADDED_LATER, **cfg}   # an older file: its own behaviour
             cfg["device"] = device
             if not trust_paths and cfg.get("weights") not in (None, RANDOM_WEIGHTS):
                 cfg["weights"] = None

@@ -41,7 +41,8 @@ from padim_core.backbones import FeatureExtractor, backbone_status, load_feature
 from padim_core.images import is_image_file, iter_image_files, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"d": 16, "image_size": 64, "crop": 64, "device": "cpu"}
+TINY = {"backbone": "efficientnet_lite0", "d": 16, "image_size": 64, "crop": 64,
+        "device": "cpu"}
 N_GOOD = 6
 
 pytestmark = [
