@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.shrinkage == "oas":
         _use_oas()
     model = PadimModel(backbone=args.backbone, d=args.d, image_size=args.size, crop=args.crop,
-                       reduction=args.reduction, eps=args.eps, seed=args.seed)
+                       reduction=args.reduction, eps=args.eps, seed=args.seed,
+                       score_top_percent=0.0)
     model.fit(category.train)
     fit_s = model.fit_seconds_
 
