@@ -12,7 +12,7 @@ STAMP_DEV := $(VENV)/.stamp-requirements-dev
 STAMP_PKG := $(VENV)/.stamp-editable
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench setup setup-runtime chromium clean-venv
+.PHONY: help run test lint bench setup setup-runtime chromium postgresql clean-venv
 
 help:
 	@echo "make run    # set up .venv and open the app on http://localhost:$(PORT)"
@@ -50,20 +50,30 @@ MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_TH
 run: setup-runtime
 	$(MALLOC_ENV) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
-# Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
-chromium:
-	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+# apt_install(shell test that says it is there, Debian package, who needs it): install the
+# package as root (or with sudo) when the test fails; otherwise say how.
+define apt_install
+	@if $(1); then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(2); \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y $(2); \
 	else \
-		echo "The browser tests need Debian's Chromium at $(CHROMIUM)." >&2; \
-		echo "Install it as root:  apt-get update && apt-get install -y chromium" >&2; \
+		echo "$(3) need Debian's $(2) package." >&2; \
+		echo "Install it as root:  apt-get update && apt-get install -y $(2)" >&2; \
 		exit 1; \
 	fi
+endef
 
-test: setup chromium
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
+chromium:
+	$(call apt_install,[ -x $(CHROMIUM) ],chromium,The browser tests)
+
+# The store tests start a throw-away cluster with Debian's PostgreSQL server binaries.
+postgresql:
+	$(call apt_install,ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,postgresql,The store tests)
+
+test: setup chromium postgresql
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -30,5 +30,10 @@ pages = [
     st.Page("pages/inspect.py", title="Inspect", icon=":material/image_search:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
 ]
+# .streamlit/config.toml hides the menu Streamlit builds from pages/ file names; our own
+# sidebar menu needs the option on (see inspector_ui/app_frame.py).
+st.set_option("client.showSidebarNavigation", True)
 st.navigation(pages).run()

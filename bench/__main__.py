@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -43,14 +43,14 @@ from bench.common import (
     engine_revision,
     image_set,
     interleaved,
-    load_average,
-    machine,
     make_synthetic,
     synchronizer,
     timed,
 )
+from bench.table import table
 from padim_core.allocator import keep_freed_memory
-from padim_core.backbones import load_feature_extractor
+from padim_core.backbones import FeatureExtractor, load_feature_extractor
+from padim_core.machine import load_average, machine_line
 from padim_core.model import PadimModel
 
 TARGETS = {"predict_ratio": 1.15, "fit_ratio": 1.3, "memory_ratio": 1.15,
@@ -165,23 +165,35 @@ def speed_cases(images: ImageSet, s: Settings, device: str, profile: bool,
     train_batches = crop_batches(train, s.image_size, s.crop, s.batch_size)
     test_batches = crop_batches(test, s.image_size, s.crop, s.batch_size)
 
-    def new_model() -> PadimModel:
-        return PadimModel(s.backbone, d=s.d, image_size=s.image_size, crop=s.crop,
-                          device=device, weights=s.weights, batch_size=s.batch_size,
-                          extractor=extractor)
-
     def fit() -> PadimModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return new_model().fit(train)
+            return PadimModel(s.backbone, d=s.d, image_size=s.image_size, crop=s.crop,
+                              device=device, weights=s.weights, batch_size=s.batch_size,
+                              extractor=extractor).fit(train)
 
     model = fit()                                       # warm-up of the fit path
     backbone_pass(extractor, test_batches)              # warm-up of both predict sides,
     model.predict(test)                                 # every batch shape included
-    # Interleaved batch by batch (backbone, predict, predict, backbone, ...) so that load
-    # from other processes hits both sides alike. Per batch and side the best of `repeats`
-    # passes counts; the spread shows the totals of each pass.
-    # Inside predict a clock on the backbone's hooks gives the in-run ratio as well.
+    out: dict[str, Any] = {
+        "inference": _predict_vs_backbone(model, test, test_batches, s, sync),
+        "fit": _fit_vs_backbone(fit, extractor, train_batches, s, sync)}
+    if profile and device == "cpu":
+        out["profile"] = profile_cases(model, fit, test, train_batches[0], test_batches[0])
+    return out
+
+
+def _predict_vs_backbone(model: PadimModel, test: list[np.ndarray],
+                         test_batches: list[np.ndarray], s: Settings,
+                         sync: Callable[[], None]) -> dict[str, Any]:
+    """predict vs the backbone-only forward, ms/image.
+
+    Interleaved batch by batch (backbone, predict, predict, backbone, ...) so that load
+    from other processes hits both sides alike. Per batch and side the best of `repeats`
+    passes counts; the spread shows the totals of each pass. Inside predict a clock on the
+    backbone's hooks gives the in-run ratio as well.
+    """
+    extractor = model.extractor
     starts = list(range(0, len(test), s.batch_size))
     took = np.zeros((s.repeats, len(starts), 2))
     clock = BackboneClock(extractor, sync)
@@ -196,13 +208,21 @@ def speed_cases(images: ImageSet, s: Settings, device: str, profile: bool,
                 inside += clock.seconds if k == 1 else 0.0
     best = took.min(axis=0)                                  # (batches, 2)
     n_test = len(test)
-    inference = {"n_images": n_test, "backbone_ms_per_image": 1e3 * best[:, 0].sum() / n_test,
-                 "predict_ms_per_image": 1e3 * best[:, 1].sum() / n_test,
-                 "ratio": best[:, 1].sum() / best[:, 0].sum(),
-                 "ratio_batch_median": float(np.median(took[..., 1] / took[..., 0])),
-                 "ratio_in_run": float(took[..., 1].sum() / inside),
-                 "backbone_ms_spread": _spread(list(took[..., 0].sum(1)), 1e3 / n_test),
-                 "predict_ms_spread": _spread(list(took[..., 1].sum(1)), 1e3 / n_test)}
+    return {"n_images": n_test, "backbone_ms_per_image": 1e3 * best[:, 0].sum() / n_test,
+            "predict_ms_per_image": 1e3 * best[:, 1].sum() / n_test,
+            "ratio": best[:, 1].sum() / best[:, 0].sum(),
+            "ratio_batch_median": float(np.median(took[..., 1] / took[..., 0])),
+            "ratio_in_run": float(took[..., 1].sum() / inside),
+            "backbone_ms_spread": _spread(list(took[..., 0].sum(1)), 1e3 / n_test),
+            "predict_ms_spread": _spread(list(took[..., 1].sum(1)), 1e3 / n_test)}
+
+
+def _fit_vs_backbone(fit: Callable[[], PadimModel], extractor: FeatureExtractor,
+                     train_batches: list[np.ndarray], s: Settings,
+                     sync: Callable[[], None]) -> dict[str, Any]:
+    """Whole fits vs whole backbone passes over the train images, alternating (best of
+    ``fit_repeats``), and each fit over its own backbone time (in-run ratio)."""
+    clock = BackboneClock(extractor, sync)
     in_run: list[float] = []
 
     def clocked_fit() -> None:
@@ -214,15 +234,11 @@ def speed_cases(images: ImageSet, s: Settings, device: str, profile: bool,
 
     fb, ff = interleaved(lambda: backbone_pass(extractor, train_batches), clocked_fit,
                          s.fit_repeats, sync)
-    fitting = {"n_images": len(train), "backbone_s": min(fb), "fit_s": min(ff),
-               "ratio": min(ff) / min(fb),
-               "ratio_paired_median": median(f / b for f, b in zip(ff, fb, strict=True)),
-               "ratio_in_run": median(in_run), "ratio_in_run_runs": in_run,
-               "backbone_s_spread": _spread(fb, 1.0), "fit_s_spread": _spread(ff, 1.0)}
-    out: dict[str, Any] = {"inference": inference, "fit": fitting}
-    if profile and device == "cpu":
-        out["profile"] = profile_cases(model, fit, test, train_batches[0], test_batches[0])
-    return out
+    return {"n_images": sum(len(b) for b in train_batches), "backbone_s": min(fb),
+            "fit_s": min(ff), "ratio": min(ff) / min(fb),
+            "ratio_paired_median": median(f / b for f, b in zip(ff, fb, strict=True)),
+            "ratio_in_run": median(in_run), "ratio_in_run_runs": in_run,
+            "backbone_s_spread": _spread(fb, 1.0), "fit_s_spread": _spread(ff, 1.0)}
 
 
 def profile_cases(model: PadimModel, fit: Any, test: list[np.ndarray], train_batch: np.ndarray,
@@ -274,117 +290,6 @@ def targets(cpu: dict[str, Any]) -> dict[str, Any]:
             for k, v in found.items()}
 
 
-# ---------------------------------------------------------------------------- output
-def _row(label: str, value: str, note: str = "") -> str:
-    return f"  {label:<54} {value:>18}  {note}"
-
-
-def _ms(value: float, spread: dict[str, Any]) -> str:
-    return f"{value:.1f} ms (passes {spread['best']:.1f}–{spread['worst']:.1f})"
-
-
-def _check(target: dict[str, Any] | None) -> str:
-    if target is None:
-        return ""
-    return f"target ≤ {target['limit']:.4g}: {'met' if target['met'] else 'MISSED'}"
-
-
-def _device_lines(sec: dict[str, Any], s: dict[str, Any], t: dict[str, Any]) -> list[str]:
-    """Table rows of one device's cases (those that ran)."""
-    lines = []
-    if "inference" in sec:
-        inf, fit = sec["inference"], sec["fit"]
-        lines += [f"  {s['backbone']}, d={s['d']}, crop {s['crop']}², batch {s['batch_size']}; "
-                  f"predict: per batch the best of {s['repeats']} passes (pass totals in "
-                  f"brackets); fit: best of {s['fit_repeats']} (worst in brackets)"]
-        lines.append(_row(f"backbone-only forward, ms/image (n={inf['n_images']})",
-                          _ms(inf["backbone_ms_per_image"], inf["backbone_ms_spread"])))
-        lines.append(_row("predict, ms/image",
-                          _ms(inf["predict_ms_per_image"], inf["predict_ms_spread"])))
-        lines.append(_row("predict / backbone", f"{inf['ratio']:.3f}",
-                          _check(t.get("predict_ratio"))))
-        lines.append(_row("  in-run: predict / its own backbone time",
-                          f"{inf['ratio_in_run']:.3f}", _check(t.get("predict_ratio_in_run"))))
-        lines.append(_row(f"backbone-only forward over train, s (n={fit['n_images']})",
-                          f"{fit['backbone_s']:.2f} s ({fit['backbone_s_spread']['worst']:.2f} s)"))
-        lines.append(_row("fit, s", f"{fit['fit_s']:.2f} s ({fit['fit_s_spread']['worst']:.2f} s)"))
-        lines.append(_row("fit / backbone", f"{fit['ratio']:.3f}", _check(t.get("fit_ratio"))))
-        lines.append(_row("  in-run: fit / its own backbone time (median)",
-                          f"{fit['ratio_in_run']:.3f}", _check(t.get("fit_ratio_in_run"))))
-    if "memory" in sec:
-        mem = sec["memory"]
-        lines.append(_row("peak RSS, torch + backbone loaded", f"{mem['baseline_rss_mb']:.0f} MiB"))
-        lines.append(_row(f"peak RSS, backbone alone over N={mem['n']} paths",
-                          f"{mem['forward_rss_mb']:.0f} MiB"))
-        lines.append(_row(f"peak RSS, fit on N={mem['n']} paths",
-                          f"{mem['peak_rss_n_mb']:.0f} MiB", f"(+{mem['added_n_mb']:.0f})"))
-        lines.append(_row(f"peak RSS, fit on 4N={mem['n_4n']} paths",
-                          f"{mem['peak_rss_4n_mb']:.0f} MiB", f"(+{mem['added_4n_mb']:.0f})"))
-        lines.append(_row("peak RSS 4N / N", f"{mem['ratio']:.3f}", _check(t.get("memory_ratio"))))
-        for tag, key in (("N", "phase_peak_n_mb"), ("4N", "phase_peak_4n_mb")):
-            phases = ", ".join(f"{k} {v:.0f}" for k, v in mem[key].items())
-            lines.append(f"      sampled RSS peak by fit stage, {tag} (MiB): {phases}")
-        if "cuda_peak_n_mb" in mem:
-            lines.append(_row("CUDA max allocated, fit N / 4N",
-                              f"{mem['cuda_peak_n_mb']:.0f} / {mem['cuda_peak_4n_mb']:.0f} MiB"))
-    if "wrn" in sec:
-        w = sec["wrn"]
-        lines.append(_row(f"{w['backbone']} ({w['weights']}) d={w['d']}: fit, "
-                          f"n={w['n_train']}", f"{w['fit_s']:.1f} s"))
-        lines.append(_row("  predict, ms/image (backbone-only)",
-                          f"{w['predict_ms_per_image']:.0f} ms ({w['backbone_ms_per_image']:.0f})"))
-        lines.append(_row("  peak RSS of fit", f"{w['peak_rss_mb']:.0f} MiB",
-                          _check(t.get("wrn_peak_rss_mb"))))
-        phases = ", ".join(f"{k} {v:.0f}" for k, v in w["phase_peak_mb"].items())
-        lines.append(f"      sampled RSS peak by fit stage (MiB): {phases}")
-        if "cuda_peak_fit_mb" in w:
-            lines.append(_row("  CUDA max allocated, fit / predict",
-                              f"{w['cuda_peak_fit_mb']:.0f} / {w['cuda_peak_predict_mb']:.0f} MiB"))
-    return lines
-
-
-def _uses_system_malloc(result: dict[str, Any]) -> bool:
-    """Whether the run left glibc's malloc defaults alone."""
-    return bool(result["settings"].get("system_malloc"))
-
-
-def table(result: dict[str, Any]) -> str:
-    """The human-readable summary."""
-    lines = [f"PaDiM Inspector benchmark — {result['meta']['date']}",
-             f"machine: {result['meta']['machine']}; load average at start "
-             f"{result['meta']['load_average_start']}, end {result['meta']['load_average_end']}",
-             f"images: {result['data']['label']} ({result['data']['n_train']} train, "
-             f"{result['data']['n_test']} test)",
-             f"command: {result['meta']['command']}  (revision {result['meta']['revision']}, "
-             f"torch {result['meta']['torch']}, {result['meta']['torch_threads']} threads)",
-             "malloc: " + ("glibc defaults (--system-malloc)" if _uses_system_malloc(result)
-                           else "freed memory kept for reuse (padim_core.allocator)")]
-    s = result["settings"]
-    for dev, sec in (("CPU", result["cpu"]), ("GPU", result["gpu"])):
-        if sec is None:
-            continue
-        if not sec.get("available", True):
-            lines += ["", f"{dev}: {sec['note']}"]
-            continue
-        t = result.get("targets", {}) if dev == "CPU" else {}
-        lines += ["", f"{dev}" + (f" ({sec['name']})" if "name" in sec else "")]
-        lines += _device_lines(sec, s, t)
-    prof = result["cpu"].get("profile") if result["cpu"] else None
-    if prof:
-        lines += ["", "Profile (CPU, cProfile cumulative time of the engine's steps)",
-                  "  predict, ms/image:"]
-        lines += [_row(k, f"{v:.2f}") for k, v in prof["predict_ms_per_image"].items()]
-        lines.append("  predict, one batch timed piece by piece, ms/image:")
-        lines += [_row(k, f"{v:.2f}") for k, v in prof["predict_pieces_ms_per_image"].items()]
-        lines.append("  fit, s:")
-        lines += [_row(k, f"{v:.3f}") for k, v in prof["fit_s"].items()]
-        lines.append("  fit, pieces, s:")
-        lines += [_row(k, f"{v:.3f}") for k, v in prof["fit_pieces_s"].items()]
-        lines += ["", "  predict, top functions by own time:", prof["predict_top"],
-                  "", "  fit, top functions by own time:", prof["fit_top"]]
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- main
 def _settings(args: argparse.Namespace) -> Settings:
     s = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -403,47 +308,61 @@ def _devices(spec: str) -> list[str]:
     return [d.strip() for d in spec.split(",") if d.strip()]
 
 
+def _images(args: argparse.Namespace, s: Settings, tmp: Path) -> ImageSet:
+    """The MVTec category of ``--data`` (default the transistor set when present), else the
+    synthetic set written under ``tmp``."""
+    data = args.data or (None if args.smoke else DEFAULT_DATA)
+    if data is not None and (data / "train" / "good").is_dir():
+        return image_set(data, data.name, s.n_train, s.n_test)
+    return make_synthetic(tmp / "synthetic", s)
+
+
+def _meta(args: argparse.Namespace, argv: Sequence[str] | None,
+          started: datetime) -> dict[str, Any]:
+    """When, where and how the run was made."""
+    return {"date": started.isoformat(timespec="seconds"), "machine": machine_line(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__,
+            "revision": engine_revision(), "torch_threads": torch.get_num_threads(),
+            "command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
+            "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
+            "load_average_start": load_average()}
+
+
+def _run_devices(result: dict[str, Any], images: ImageSet, s: Settings,
+                 args: argparse.Namespace) -> None:
+    """The cases on the CPU and on CUDA, as asked, into ``result``."""
+    devices = _devices(args.devices)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if "cpu" in devices:
+        print(f"CPU cases on {len(images.train)} train / {len(images.test)} test images "
+              f"from {images.label} ...", file=sys.stderr, flush=True)
+        result["cpu"] = run_device(images, s, "cpu", args.profile, cases)
+        result["targets"] = targets(result["cpu"])
+    if "cuda" in devices:
+        if torch.cuda.is_available():
+            print("CUDA cases ...", file=sys.stderr, flush=True)
+            result["gpu"] = {"available": True, "name": torch.cuda.get_device_name(0),
+                             **run_device(images, s, "cuda", False, cases)}
+        else:
+            result["gpu"] = {"available": False, "note": "no CUDA device"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON."""
     args = parse_args(argv)
     if not args.system_malloc:
         keep_freed_memory()  # as the CLI and the app do; both sides of every ratio share it
     s = _settings(args)
-    devices = _devices(args.devices)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     started = datetime.now().astimezone()
-    load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="padim-bench-") as tmp:
-        data = args.data or (None if args.smoke else DEFAULT_DATA)
-        if data is not None and (data / "train" / "good").is_dir():
-            images = image_set(data, data.name, s.n_train, s.n_test)
-        else:
-            images = make_synthetic(Path(tmp) / "synthetic", s)
+        images = _images(args, s, Path(tmp))
         result: dict[str, Any] = {
-            "meta": {"date": started.isoformat(timespec="seconds"), "machine": machine(),
-                     "platform": platform.platform(), "python": platform.python_version(),
-                     "torch": torch.__version__, "numpy": np.__version__,
-                     "revision": engine_revision(),
-                     "torch_threads": torch.get_num_threads(),
-                     "command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
-                     "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
-                     "load_average_start": load_start},
-            "settings": asdict(s),
+            "meta": _meta(args, argv, started), "settings": asdict(s),
             "data": {"root": str(images.root), "label": images.label,
                      "n_train": len(images.train), "n_test": len(images.test)},
             "cpu": None, "gpu": None}
-        if "cpu" in devices:
-            print(f"CPU cases on {len(images.train)} train / {len(images.test)} test images "
-                  f"from {images.label} ...", file=sys.stderr, flush=True)
-            result["cpu"] = run_device(images, s, "cpu", args.profile, cases)
-            result["targets"] = targets(result["cpu"])
-        if "cuda" in devices:
-            if torch.cuda.is_available():
-                print("CUDA cases ...", file=sys.stderr, flush=True)
-                result["gpu"] = {"available": True, "name": torch.cuda.get_device_name(0),
-                                 **run_device(images, s, "cuda", False, cases)}
-            else:
-                result["gpu"] = {"available": False, "note": "no CUDA device"}
+        _run_devices(result, images, s, args)
         result["meta"]["load_average_end"] = load_average()
         result["meta"]["seconds"] = (datetime.now().astimezone() - started).total_seconds()
     result.setdefault("targets", {})

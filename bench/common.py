@@ -1,11 +1,9 @@
-"""Shared pieces of the benchmark: settings, image sets, decoding, timers, memory readings."""
+"""Shared pieces of the benchmark: settings, image sets, decoding, timers (memory and machine
+readings live in ``padim_core.machine``)."""
 
 from __future__ import annotations
 
 import gc
-import os
-import resource
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -169,59 +167,6 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int,
     return ta, tb
 
 
-def ru_maxrss_mb() -> float:
-    """``getrusage(RUSAGE_SELF).ru_maxrss`` in MiB (Linux reports KiB, macOS bytes).
-
-    On Linux it survives ``exec``: a child started by a large process reports at least the
-    parent's peak, so :func:`peak_rss_mb` prefers VmHWM, which starts afresh at ``exec``.
-    """
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-def _status_mb(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak resident set size so far, MiB (VmHWM, else ru_maxrss)."""
-    hwm = _status_mb("VmHWM")
-    return hwm if hwm is not None else ru_maxrss_mb()
-
-
-def rss_mb() -> float | None:
-    """Resident set size now, MiB (None where /proc is missing)."""
-    return _status_mb("VmRSS")
-
-
-def reset_peak_rss() -> bool:
-    """Restart the kernel's high-water mark of RSS (Linux ``clear_refs`` 5); False if not."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def machine() -> str:
-    """One line about the CPU this runs on."""
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores{', ' + name if name else ''}"
-
-
 def engine_revision() -> str:
     """The git commit of the checkout, with "+changes" when padim_core/ differs from it."""
     import subprocess
@@ -235,11 +180,3 @@ def engine_revision() -> str:
     if not head:
         return "unknown"
     return head + ("+changes" if git("status", "--porcelain", "--", "padim_core") else "")
-
-
-def load_average() -> float | None:
-    """1-minute load average (how shared the machine was), or None where unknown."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None

@@ -33,14 +33,11 @@ from bench.common import (
     decode,
     image_set,
     interleaved,
-    peak_rss_mb,
-    reset_peak_rss,
-    rss_mb,
-    ru_maxrss_mb,
     synchronizer,
 )
 from padim_core.allocator import keep_freed_memory
 from padim_core.backbones import load_feature_extractor
+from padim_core.machine import peak_rss_mb, reset_peak_rss, rss_mb, ru_maxrss_mb
 from padim_core.model import PadimModel
 
 

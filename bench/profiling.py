@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from padim_core import gaussian, images, scoring
+from padim_core.gaussian.cpu_statistics import MAX_STAGE_IMAGES
 from padim_core.model import PadimModel
 from padim_core.threads import single_blas_thread
 
@@ -42,11 +43,11 @@ FIT_STEPS: list[tuple[str, str]] = [
     ("  backbone forward", "backbones:FeatureExtractor.forward"),
     ("  embedding (gather, upsample, patch-major)", "embedding:Embedder.__call__"),
     ("  accumulator update (staging; Σx, Σxxᵀ per 128 images)",
-     "gaussian:PatchGaussianAccumulator.update"),
+     "gaussian.cpu_statistics:CpuPatchStatistics.update"),
     ("  staging slot for the embedder (flushes when full)",
-     "gaussian:PatchGaussianAccumulator.staging_slot"),
+     "gaussian.cpu_statistics:CpuPatchStatistics._slot"),
     ("  finalize (last flush, Cholesky, inverse, leave-one-out)",
-     "gaussian:PatchGaussianAccumulator.finalize"),
+     "gaussian.fitting:finalize"),
     ("  calibration maps", "model:PadimModel._render"),
     ("  threshold_at_fpr", "thresholds:threshold_at_fpr"),
 ]
@@ -149,14 +150,14 @@ def fit_pieces(fitted: PadimModel, batch: np.ndarray) -> dict[str, float]:
     emb = fitted._embed(batch, embedder)
     h, w, b, d = emb.shape
     x = emb.reshape(h * w, b, d).numpy()
-    acc = gaussian.PatchGaussianAccumulator(h * w, d)
+    acc = gaussian.patch_statistics(h * w, d)
     out["accumulator update, one batch (staged)"] = _best(lambda: acc.update(x))
-    staged = np.concatenate([x] * max(1, gaussian.MAX_STAGE_IMAGES // b), axis=1)
-    scratch = gaussian.PatchGaussianAccumulator(h * w, d)    # its sums are only timed
+    staged = np.concatenate([x] * max(1, MAX_STAGE_IMAGES // b), axis=1)
+    scratch = gaussian.patch_statistics(h * w, d)    # its sums are only timed
     out[f"  rank-{staged.shape[1]} Σxxᵀ update of staged images (threads)"] = _best(
         lambda: scratch._add(staged))
     hold = x[:, : max(1, b // 5)].copy()
     t0 = time.perf_counter()
-    acc.finalize(cfg.eps, holdout=hold)
+    gaussian.finalize(acc, cfg.eps, holdout=hold)
     out["finalize with leave-one-out calibration (once per fit)"] = time.perf_counter() - t0
     return out

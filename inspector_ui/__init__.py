@@ -1,2 +1,8 @@
-"""UI support for the PaDiM Inspector Streamlit app: session state, cached resources,
-upload handling, image views and plot builders. No PaDiM math lives here (see padim_core)."""
+"""The PaDiM Inspector Streamlit app's pieces. No PaDiM math lives here (see padim_core).
+
+``actions`` (what a button does, no drawing) · ``widgets`` (page frame, messages, progress,
+synced sliders) · ``panels`` (inputs whose buttons run actions) · ``cards`` (model card,
+comparison side) · ``state`` (typed session state) · ``resources`` (the shared backbone) ·
+``uploads`` (browser files and the demo set as engine inputs) · ``views`` / ``plots`` (tables,
+images and figures from stored results) · ``testing`` (AppTest helpers).
+"""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from padim_core import thresholds
+
 OK_COLOUR = "#2e7d32"
 NG_COLOUR = "#c62828"
 THRESHOLD_COLOUR = "#ef6c00"
@@ -43,10 +45,10 @@ def score_histogram(
 ) -> go.Figure:
     """Histogram of ``scores`` with a vertical threshold line (and an optional reference set).
 
-    ``ng``: the verdicts to colour by (default: score at or above the threshold).
+    ``ng``: the verdicts to colour by (default: the engine's rule, ``thresholds.is_ng``).
     """
     scores = np.asarray(scores, dtype=float)
-    ng = scores >= threshold if ng is None else np.asarray(ng, dtype=bool)
+    ng = thresholds.is_ng(scores, threshold) if ng is None else np.asarray(ng, dtype=bool)
     ref = np.asarray(reference, dtype=float) if reference is not None else np.zeros(0)
     bins = _bins(scores, ref, np.asarray([threshold]))
     fig = go.Figure()

@@ -29,8 +29,6 @@ def get_extractor(name: str, weights: str | None = None, device: str = "auto") -
     return _cached_extractor(name, weights, device)
 
 
-get_extractor.clear = _cached_extractor.clear  # type: ignore[attr-defined]
-
 
 @st.cache_resource(ttl=300)
 def backbones() -> list[BackboneStatus]:

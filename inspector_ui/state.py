@@ -28,8 +28,6 @@ INSPECTION_KEY = "inspection"
 EVALUATION_KEY = "evaluation"
 PREDICTION_CACHE_KEY = "prediction_cache"
 COMPARE_SOURCES_KEY = "compare_sources"
-PREDICT_CALLS_KEY = "predict_calls"
-FIT_CALLS_KEY = "fit_calls"
 SETTINGS_KEY = "ui_settings"
 MESSAGES_KEY = "flash_messages"
 
@@ -200,13 +198,6 @@ def remember_prediction(token: str, prediction: Prediction) -> None:
 def compare_sources() -> dict[str, ImageData]:
     """Images uploaded on the Compare page (name -> bytes)."""
     return _state().setdefault(COMPARE_SOURCES_KEY, {})
-
-
-def count(key: str) -> int:
-    """Increment and return a per-session counter (predict / fit calls, for tests and status)."""
-    value = int(_state().get(key, 0)) + 1
-    _state()[key] = value
-    return value
 
 
 def setting(name: str, default: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from padim_core.errors import InvalidInputError, PadimError
 from padim_core.limits import IMAGE_EXTENSIONS, MAX_UPLOAD_MB
@@ -56,6 +56,14 @@ class ImageBatch:
     def sources(self) -> dict[str, ImageData]:
         """name -> data, for later re-use (Compare)."""
         return dict(zip(self.names, self.data, strict=True))
+
+    @classmethod
+    def from_sources(cls, sources: dict[str, ImageData], label: str = "") -> ImageBatch:
+        """A batch of images kept earlier (e.g. to score them again with a new model)."""
+        batch = cls(label=label)
+        for name, data in sources.items():
+            batch.add(name, data)
+        return batch
 
 
 def session_tag() -> str:
@@ -101,6 +109,17 @@ def collect_images(files: Iterable[tuple[str, bytes]], label: str = "") -> Image
         else:
             batch.add(name, data)
     return batch
+
+
+def uploaded_batch(files: Any) -> ImageBatch:
+    """What ``st.file_uploader`` returned (None, one file or a list) as an :class:`ImageBatch`
+    labelled "cracked.png" / "batch.zip" / "12 uploaded files"."""
+    if files is None:
+        files = []
+    elif not isinstance(files, list):
+        files = [files]
+    label = files[0].name if len(files) == 1 else f"{len(files)} uploaded files"
+    return collect_images([(f.name, f.getvalue()) for f in files], label=label)
 
 
 def _add_archive(batch: ImageBatch, name: str, data: bytes) -> None:
@@ -151,17 +170,17 @@ def demo_category() -> MVTecCategory:
     return MVTecCategory.from_folder(demo_root())
 
 
-def demo_train_batch() -> ImageBatch:
-    """The demo set's defect-free training images (as paths: nothing is copied)."""
-    batch = ImageBatch(label="the demo set")
-    for path in demo_category().train:
+def train_batch(category: MVTecCategory, label: str) -> ImageBatch:
+    """A category's defect-free training images, named ``train/good/<file>`` (as paths)."""
+    batch = ImageBatch(label=label)
+    for path in category.train:
         batch.add(f"train/good/{Path(path).name}", Path(path))
     return batch
 
 
-def demo_test_batch() -> ImageBatch:
-    """The demo set's test images, good and defective, named ``<defect type>/<file>``."""
-    batch = ImageBatch(label="demo test set")
-    for item in demo_category().test:
+def labelled_batch(category: MVTecCategory, label: str) -> ImageBatch:
+    """A category's test images, good and defective, named ``<defect type>/<file>``."""
+    batch = ImageBatch(label=label)
+    for item in category.test:
         batch.add(f"{item.defect_type}/{Path(item.path).name}", Path(item.path))
     return batch

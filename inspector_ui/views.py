@@ -62,6 +62,98 @@ def is_ng(score: float, threshold: float) -> bool:
     return bool(thresholds.is_ng(score, threshold))
 
 
+def calibration_scores(model: object) -> np.ndarray:
+    """The leave-one-out scores of a model's normal images (empty for older model files)."""
+    return np.asarray(getattr(model, "calibration_scores_", []), dtype=float)
+
+
+def slider_step(hi: float) -> float:
+    """A slider step giving roughly 500 positions over [0, hi]."""
+    raw = max(hi, 1e-9) / 500.0
+    return float(10 ** np.floor(np.log10(raw)))
+
+
+def threshold_ranges(model: object, batch_scores: np.ndarray | None = None,
+                     batch_pixel_max: float | None = None) -> tuple[float, float]:
+    """Upper ends of the image / pixel threshold sliders of a model, the same on every page:
+    past the calibration scores, the model's thresholds and the scores and maps of the batch
+    it scored last (when given)."""
+    image_values = [2.0 * float(model.image_threshold_)]  # type: ignore[attr-defined]
+    pixel_values = [2.0 * float(model.pixel_threshold_)]  # type: ignore[attr-defined]
+    calibration = calibration_scores(model)
+    if calibration.size:
+        image_values.append(1.25 * float(calibration.max()))
+    if batch_scores is not None and len(batch_scores):
+        image_values.append(1.25 * float(np.max(batch_scores)))
+    if batch_pixel_max is not None:
+        pixel_values.append(1.1 * float(batch_pixel_max))
+    return max(image_values), max(pixel_values)
+
+
+def ranked(scores: Sequence[float] | np.ndarray) -> list[int]:
+    """Image indices, most suspect (highest score) first."""
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=float))]
+
+
+def extreme_pair(names: Sequence[str], scored: dict[str, float] | None) -> tuple[int, int]:
+    """Indices into ``names`` of the most and the least suspect image by ``scored`` (name ->
+    score), when at least two are scored; else the first two names."""
+    if scored is not None and len(scored) > 1:
+        order = sorted(scored, key=scored.__getitem__)
+        if order[-1] in names and order[0] in names:
+            return list(names).index(order[-1]), list(names).index(order[0])
+    return 0, (1 if len(names) > 1 else 0)
+
+
+def gallery_pages(order: Sequence[int], ng: np.ndarray, show: str,
+                  per_page: int) -> list[list[int]]:
+    """The gallery's pages: indices (in ``order``) of the images ``show`` asks for ("All",
+    "NG only", "OK only"), ``per_page`` at a time; one empty page when none."""
+    picked = [j for j in order if show == "All" or (show == "NG only") == bool(ng[j])]
+    return [picked[k:k + per_page] for k in range(0, len(picked), per_page)] or [[]]
+
+
+def metric_text(value: float | None) -> str:
+    """A metric with three decimals, or a dash when it could not be computed."""
+    return "—" if value is None else f"{value:.3f}"
+
+
+def defect_type_rows(per_defect_type: dict[str, dict[str, object]]) -> pd.DataFrame:
+    """The evaluation report's per-defect-type figures as a table."""
+    return pd.DataFrame([{"defect type": name, "images": v.get("count"),
+                          "defective": v.get("n_anomalous"),
+                          "image AUROC": v.get("image_auroc"), "mean score": v.get("mean_score")}
+                         for name, v in per_defect_type.items()])
+
+
+def no_mask_rows(missing: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Defective images without a ground-truth mask, and why, as a table."""
+    return pd.DataFrame(list(missing), columns=["image", "reason"])
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Image-level ROC and precision-recall points of an evaluation."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    base_rate: float
+
+
+def image_curves(labels: np.ndarray, scores: np.ndarray) -> Curves | None:
+    """ROC and PR points; None unless there are both good and defective images."""
+    labels = np.asarray(labels, dtype=bool)
+    if not labels.size or labels.all() or not labels.any():
+        return None
+    from padim_core.metrics import pr_curve_points, roc_curve_points
+
+    fpr, tpr, _ = roc_curve_points(labels, scores)
+    precision, recall, _ = pr_curve_points(labels, scores)
+    return Curves(fpr, tpr, precision, recall, float(labels.mean()))
+
+
 def relative_map(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     """A map in multiples of its model's pixel threshold (1.0 = at the threshold)."""
     return np.asarray(amap, dtype=np.float32) / np.float32(max(pixel_threshold, 1e-12))

@@ -1,4 +1,5 @@
-"""Command line: ``padim fit``, ``padim predict`` and ``padim evaluate``.
+"""Command line: ``padim fit``, ``predict``, ``evaluate``, ``export`` and ``serve``, and the
+workspace's ``padim models`` / ``padim history`` (in ``store_commands``).
 
 Also runnable as ``python -m padim_core``. Every expected failure (a ``PadimError`` or an
 ``OSError``) ends with one line ``padim: error: <message>`` on stderr and no traceback:
@@ -13,11 +14,8 @@ import argparse
 import csv
 import json
 import os
-import platform
-import resource
 import shlex
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,8 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-import numpy as np
-
+from . import store_commands
 from .allocator import keep_freed_memory
 from .backbones import SPECS
 from .config import DEFAULTS, default_crop
@@ -36,16 +33,16 @@ from .embedding import REDUCTIONS
 from .errors import InvalidInputError, PadimError
 from .evaluation import EvaluationReport, evaluate_model
 from .images import iter_image_files
+from .machine import machine_info, ru_maxrss_mb
 from .model import PadimModel, PredictResult, __version__
+from .names import relative_names
 from .tables import spreadsheet_safe
-from .visualize import defect_mask, draw_contours, encode_png, overlay
+from .visualize import OVERLAY_SCALE, threshold_overlay_png
 
 PROG = "padim"
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+ENGINES = ("torch", "onnxruntime")
 
-#: Overlay colour scale, in multiples of the model's pixel threshold. Fixed per model (not
-#: per image or per run), so the same colour means the same score in every overlay.
-OVERLAY_SCALE = (0.5, 2.0)
 
 #: PadimConfig field -> the option that sets it, so config errors name the option.
 _OPTION_OF_FIELD = {
@@ -142,21 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA",
                      help="a folder of normal images, or an MVTec-style category (uses "
                           "train/good)")
-    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="model file to write (.safetensors)")
+    fit.add_argument("-o", "--output", metavar="MODEL",
+                     help="model file to write (.safetensors); and/or --save-as NAME")
     _add_fit_options(fit)
     _add_common(fit)
+    store_commands.add_fit_options(fit)
 
     pred = sub.add_parser(
         "predict", help="score images with a fitted model",
         description="Score images; write results.csv, skipped.csv and overlays/<stem>.png "
                     f"(heat map scaled {OVERLAY_SCALE[0]}x..{OVERLAY_SCALE[1]}x the pixel "
                     "threshold, outlines where the map reaches the pixel threshold).")
-    pred.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
-    pred.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+    pred.add_argument("model", nargs="?", metavar="MODEL",
+                      help="model file written by 'padim fit' (left out with --model NAME)")
+    pred.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR",
                       help="image files and/or folders of images")
     pred.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    pred.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
+                      help="torch (default: MODEL is a .safetensors file) or onnxruntime "
+                           "(MODEL is an .onnx file written by 'padim export'; CPU)")
     _add_common(pred)
+    store_commands.add_predict_options(pred)
 
     ev = sub.add_parser(
         "evaluate", help="measure a model on a labelled MVTec-style set",
@@ -169,7 +172,37 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save-model", metavar="MODEL", help="also save the fitted model here")
     _add_fit_options(ev)
     _add_common(ev)
+    _add_export_and_serve(sub)
+    store_commands.add_parsers(sub)
     return parser
+
+
+def _add_export_and_serve(sub: Any) -> None:
+    exp = sub.add_parser(
+        "export", help="write a fitted model as ONNX (after a parity check)",
+        description="Write MODEL as one ONNX graph (uint8 crops in; scores and maps out) "
+                    "and check it with onnxruntime against padim_core: nothing is written "
+                    "when scores differ by more than 1e-4 relative or maps by 1e-3.")
+    exp.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    exp.add_argument("-o", "--output", required=True, metavar="FILE",
+                     help="ONNX file to write (.onnx; large models add FILE.data)")
+    exp.add_argument("--check-images", metavar="DIR",
+                     help="images to check the export on (default: synthetic demo images)")
+    exp.set_defaults(progress=None)
+    srv = sub.add_parser(
+        "serve", help="serve a model over HTTP (FastAPI)",
+        description="Score images sent to POST /predict; OpenAPI page at /docs.")
+    srv.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                          "(default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--max-batch", type=int, default=32, metavar="N",
+                     help="most images scored in one pass (default 32)")
+    srv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                     help="how long a batch waits for more requests (default 5)")
+    srv.add_argument("--device", default="auto", metavar="D",
+                     help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    srv.set_defaults(progress=None)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -262,6 +295,19 @@ def _new_model(args: argparse.Namespace) -> PadimModel:
     return model
 
 
+def _load_engine(args: argparse.Namespace) -> Any:
+    """The model ``predict`` scores with: a PadimModel, or an OnnxModel for onnxruntime."""
+    if args.engine == "torch":
+        if Path(args.model).suffix.lower() == ".onnx":
+            raise UsageError(f"{args.model}: an ONNX file needs --engine onnxruntime")
+        return _load_model(args.model, args.device)
+    if args.device not in ("auto", "cpu"):
+        raise UsageError("--device: the onnxruntime engine runs on the CPU")
+    from .onnx_engine import OnnxModel
+
+    return OnnxModel(args.model)
+
+
 def _load_model(path: str, device: str) -> PadimModel:
     _check_device(device)
     model = PadimModel.load(path, device=device)
@@ -310,21 +356,6 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         _say(line)
 
 
-def _display_names(paths: Sequence[Path]) -> list[str]:
-    """Names for results and overlays: each path relative to the folder common to all
-    inputs (``good/000.png``, ``cut_lead/000.png``; MVTec reuses file names across defect
-    folders), ``#<index>`` added where the same file is given twice."""
-    if not paths:
-        return []
-    absolute = [Path(os.path.abspath(p)) for p in paths]
-    base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
-    names = [p.relative_to(base).as_posix() for p in absolute]
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
-
-
 def _overlay_relpath(name: str, used: set[str]) -> str:
     """``overlays/<stem>.png`` for a display name (its folders kept, made safe)."""
     parts = [p.replace("\\", "_") for p in name.split("/")]
@@ -355,50 +386,50 @@ def _collect_inputs(items: Sequence[str]) -> list[Path]:
     return paths
 
 
-def _overlay_png(image: np.ndarray, amap: np.ndarray, pixel_threshold: float) -> bytes:
-    lo, hi = (pixel_threshold * f for f in OVERLAY_SCALE)
-    pic = overlay(image, amap, lo, hi)
-    pic = draw_contours(pic, defect_mask(amap, pixel_threshold), color=(255, 255, 255))
-    return encode_png(pic)
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------- commands
 
 
 def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
+    store_commands.check_fit_args(args)
     model = _new_model(args)  # option errors first: they cost nothing to find
     paths = training_images(args.data)
-    out = _output_file(args.output)
+    out = _output_file(args.output) if args.output else None
     _ = model.extractor  # load the weights now: a missing file fails before any work
     _say(f"fitting on {len(paths)} image(s) from {args.data}")
     with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
         model.fit(paths, progress=progress)
     progress.close()
-    model.save(out)
+    if out is not None:
+        model.save(out)
     _print_card(model.card(), out)
+    if args.save_as is not None:
+        store_commands.save_fitted(args, model, paths)
     return EXIT_OK
 
 
 def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
-    paths = _collect_inputs(args.inputs)
-    names = _display_names(paths)
-    model = _load_model(args.model, args.device)
+    paths = _collect_inputs(store_commands.check_predict_args(args))
+    names = relative_names(paths)
+    if args.library_model is None:
+        model, recorder, store = _load_engine(args), None, None
+    else:
+        if args.engine != ENGINES[0]:
+            raise UsageError("--model NAME scores with the library's .safetensors file: use "
+                             "--engine torch")
+        _check_device(args.device)
+        model, recorder, store = store_commands.library_model(args)
+    try:
+        return _predict_into(args, progress, model, paths, names, recorder)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
+                  paths: list[Path], names: list[str],
+                  recorder: store_commands.Recorder | None) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidInputError(str(out), "exists and is not a folder")
@@ -419,8 +450,10 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 rel = _overlay_relpath(name, used)
                 target = out / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(_overlay_png(part.images[i], part.maps[i],
-                                                part.pixel_threshold))
+                png = threshold_overlay_png(part.images[i], part.maps[i], part.pixel_threshold)
+                target.write_bytes(png)
+                if recorder is not None:
+                    recorder.add(name, path_of[name], part.scores[i], part.images[i], png)
                 rows.writerow([spreadsheet_safe(name), f"{part.scores[i]:.6g}",
                                f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
                                spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name]))])
@@ -433,32 +466,43 @@ def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
                 n_skipped += 1
             fh.flush()
             sk.flush()
+            if recorder is not None:
+                recorder.flush()
     progress.close()
     _say(f"{n_ok + n_ng} image(s) scored: {n_ok} OK, {n_ng} NG"
          + (f", {n_skipped} skipped (see {out / 'skipped.csv'})" if n_skipped else ""))
     _say(f"results: {out / 'results.csv'}, overlays: {out / 'overlays'}")
+    if recorder is not None:
+        _say(f"history: {recorder.count} row(s) recorded for {recorder.version.ref}")
     return EXIT_OK
 
 
-class _TimedModel:
-    """Wraps a model so ``evaluate_model``'s predict call is timed (decode + features +
-    scores), everything else passes through."""
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
 
-    def __init__(self, model: PadimModel) -> None:
-        self.model = model
-        self.seconds = 0.0
-        self.n_images = 0
+    out = _output_file(args.output)
+    model = PadimModel.load(args.model, device="cpu")
+    _say(f"exporting {args.model} -> {out}, checking it with onnxruntime")
+    report = export_onnx(model, out, check_images=args.check_images)
+    _say(report.summary())
+    data = out.with_name(out.name + ".data")
+    extra = f" + {data.name} ({data.stat().st_size / 2**20:.1f} MB)" if data.exists() else ""
+    _say(f"saved {out} ({out.stat().st_size / 2**20:.1f} MB){extra}")
+    return EXIT_OK
 
-    def predict(self, images: Any, progress: Any = None,
-                names: Sequence[str] | None = None) -> PredictResult:
-        t0 = time.perf_counter()
-        res = self.model.predict(images, progress=progress, names=names)
-        self.seconds += time.perf_counter() - t0
-        self.n_images += len(res.names)
-        return res
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port: must be 1..65535, got {args.port}")
+    import uvicorn
+
+    from .service import create_app
+
+    model = _load_model(args.model, args.device)
+    app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    _say(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
 
 
 def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
@@ -493,7 +537,8 @@ def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
         _say(line)
 
 
-def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[str]) -> int:
+def _check_evaluate_options(args: argparse.Namespace) -> None:
+    """Usage errors of ``evaluate``: --model fixes every fit option."""
     given = [f"--{dest.replace('_', '-')}" for dest in _FIT_FIELDS
              if getattr(args, dest) is not None]
     if args.model and given:
@@ -501,66 +546,76 @@ def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[
                          "(the model file fixes them)")
     if args.model and args.save_model:
         raise UsageError("--save-model cannot be used with --model")
-    new_model = None if args.model else _new_model(args)
-    category = MVTecCategory.from_folder(find_dataset_root(args.data))
-    json_out = _output_file(args.json) if args.json else None
-    model_out = _output_file(args.save_model) if args.save_model else None
-    if new_model is None:
-        model = _load_model(args.model, args.device)
-        fit_seconds = float(model.fit_seconds_)
-    else:
-        model = new_model
-        _ = model.extractor
-        _say(f"fitting on {len(category.train)} image(s) from {category.root / 'train/good'}")
-        with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
-            model.fit(category.train, progress=progress)
-        progress.close()
-        fit_seconds = float(model.fit_seconds_)
-        if model_out is not None:
-            model.save(model_out)
-    _say(f"evaluating on {len(category.test)} test image(s)")
-    timed = _TimedModel(model)
-    with _warnings_as_lines():
-        report = evaluate_model(timed, category.test, progress=progress)
-    progress.close()
-    import torch
 
+
+def _fit_for_evaluation(model: PadimModel, category: MVTecCategory, progress: _Progress,
+                        model_out: Path | None) -> None:
+    """Fit ``model`` on the category's train/good images (and save it if asked)."""
+    _ = model.extractor
+    _say(f"fitting on {len(category.train)} image(s) from {category.root / 'train/good'}")
+    with _warnings_as_lines(lambda: model.warnings_ if model.is_fitted else []):
+        model.fit(category.train, progress=progress)
+    progress.close()
+    if model_out is not None:
+        model.save(model_out)
+
+
+def _evaluation_result(args: argparse.Namespace, argv: Sequence[str], category: MVTecCategory,
+                       model: PadimModel, report: EvaluationReport) -> dict[str, Any]:
+    """Everything ``evaluate`` reports, JSON-safe (what ``--json`` writes)."""
     metrics = report.to_dict()
-    result: dict[str, Any] = {
+    return {
         "data": str(category.root),
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join([PROG, *argv]),
-        "image_auroc": metrics["image_auroc"],
-        "pixel_auroc": metrics["pixel_auroc"],
-        "aupro": metrics["aupro"],
-        "image_f1": metrics["image_f1"],
-        "image_f1_threshold": metrics["image_f1_threshold"],
-        "pixel_f1": metrics["pixel_f1"],
-        "pixel_f1_threshold": metrics["pixel_f1_threshold"],
+        **{key: metrics[key] for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1",
+                                         "image_f1_threshold", "pixel_f1",
+                                         "pixel_f1_threshold")},
         "calibrated_thresholds": {
             "image": metrics["model_image_threshold"],
             "pixel": metrics["model_pixel_threshold"],
             "image_f1_at_threshold": metrics["image_f1_at_model_threshold"],
             "pixel_f1_at_threshold": metrics["pixel_f1_at_model_threshold"],
         },
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(float(model.fit_seconds_), 3),
         "fit_source": f"model file {args.model}" if args.model else "this run",
-        "infer_ms_per_image": round(1000 * timed.seconds / max(timed.n_images, 1), 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "infer_ms_per_image": round(report.ms_per_image, 2),
+        "peak_rss_mb": round(ru_maxrss_mb(), 1),
         "n_train_images": int(model.n_train_images_),
         "n_test_images": metrics["n_images"],
         "n_anomalous": metrics["n_anomalous"],
         "per_defect_type": metrics["per_defect_type"],
         "report": metrics,
         "model": model.card(),
-        "machine": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine_info(),
     }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON, atomically (a half-written report never replaces one)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[str]) -> int:
+    _check_evaluate_options(args)
+    new_model = None if args.model else _new_model(args)
+    category = MVTecCategory.from_folder(find_dataset_root(args.data))
+    json_out = _output_file(args.json) if args.json else None
+    model_out = _output_file(args.save_model) if args.save_model else None
+    if new_model is None:
+        model = _load_model(args.model, args.device)
+    else:
+        model = new_model
+        _fit_for_evaluation(model, category, progress, model_out)
+    _say(f"evaluating on {len(category.test)} test image(s)")
+    with _warnings_as_lines():
+        report = evaluate_model(model, category.test, progress=progress)
+    progress.close()
+    result = _evaluation_result(args, argv, category, model, report)
     if json_out is not None:
-        tmp = json_out.with_name(json_out.name + ".part")
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, json_out)
+        _write_json(json_out, result)
     _print_report(result, report)
     if json_out is not None:
         _say(f"report: {json_out}")
@@ -590,6 +645,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_fit(args, progress)
         if args.command == "predict":
             return _cmd_predict(args, progress)
+        if args.command == "export":
+            return _cmd_export(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
+        if args.command in store_commands.COMMANDS:
+            return store_commands.run(args)
         return _cmd_evaluate(args, progress, args_list)
     except UsageError as err:
         progress.close()

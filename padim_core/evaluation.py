@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections import Counter
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from padim_core import metrics
 from padim_core.errors import InvalidInputError
+from padim_core.names import unique_names
 
 if TYPE_CHECKING:
     from padim_core.datasets import LabeledImage
@@ -64,6 +65,16 @@ class EvaluationReport:
     image_f1_at_model_threshold: float | None = None
     model_pixel_threshold: float | None = None
     pixel_f1_at_model_threshold: float | None = None
+    #: per scored image, in scoring order: unique display name (``defect_type/file`` from
+    #: ``evaluate_model``), image score, label (True = anomalous) and defect type
+    image_names: list[str] = field(default_factory=list)
+    image_scores: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    image_labels: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    image_defect_types: list[str] = field(default_factory=list)
+    #: wall time of the model's predict call in ``evaluate_model`` (decode + features +
+    #: scoring, all images), and per scored image in ms; None where no model ran
+    predict_seconds: float | None = None
+    ms_per_image: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: plain floats/ints/str, lists instead of tuples, NaN -> None."""
@@ -73,7 +84,7 @@ class EvaluationReport:
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, np.ndarray)):
         return [_json_safe(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -178,6 +189,10 @@ def evaluate_predictions(
         model_image_threshold=image_threshold,
         image_f1_at_model_threshold=f1_at_model,
         model_pixel_threshold=pixel_threshold,
+        image_names=shown,
+        image_scores=s,
+        image_labels=y,
+        image_defect_types=[str(t) for t in defect_types],
     )
     _notify(progress, 2, total, "metrics")
 
@@ -188,46 +203,51 @@ def evaluate_predictions(
     maps_arr = np.asarray(maps)
     if maps_arr.ndim != 3 or maps_arr.shape[0] != n:
         raise InvalidInputError("maps", f"expected shape ({n}, H, W), got {maps_arr.shape}")
-    mask_list: Sequence[ArrayLike | None] = masks if masks is not None else [None] * n
+    used, gt = _pixel_ground_truth(report, y, masks, maps_arr.shape[1:], shown)
+    report.n_pixel_images = len(used)
+    if used and gt.any() and not gt.all():
+        _add_pixel_metrics(report, gt, maps_arr if len(used) == n else maps_arr[used],
+                           pixel_threshold, lambda k: _notify(progress, k, total, "metrics"))
+    _notify(progress, total, total, "metrics")
+    return report
+
+
+def _pixel_ground_truth(report: EvaluationReport, y: NDArray[np.bool_],
+                        masks: Sequence[ArrayLike | None] | None, shape: tuple[int, ...],
+                        shown: Sequence[str]) -> tuple[list[int], NDArray[np.bool_]]:
+    """(images with pixel ground truth, their masks (k, H, W)); anomalous images without a
+    mask go to ``report.no_pixel_ground_truth``."""
+    mask_list: Sequence[ArrayLike | None] = masks if masks is not None else [None] * len(y)
     used: list[int] = []
     gt: list[NDArray[np.bool_]] = []
-    for i in range(n):
-        mask = mask_list[i]
+    for i, mask in enumerate(mask_list):
         if mask is None:
             if y[i]:
                 report.no_pixel_ground_truth.append((shown[i], NO_MASK_FILE))
                 continue
-            mask_arr = np.zeros(maps_arr.shape[1:], dtype=bool)
+            mask_arr = np.zeros(shape, dtype=bool)
         else:
             mask_arr = np.asarray(mask) != 0
-            if mask_arr.shape != maps_arr.shape[1:]:
+            if mask_arr.shape != shape:
                 raise InvalidInputError(
-                    shown[i],
-                    f"mask shape {mask_arr.shape} does not match map shape {maps_arr.shape[1:]}",
-                )
+                    shown[i], f"mask shape {mask_arr.shape} does not match map shape {shape}")
         used.append(i)
         gt.append(mask_arr)
-    report.n_pixel_images = len(used)
-    if not used:
-        _notify(progress, total, total, "metrics")
-        return report
-    gt_arr = np.stack(gt)
-    pix_maps = maps_arr if len(used) == n else maps_arr[used]
-    if gt_arr.any() and not gt_arr.all():
-        report.pixel_auroc = metrics.pixel_auroc(gt_arr, pix_maps)
-        _notify(progress, 3, total, "metrics")
-        report.aupro = metrics.aupro(gt_arr, pix_maps)
-        _notify(progress, 4, total, "metrics")
-        report.pixel_f1_threshold, report.pixel_f1 = metrics.pixel_f1_optimal_threshold(
-            gt_arr, pix_maps
-        )
-        _notify(progress, 5, total, "metrics")
-        if pixel_threshold is not None:
-            report.pixel_f1_at_model_threshold = metrics.pixel_f1_at_threshold(
-                gt_arr, pix_maps, pixel_threshold
-            )
-    _notify(progress, total, total, "metrics")
-    return report
+    return used, (np.stack(gt) if gt else np.zeros((0, *shape), dtype=bool))
+
+
+def _add_pixel_metrics(report: EvaluationReport, gt: NDArray[np.bool_], maps: NDArray[Any],
+                       pixel_threshold: float | None, step: Callable[[int], None]) -> None:
+    """Pixel AUROC, AUPRO and pixel F1 (best and at the model's threshold) into ``report``."""
+    report.pixel_auroc = metrics.pixel_auroc(gt, maps)
+    step(3)
+    report.aupro = metrics.aupro(gt, maps)
+    step(4)
+    report.pixel_f1_threshold, report.pixel_f1 = metrics.pixel_f1_optimal_threshold(gt, maps)
+    step(5)
+    if pixel_threshold is not None:
+        report.pixel_f1_at_model_threshold = metrics.pixel_f1_at_threshold(
+            gt, maps, pixel_threshold)
 
 
 # --------------------------------------------------------------------------- with a model
@@ -236,13 +256,6 @@ def evaluate_predictions(
 def _display_name(item: LabeledImage) -> str:
     """``defect_type/file name``: MVTec file names repeat across defect types."""
     return f"{item.defect_type}/{Path(item.path).name}"
-
-
-def _unique_names(items: Sequence[LabeledImage]) -> list[str]:
-    """Display names, made unique with ``#<index>`` where two items would share one."""
-    names = [_display_name(item) for item in items]
-    counts = Counter(names)
-    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
 
 
 def _accepts_names(model: Any) -> bool:
@@ -317,19 +330,25 @@ def evaluate_model(
 ) -> EvaluationReport:
     """Run a fitted model on labelled images and compute an :class:`EvaluationReport`.
 
-    Images the model cannot read are reported in ``skipped`` and left out. Masks are loaded,
-    square-resized and centre-cropped exactly like the images (``model.config.image_size``,
-    ``model.config.crop``). ``progress(done, total, stage)`` gets the model's own stages,
-    then ``"masks"`` and ``"metrics"``.
+    The report also holds the per-image results (``image_names``, ``image_scores``,
+    ``image_labels``, ``image_defect_types``) and the time of the model's predict call
+    (``predict_seconds``, ``ms_per_image``). Images the model cannot read are reported in
+    ``skipped`` and left out. Masks are loaded, square-resized and centre-cropped exactly
+    like the images (``model.config.image_size``, ``model.config.crop``).
+    ``progress(done, total, stage)`` gets the model's own stages, then ``"masks"`` and
+    ``"metrics"``.
     """
     if not items:
         raise InvalidInputError("items", "no labelled images to evaluate")
     paths = [item.path for item in items]
-    given = _unique_names(items) if _accepts_names(model) else None
+    unique = unique_names([_display_name(item) for item in items])
+    given = unique if _accepts_names(model) else None
+    t0 = time.perf_counter()
     if given is not None:
         res = model.predict(paths, progress=progress, names=given)
     else:
         res = model.predict(paths, progress=progress)
+    predict_seconds = time.perf_counter() - t0
     kept = _align(items, list(res.names), list(res.skipped), given)
     kept_set = set(kept)
     skipped_items = [items[i] for i in range(len(items)) if i not in kept_set]
@@ -340,23 +359,10 @@ def evaluate_model(
     if not kept:
         raise InvalidInputError("items", "the model could not read any of the images")
 
-    image_size, crop = int(model.config.image_size), int(model.config.crop)
-    masks: list[NDArray[np.bool_] | None] = []
-    mask_problems: dict[int, str] = {}
-    for done, i in enumerate(kept, start=1):
-        item = items[i]
-        mask = None
-        if item.mask_path is not None:
-            try:
-                mask = _load_cropped_mask(item.mask_path, image_size, crop)
-            except InvalidInputError as err:
-                # a good image stays all-normal; an anomalous one loses its pixel ground truth
-                mask_problems[len(masks)] = f"mask unreadable: {err.problem}"
-        masks.append(mask)
-        _notify(progress, done, len(kept), "masks")
-
+    masks, mask_problems = _masks([items[i] for i in kept], int(model.config.image_size),
+                                  int(model.config.crop), progress)
     labels = [bool(items[i].is_anomalous) for i in kept]
-    names = [_display_name(items[i]) for i in kept]
+    names = [unique[i] for i in kept]
     report = evaluate_predictions(
         labels,
         np.asarray(res.scores, dtype=np.float64),
@@ -369,12 +375,33 @@ def evaluate_model(
         progress=progress,
     )
     report.skipped = skipped
+    report.predict_seconds = predict_seconds
+    report.ms_per_image = 1000 * predict_seconds / len(kept)
     report.no_pixel_ground_truth = [
         (names[n], mask_problems.get(n, NO_MASK_FILE))
         for n in range(len(kept))
         if labels[n] and masks[n] is None
     ]
     return report
+
+
+def _masks(items: Sequence[LabeledImage], image_size: int, crop: int,
+           progress: Progress | None) -> tuple[list[NDArray[np.bool_] | None], dict[int, str]]:
+    """Each item's mask cropped like its image (None without one), and why, by position,
+    masks that exist could not be read."""
+    masks: list[NDArray[np.bool_] | None] = []
+    problems: dict[int, str] = {}
+    for done, item in enumerate(items, start=1):
+        mask = None
+        if item.mask_path is not None:
+            try:
+                mask = _load_cropped_mask(item.mask_path, image_size, crop)
+            except InvalidInputError as err:
+                # a good image stays all-normal; an anomalous one loses its pixel ground truth
+                problems[len(masks)] = f"mask unreadable: {err.problem}"
+        masks.append(mask)
+        _notify(progress, done, len(items), "masks")
+    return masks, problems
 
 
 def _load_cropped_mask(path: str | Path, image_size: int, crop: int) -> NDArray[np.bool_]:

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from math import nan
 from typing import Any
 
 import numpy as np
@@ -31,12 +32,13 @@ from .config import DEFAULTS, FIELDS_ADDED_LATER, PadimConfig
 from .devices import device_label
 from .embedding import Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
-from .gaussian import HoldoutStore, PatchGaussian, PatchGaussianAccumulator
+from .gaussian import HoldoutStore, PatchGaussian, PatchStatistics, finalize, patch_statistics
 from .images import input_name, load_image, resize_and_crop
 from .scoring import MapRenderer, image_scores, mahalanobis
 from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fpr
 
 Progress = Callable[[int, int, str], None]
+Array = np.ndarray | torch.Tensor
 __version__ = "0.1.0"
 
 
@@ -109,20 +111,100 @@ def _placed(gaussian: PatchGaussian, device: torch.device) -> PatchGaussian:
     return PatchGaussian(torch.as_tensor(mean).to(device), torch.as_tensor(whitener).to(device))
 
 
+def _checked_inputs(images: Iterable[Any], names: Sequence[str] | None,
+                    what: str | None = None) -> list[Any]:
+    """images as a list, with one name each when names are given (and at least one image
+    when ``what`` names them in the error)."""
+    images = list(images)
+    if names is not None and len(names) != len(images):
+        raise InvalidInputError("names", "must have one name per image")
+    if what and not images:
+        raise InvalidInputError(what, "no images given")
+    return images
+
+
 def _fitted(name: str, doc: str) -> property:
     """A read-only fitted attribute (scikit-learn's trailing underscore) from ``state_``."""
     return property(lambda self: getattr(self._state(), name), doc=doc)
 
 
 class PadimModel:
-    """PaDiM anomaly detector.
+    """PaDiM anomaly detector: one Gaussian per image patch over pretrained CNN features.
 
     >>> model = PadimModel(d=100).fit(normal_paths)          # doctest: +SKIP
     >>> res = model.predict(test_paths); res.scores, res.maps  # doctest: +SKIP
 
-    ``d`` None keeps the backbone's default number of channels (``BackboneSpec.default_d``);
-    ``crop`` None feeds the whole resized image. ``extractor`` lets a caller share one loaded
-    backbone between models (the app caches it per process); it must match ``backbone``.
+    The constructor only stores the configuration (``config``, a ``PadimConfig``); ``fit``
+    learns the fitted state (``state_``, a ``FittedState``), read through the attributes
+    with a trailing underscore below. Defaults are ``config.DEFAULTS``.
+
+    Parameters
+    ----------
+    backbone : str, default "efficientnet_lite2"
+        Feature extractor, one of ``backbones.SPECS``.
+    d : int, optional
+        Feature channels kept per patch (at most the backbone's three layers together);
+        None for the backbone's own default (``BackboneSpec.default_d``: 192 for Lite2, all
+        its channels; 100 for the others).
+    image_size : int, default 256
+        Square resize of every image before cropping.
+    crop : int, optional
+        Centre crop fed to the backbone; None for ``config.default_crop``: no crop, the
+        whole ``image_size`` image (docs/quality.md).
+    device : str, default "auto"
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
+    seed : int, default 1024
+        Seed of the channel choice and of the calibration split.
+    weights : str or path, optional
+        Backbone weights file; None for the installed default, "random" for tests only.
+    reduction : {"random", "orthogonal"}, default "random"
+        How the d channels are chosen: a random subset, or a semi-orthogonal projection.
+    eps : float, default 0.01
+        Added to each covariance's diagonal, so it can be inverted with few images.
+    calibration_fraction : float, default 0.2
+        Share of the training images whose leave-one-out scores set the thresholds.
+    image_fpr, pixel_fpr : float, default 0.01 and 0.001
+        False-positive rates of normal images (pixels) at the image (pixel) threshold.
+    batch_size : int, default 32
+        Images decoded and scored together.
+    sigma : float, default 4.0
+        Gaussian blur of the anomaly maps, in pixels of the crop.
+    score_top_percent : float, default 0.5
+        Image score = mean of the top share (in %) of its map's pixels; 0 = the maximum
+        (the PaDiM paper). Model files from before this setting load with 0.
+    extractor : FeatureExtractor, optional
+        An already loaded backbone to share (the app caches one per process); it must be
+        ``backbone``.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (P, d), float32
+        Mean embedding of each of the P = H × W patch positions (``grid_``).
+    whitener_ : ndarray of shape (P, d, d), float32
+        Upper-triangular M per patch with M Mᵀ = (Σ + eps·I)⁻¹: the squared Mahalanobis
+        distance of x is ‖(x − μ) M‖². Torch tensors when fitted on an accelerator.
+    grid_ : tuple (H, W)
+        Patch grid of the first feature map (56 × 56 for a 224 crop).
+    channel_index_ : ndarray of shape (d,) or None
+        Channels kept (``reduction="random"``), else None.
+    projection_ : ndarray of shape (C, d) or None
+        Projection of the C backbone channels (``reduction="orthogonal"``), else None.
+    image_threshold_ : float
+        Image score at or above which a part is NG (``thresholds.is_ng``).
+    pixel_threshold_ : float
+        Map value at or above which a pixel is drawn as defect.
+    calibration_scores_ : ndarray of shape (n_calibration_images_,)
+        Scores of the calibration images, each left out of the Gaussians it is scored by.
+    n_train_images_, n_calibration_images_ : int
+        Images the Gaussians were fitted on, and those the thresholds came from.
+    fit_seconds_ : float
+        Wall time of fit, decoding included.
+    device_, weights_origin_ : str
+        Where fit ran and where the backbone weights came from, in words.
+    skipped_ : list of (name, reason)
+        Inputs fit could not read.
+    warnings_ : list of str
+        What fit warned about.
     """
 
     def __init__(self, backbone: str = DEFAULTS.backbone, d: int | None = None,
@@ -144,6 +226,8 @@ class PadimModel:
             sigma=float(sigma), score_top_percent=float(score_top_percent))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
+        # (fitted Gaussians, device, the same on that device): see _on_scoring_device
+        self._placement: tuple[PatchGaussian, torch.device, PatchGaussian] | None = None
         if extractor is not None:
             self.use_extractor(extractor)
         self.state_: FittedState | None = None
@@ -207,6 +291,17 @@ class PadimModel:
         with torch.inference_mode():
             return embedder(self.extractor(torch.from_numpy(crops)), out=out)
 
+    def _patch_embeddings(self, crops: np.ndarray, embedder: Embedder,
+                          grid: tuple[int, int] | None = None, out: np.ndarray | None = None,
+                          ) -> tuple[np.ndarray | torch.Tensor, tuple[int, int]]:
+        """(b, crop, crop, 3) uint8 → patch-major embeddings (P, b, d) (numpy on the CPU) and
+        the (H, W) grid of patches; written into ``out`` (P, b, d) if given (then ``grid``
+        too)."""
+        dest = None if out is None else torch.from_numpy(out).reshape(*grid, *out.shape[1:])
+        emb = self._embed(crops, embedder, out=dest)
+        x = emb.reshape(emb.shape[0] * emb.shape[1], *emb.shape[2:])
+        return (x.numpy() if x.device.type == "cpu" else x), tuple(emb.shape[:2])
+
     def _render(self, sq_or_dist: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Patch distances (b, H, W) → smoothed (b, crop, crop) maps."""
         r = self._renderer
@@ -228,137 +323,168 @@ class PadimModel:
         Gaussians still use every image.
         """
         t0 = time.perf_counter()
-        images = list(images)
-        if names is not None and len(names) != len(images):
-            raise InvalidInputError("names", "must have one name per image")
+        images = _checked_inputs(images, names, "training images")
+        self._placement = None          # a copy of the previous model's Gaussians
         cfg = self.config
-        if not images:
-            raise InvalidInputError("training images", "no images given")
-        extractor = self.extractor
-        total_c = sum(extractor.channels)
-        if cfg.reduction == "random":
-            channel_index, projection = random_channel_subset(total_c, cfg.d, cfg.seed), None
-        else:
-            channel_index, projection = None, semi_orthogonal_projection(total_c, cfg.d, cfg.seed)
-        embedder = Embedder(extractor.channels, channel_index, projection)
+        channel_index, projection = self._channel_choice()
+        embedder = Embedder(self.extractor.channels, channel_index, projection)
         _, cal_idx = calibration_split(len(images), cfg.calibration_fraction, cfg.seed)
+        stats, held, grid, skipped = self._accumulate(images, names, embedder, cal_idx,
+                                                      progress)
+        n_used = stats.n
+        gaussian, hold_sq = self._factorize(stats, held, progress)
+        cal_scores, cal_pixels, calibrated_on = self._calibration(
+            gaussian, grid, embedder, hold_sq, images, names)
+        notes = self._fit_notes(n_used, cal_scores, held_out=hold_sq is not None)
+        self.state_ = FittedState(
+            gaussian=gaussian, channel_index=channel_index, projection=projection, grid=grid,
+            image_threshold=threshold_at_fpr(cal_scores, cfg.image_fpr),
+            pixel_threshold=threshold_at_fpr(cal_pixels, cfg.pixel_fpr),
+            calibration_scores=cal_scores, calibrated_on=calibrated_on,
+            n_train_images=n_used, n_calibration_images=len(cal_scores),
+            fit_seconds=time.perf_counter() - t0, device=device_label(self.extractor.device),
+            weights_origin=self.extractor.weights_origin,
+            created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
+            warnings=notes)
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        if progress:
+            progress(1, 1, "done")
+        return self
+
+    def _channel_choice(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(channel_index, projection): how the d channels are taken, one of them None."""
+        cfg = self.config
+        total_c = sum(self.extractor.channels)
+        if cfg.reduction == "random":
+            return random_channel_subset(total_c, cfg.d, cfg.seed), None
+        return None, semi_orthogonal_projection(total_c, cfg.d, cfg.seed)
+
+    def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
+                    cal_idx: np.ndarray, progress: Progress | None,
+                    ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
+                               list[tuple[str, str]]]:
+        """Decode, embed and add every readable image to the per-patch statistics, keeping
+        a copy of the calibration images' (``cal_idx``) embeddings.
+
+        Returns (statistics, calibration embeddings, grid, skipped inputs); a clear error,
+        listing every unreadable input, when fewer than 2 images could be read.
+        """
         is_cal = np.zeros(len(images), bool)
         is_cal[cal_idx] = True
-
-        acc: PatchGaussianAccumulator | None = None
-        on_cpu = extractor.device.type == "cpu"
+        device = self.extractor.device
+        stats: PatchStatistics | None = None
         held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
-        used, grid = 0, (0, 0)
+        grid = (0, 0)
         for idx, _, crops, bad in self._decoded_batches(images, names):
             skipped += bad
             if len(crops):
-                # After the first batch the embeddings go straight into the staging buffer.
-                slot = acc.staging_slot(len(crops)) if acc is not None else None
-                if slot is not None:
-                    slot = torch.from_numpy(slot).reshape(*grid, *slot.shape[1:])
-                emb = self._embed(crops, embedder, out=slot)
-                grid = tuple(emb.shape[:2])
-                x = emb.reshape(grid[0] * grid[1], *emb.shape[2:])
-                x = x.numpy() if on_cpu else x
-                if acc is None:
-                    acc = PatchGaussianAccumulator(x.shape[0], x.shape[2], extractor.device)
-                acc.update(x)
+                if stats is None:        # the grid is known from the first batch on
+                    x, grid = self._patch_embeddings(crops, embedder)
+                    stats = patch_statistics(x.shape[0], x.shape[2], device).update(x)
+                else:                    # the store may offer a buffer to embed into
+                    x = stats.update_from(
+                        len(crops), lambda out, crops=crops, grid=grid:
+                        self._patch_embeddings(crops, embedder, grid, out)[0])
                 cal_rows = np.flatnonzero(is_cal[idx])
                 if len(cal_rows):
                     held.append(x, cal_rows)
-                if acc.packed and on_cpu:
-                    del emb, x
+                if stats.packed and device.type == "cpu":
+                    del x
                     release_free_memory()   # gigabytes of sums: no fragmentation on top
-                used += len(crops)
             if progress:
                 progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
-        if used < 2 or acc is None:
+        used = 0 if stats is None else stats.n
+        if used < 2:
+            held.close()
             detail = f"; {len(skipped)} unreadable (first: {skipped[0][0]}: {skipped[0][1]})" \
                 if skipped else ""
             err = InvalidInputError("training images",
                                     f"need at least 2 readable images, got {used}{detail}")
             err.skipped = skipped   # every unreadable input, for callers that list them all
             raise err
-        notes = []
-        if used < cfg.d:
-            notes.append(f"only {used} training images for d={cfg.d}: the covariance rests on "
-                         f"the eps={cfg.eps} regularization; more normal images give better maps")
+        return stats, held, grid, skipped
+
+    def _factorize(self, stats: PatchStatistics, held: HoldoutStore,
+                   progress: Progress | None) -> tuple[PatchGaussian, Array | None]:
+        """The Gaussians, and the calibration images' squared leave-one-out distances (H, P)
+        when enough images are left to hold them out (else None). Consumes both stores."""
         if progress:
             progress(0, 1, "inverting covariances")
         try:
-            use_holdout = held.count and used - held.count >= 2
-            gaussian, hold_sq = acc.finalize(cfg.eps, holdout=held if use_holdout else None)
+            use_holdout = held.count and stats.n - held.count >= 2
+            return finalize(stats, self.config.eps, holdout=held if use_holdout else None)
         finally:
             held.close()
-        del acc
-        state = FittedState(
-            gaussian=gaussian, channel_index=channel_index, projection=projection, grid=grid,
-            image_threshold=float("nan"), pixel_threshold=float("nan"),
-            calibration_scores=np.zeros(0), calibrated_on="", n_train_images=used,
-            n_calibration_images=0, fit_seconds=0.0, device=device_label(extractor.device),
-            weights_origin=extractor.weights_origin,
-            created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
-            warnings=notes)
+
+    def _calibration(self, gaussian: PatchGaussian, grid: tuple[int, int], embedder: Embedder,
+                     hold_sq: Array | None, images: list[Any], names: Sequence[str] | None,
+                     ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Normal images' scores (H,) and maps (H, crop, crop) for the thresholds, and what
+        they are in words.
+
+        From the leave-one-out distances (H, P); without them (too few images to hold any
+        out), the training images themselves, which under-estimates normal scores
+        (``_fit_notes`` says so).
+        """
         if hold_sq is not None:
             dist = torch.as_tensor(hold_sq).to(self.device).float().sqrt()
             maps = self._render(dist.reshape(-1, *grid), grid)
-            cal_scores = image_scores(maps, cfg.score_top_percent).double().cpu().numpy()
-            cal_pixels = maps.cpu().numpy()
-            state.calibrated_on = "normal training images, each scored leave-one-out"
-        else:
-            # Too few images to hold any out: calibrate on the training images themselves,
-            # which under-estimates normal scores. Say so.
-            res = self._predict_with(state, images, names)
-            cal_scores, cal_pixels = res.scores, res.maps
-            state.calibrated_on = "training images (too few to hold out)"
+            return (image_scores(maps, self.config.score_top_percent).double().cpu().numpy(),
+                    maps.cpu().numpy(),
+                    "normal training images, each scored leave-one-out")
+        res = PredictResult.concat(list(self._iter_predict(gaussian, grid, embedder, images,
+                                                           names)), nan, nan, self.config.crop)
+        return res.scores, res.maps, "training images (too few to hold out)"
+
+    def _fit_notes(self, n_used: int, cal_scores: np.ndarray, held_out: bool) -> list[str]:
+        """What fit warns about, in words."""
+        cfg = self.config
+        notes = []
+        if n_used < cfg.d:
+            notes.append(f"only {n_used} training images for d={cfg.d}: the covariance rests "
+                         f"on the eps={cfg.eps} regularization; more normal images give better "
+                         "maps")
+        if not held_out:
             notes.append("thresholds were set on training images (too few to hold any out) "
                          "and are likely too low")
         if (cal_scores.size > 1 and np.ptp(cal_scores) == 0) or cal_scores.max() < MIN_THRESHOLD:
             notes.append("calibration images all score the same (identical images?): any "
                          "difference from them will be flagged")
-        state.calibration_scores = cal_scores
-        state.n_calibration_images = len(cal_scores)
-        state.image_threshold = threshold_at_fpr(cal_scores, cfg.image_fpr)
-        state.pixel_threshold = threshold_at_fpr(cal_pixels, cfg.pixel_fpr)
-        state.fit_seconds = time.perf_counter() - t0
-        for note in notes:
-            warnings.warn(note, stacklevel=2)
-        self.state_ = state
-        if progress:
-            progress(1, 1, "done")
-        return self
+        return notes
 
     # ------------------------------------------------------------------ predict
     def iter_predict(self, images: Iterable[Any], progress: Progress | None = None,
                      names: Sequence[str] | None = None) -> Iterator[PredictResult]:
         """Predict batch by batch, so huge sets never sit in memory at once."""
-        yield from self._iter_predict(self._state(), list(images), names, progress)
+        state = self._state()
+        images = _checked_inputs(images, names)
+        yield from self._iter_predict(state.gaussian, state.grid, self._embedder(state), images,
+                                      names, progress, state.image_threshold,
+                                      state.pixel_threshold)
 
     def predict(self, images: Iterable[Any], progress: Progress | None = None,
                 names: Sequence[str] | None = None) -> PredictResult:
         """Anomaly maps (N, crop, crop) and image scores (``scoring.image_scores``)."""
-        return self._predict_with(self._state(), list(images), names, progress)
-
-    def _predict_with(self, state: FittedState, images: list[Any], names: Sequence[str] | None,
-                      progress: Progress | None = None) -> PredictResult:
-        parts = list(self._iter_predict(state, images, names, progress))
-        return PredictResult.concat(parts, state.image_threshold, state.pixel_threshold,
+        state = self._state()
+        return PredictResult.concat(list(self.iter_predict(images, progress, names)),
+                                    state.image_threshold, state.pixel_threshold,
                                     self.config.crop)
 
-    def _iter_predict(self, state: FittedState, images: list[Any],
-                      names: Sequence[str] | None, progress: Progress | None,
-                      ) -> Iterator[PredictResult]:
-        if names is not None and len(names) != len(images):
-            raise InvalidInputError("names", "must have one name per image")
-        embedder = self._embedder(state)
-        state.gaussian = _placed(state.gaussian, self.extractor.device)
+    def _iter_predict(self, gaussian: PatchGaussian, grid: tuple[int, int], embedder: Embedder,
+                      images: list[Any], names: Sequence[str] | None,
+                      progress: Progress | None = None, image_threshold: float = nan,
+                      pixel_threshold: float = nan) -> Iterator[PredictResult]:
+        """Score ``images`` under ``gaussian`` batch by batch (the fitted state's, or fit's
+        own before there is one)."""
+        gaussian = self._on_scoring_device(gaussian)
         done = 0
         for idx, batch_names, crops, bad in self._decoded_batches(images, names):
             if len(crops):
                 emb = self._embed(crops, embedder)
                 with torch.inference_mode():
-                    maps = self._render(mahalanobis(emb, state.gaussian), state.grid)
+                    maps = self._render(mahalanobis(emb, gaussian), grid)
                     scores = image_scores(maps, self.config.score_top_percent)
                 maps_np = maps.cpu().numpy()
                 scores_np = scores.double().cpu().numpy()
@@ -368,10 +494,34 @@ class PadimModel:
             done = idx[-1] + 1 if idx else done + len(bad)
             if progress:
                 progress(min(done, len(images)), len(images), "predict")
-            yield PredictResult(batch_names, scores_np, maps_np, crops, state.image_threshold,
-                                state.pixel_threshold, bad)
+            yield PredictResult(batch_names, scores_np, maps_np, crops, image_threshold,
+                                pixel_threshold, bad)
+
+    def _on_scoring_device(self, gaussian: PatchGaussian) -> PatchGaussian:
+        """``gaussian`` where scoring runs, kept in a private cache so that predict leaves
+        the fitted state as it is (a model loaded from a file or fitted on another device
+        is copied once, not at every call)."""
+        device = self.extractor.device
+        cached = self._placement
+        if cached is None or cached[0] is not gaussian or cached[1] != device:
+            cached = self._placement = (gaussian, device, _placed(gaussian, device))
+        return cached[2]
 
     # ------------------------------------------------------------------ fitted attributes
+    grid_ = _fitted("grid", "(H, W) patch grid.")
+    channel_index_ = _fitted("channel_index", "(d,) channels kept, or None.")
+    projection_ = _fitted("projection", "(C, d) channel projection, or None.")
+
+    @property
+    def mean_(self) -> Array:
+        """(P, d) mean embedding per patch."""
+        return self._state().gaussian.mean
+
+    @property
+    def whitener_(self) -> Array:
+        """(P, d, d) upper-triangular whitener per patch: M Mᵀ = (Σ + eps·I)⁻¹."""
+        return self._state().gaussian.whitener
+
     image_threshold_ = _fitted("image_threshold", "Image score at or above which a part is NG.")
     pixel_threshold_ = _fitted("pixel_threshold", "Map value at or above which a pixel is "
                                                   "drawn as defect.")

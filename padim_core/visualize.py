@@ -157,3 +157,19 @@ def encode_png(rgb: ArrayLike) -> bytes:
     if not ok:
         raise InvalidInputError("rgb", "OpenCV could not encode the image as PNG")
     return buf.tobytes()
+
+
+#: Colour scale of ``threshold_overlay_png``, in multiples of the model's pixel threshold.
+#: Fixed per model (not per image or per run), so the same colour means the same score in
+#: every overlay the CLI or the service writes.
+OVERLAY_SCALE = (0.5, 2.0)
+
+
+def threshold_overlay_png(image_rgb: ArrayLike, anomaly_map: ArrayLike,
+                          pixel_threshold: float) -> bytes:
+    """PNG of the heat map over the image on the model's fixed scale (``OVERLAY_SCALE``),
+    white outlines where the map reaches ``pixel_threshold``."""
+    lo, hi = (pixel_threshold * f for f in OVERLAY_SCALE)
+    pic = overlay(image_rgb, anomaly_map, lo, hi)
+    return encode_png(draw_contours(pic, defect_mask(anomaly_map, pixel_threshold),
+                                    color=(255, 255, 255)))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import streamlit as st
 
-from inspector_ui import plots, state, uploads, widgets
-from padim_core.errors import PadimError
+from inspector_ui import panels, plots, state, views, widgets
 
 widgets.page_start("Evaluate")
 slot = state.get_slot("A")
@@ -25,7 +23,7 @@ with st.container(border=True):
                                  "evaluated.")
     settings = None
     if fit_first:
-        settings = widgets.fit_settings("evalfit")
+        settings = panels.fit_settings("evalfit")
     left, right = st.columns([3, 2])
     archive = left.file_uploader("Labelled set (.zip)", key="eval_zip",
                                  help="A zip of one MVTec-style category folder.")
@@ -35,35 +33,16 @@ with st.container(border=True):
     right.caption("30 labelled test images with masks.")
     go_demo = right.button("Evaluate on the demo set", key="eval_demo")
     can_run = fit_first or slot is not None
+    train_with = settings if fit_first else None
     if (go_zip or go_demo) and not can_run:
         st.error("There is no model A yet: train or load one, or tick the box above.")
     elif (go_zip or go_demo) and fit_first and settings is None:
         st.error("No backbone is available to train with.")
     elif go_zip and archive is not None:
-        from padim_core.archives import extract_zip
-        from padim_core.datasets import MVTecCategory, find_dataset_root
-
-        name = archive.name
-        with uploads.scratch_dir() as tmp:
-            try:
-                extracted = extract_zip(archive.getvalue(), tmp, name=name)
-                widgets.show_problems([(f"{name}: {m}", r) for m, r in extracted.skipped])
-                category = MVTecCategory.from_folder(find_dataset_root(tmp))
-            except PadimError as err:
-                st.error(str(err).replace(str(tmp), name), icon=widgets.ERROR_ICON)
-            else:
-                if widgets.run_evaluation("A", category, name, scratch=tmp,
-                                          fit_first=settings if fit_first else None):
-                    st.rerun()
-    elif go_demo:
-        try:
-            category = uploads.demo_category()
-        except PadimError as err:
-            st.error(f"Demo set unavailable — {err}", icon=widgets.ERROR_ICON)
-        else:
-            if widgets.run_evaluation("A", category, "demo set",
-                                      fit_first=settings if fit_first else None):
-                st.rerun()
+        if panels.evaluate_zip("A", archive.name, archive.getvalue(), fit_first=train_with):
+            st.rerun()
+    elif go_demo and panels.evaluate_demo("A", fit_first=train_with):
+        st.rerun()
 
 ev = state.get_evaluation()
 if ev is None:
@@ -74,12 +53,7 @@ current = slot is not None and ev.model_token == slot.token
 if not current:
     st.warning("This report belongs to an earlier model A; evaluate again for the current one.")
 rep = ev.report
-
-
-def fmt(value: float | None) -> str:
-    """A metric or a dash when it could not be computed."""
-    return "—" if value is None else f"{value:.3f}"
-
+fmt = views.metric_text
 
 st.subheader(f"Results — {ev.label}")
 st.caption(f"{rep.n_images} images ({rep.n_anomalous} defective), "
@@ -96,22 +70,16 @@ m[4].metric("Pixel F1 (best)", fmt(rep.pixel_f1),
                  f"threshold: {fmt(rep.pixel_f1_at_model_threshold)}")
 
 c1, c2 = st.columns(2)
-if ev.labels.size and ev.labels.any() and not ev.labels.all():
-    from padim_core.metrics import pr_curve_points, roc_curve_points
-
-    fpr, tpr, _ = roc_curve_points(ev.labels, ev.scores)
-    precision, recall, _ = pr_curve_points(ev.labels, ev.scores)
-    c1.plotly_chart(plots.roc_figure(fpr, tpr, rep.image_auroc), key="eval_roc")
-    c2.plotly_chart(plots.pr_figure(precision, recall, rep.image_f1,
-                                    base_rate=float(ev.labels.mean())), key="eval_pr")
+curves = views.image_curves(ev.labels, ev.scores)
+if curves is not None:
+    c1.plotly_chart(plots.roc_figure(curves.fpr, curves.tpr, rep.image_auroc), key="eval_roc")
+    c2.plotly_chart(plots.pr_figure(curves.precision, curves.recall, rep.image_f1,
+                                    base_rate=curves.base_rate), key="eval_pr")
 else:
     c1.info("ROC and PR curves need both good and defective images.")
 
 st.markdown("**Per defect type**")
-rows = [{"defect type": name, "images": v.get("count"), "defective": v.get("n_anomalous"),
-         "image AUROC": v.get("image_auroc"), "mean score": v.get("mean_score")}
-        for name, v in rep.per_defect_type.items()]
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="eval_per_type",
+st.dataframe(views.defect_type_rows(rep.per_defect_type), hide_index=True, key="eval_per_type",
              column_config={"image AUROC": st.column_config.NumberColumn(format="%.3f"),
                             "mean score": st.column_config.NumberColumn(format="%.3f")})
 
@@ -135,8 +103,7 @@ if rep.skipped:
         widgets.show_problems(list(rep.skipped))
 if rep.no_pixel_ground_truth:
     with st.expander(f"{len(rep.no_pixel_ground_truth)} defective image(s) without a mask"):
-        st.dataframe(pd.DataFrame(rep.no_pixel_ground_truth, columns=["image", "reason"]),
-                     hide_index=True)
+        st.dataframe(views.no_mask_rows(rep.no_pixel_ground_truth), hide_index=True)
 st.download_button("Download report (JSON)",
                    data=json.dumps(rep.to_dict(), indent=2).encode("utf-8"),
                    file_name="padim_evaluation.json", mime="application/json",

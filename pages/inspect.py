@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from inspector_ui import plots, state, views, widgets
-from inspector_ui.uploads import collect_images, demo_test_batch
-from padim_core.errors import PadimError
+from inspector_ui import panels, plots, state, views, widgets
+from inspector_ui.uploads import ImageBatch
 
 GALLERY_PAGE = 12
 
@@ -15,22 +14,7 @@ widgets.page_start("Inspect")
 slot = widgets.require_model("A")
 
 with st.container(border=True):
-    left, right = st.columns([3, 2])
-    files = left.file_uploader("Images to inspect", accept_multiple_files=True,
-                               key="inspect_files", help=widgets.UPLOAD_HELP)
-    go_upload = left.button("Inspect uploaded images", type="primary", key="inspect_go",
-                            disabled=not files)
-    right.markdown("**Demo test set**")
-    right.caption("Good plates and plates with scratches, stains and holes.")
-    go_demo = right.button("Inspect the demo test set", key="inspect_demo")
-    if go_upload and files:
-        widgets.run_inspection("A", collect_images(widgets.uploaded_pairs(files),
-                                                   label=widgets.files_label(files)))
-    elif go_demo:
-        try:
-            widgets.run_inspection("A", demo_test_batch())
-        except PadimError as err:
-            st.error(f"Demo set unavailable — {err}", icon=widgets.ERROR_ICON)
+    panels.inspect_panel("A")
 
 insp = state.get_inspection()
 if insp is None:
@@ -39,18 +23,13 @@ if insp is None:
 if insp.model_token != slot.token:
     st.warning("The results below were scored by an earlier model. Inspect again to score "
                "them with the current one.")
-    if insp.sources and st.button("Re-score these images with the current model",
-                                  key="inspect_rescore"):
-        batch = collect_images([], label=insp.label)
-        for name, data in insp.sources.items():
-            batch.add(name, data)
-        if widgets.run_inspection("A", batch):
-            st.rerun()
+    rescore = insp.sources and st.button("Re-score these images with the current model",
+                                         key="inspect_rescore")
+    if rescore and panels.run_inspection("A", ImageBatch.from_sources(insp.sources, insp.label)):
+        st.rerun()
     st.stop()
 
 res = insp.result
-model = slot.model
-calibration = np.asarray(getattr(model, "calibration_scores_", []), dtype=float)
 
 with st.sidebar:
     st.subheader("Thresholds")
@@ -96,19 +75,19 @@ with left:
         file_name="padim_overlays.zip", mime="application/zip", on_click="ignore",
         key="inspect_zip")
 with right:
-    st.plotly_chart(plots.score_histogram(res.scores, thr.image, "Scores of this batch",
-                                          ng=ng, reference=calibration), key="inspect_hist")
+    st.plotly_chart(plots.score_histogram(res.scores, thr.image, "Scores of this batch", ng=ng,
+                                          reference=views.calibration_scores(slot.model)),
+                    key="inspect_hist")
 
 st.subheader("Selected image")
-order = list(np.argsort(-np.asarray(res.scores)))
-options = [int(i) for i in order]
+order = views.ranked(res.scores)
 pick, mode = st.columns([4, 1])
 choice = pick.selectbox(
-    "Image", options, key="inspect_selected",
+    "Image", order, key="inspect_selected",
     format_func=lambda i: f"{res.names[i]} — score {res.scores[i]:.3f} — "
                           f"{'NG' if ng[i] else 'OK'}")
 view = mode.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="inspect_view")
-i = int(choice if choice is not None else options[0])
+i = int(choice if choice is not None else order[0])
 c1, c2, c3 = st.columns(3)
 c1.image(res.images[i], caption=f"{res.names[i]} (as scored)", width="stretch")
 c2.image(views.overlay_image(res.images[i], res.maps[i], display),
@@ -126,11 +105,10 @@ st.markdown("Verdict: " + (":red-badge[**NG**]" if ng[i] else ":green-badge[**OK
 st.subheader("Gallery")
 g1, g2 = st.columns([2, 1])
 show = g1.radio("Show", ["All", "NG only", "OK only"], horizontal=True, key="gallery_filter")
-picked = [j for j in order if show == "All" or (show == "NG only") == bool(ng[j])]
-pages = max(1, (len(picked) + GALLERY_PAGE - 1) // GALLERY_PAGE)
-page = int(g2.number_input("Page", min_value=1, max_value=pages, value=1,
-                           key=f"gallery_page_{show}")) if pages > 1 else 1
-shown = picked[(page - 1) * GALLERY_PAGE:page * GALLERY_PAGE]
+pages = views.gallery_pages(order, ng, show, GALLERY_PAGE)
+page = int(g2.number_input("Page", min_value=1, max_value=len(pages), value=1,
+                           key=f"gallery_page_{show}")) if len(pages) > 1 else 1
+shown = pages[page - 1]
 if not shown:
     st.caption("No image in this group.")
 cols = st.columns(4)

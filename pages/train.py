@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import resources, state, widgets
+from inspector_ui import cards, panels, resources, state, widgets
 
 widgets.page_start("Train")
 
 st.caption(f"Runs on **{resources.device_text()}**.")
 with st.container(border=True):
     st.subheader("Learn from good parts")
-    widgets.training_panel("A")
+    panels.training_panel("A")
 
 with st.expander("…or load a saved model file instead", expanded=state.get_slot("A") is None):
-    widgets.model_loader("A")
+    panels.model_loader("A")
 
 if state.get_slot("A") is not None:
     st.subheader("Model card")
-    widgets.model_card("A")
+    cards.model_card("A")
     st.page_link("pages/inspect.py", label="Next: inspect new images",
                  icon=":material/image_search:")

@@ -9,6 +9,7 @@ Streamlit) out of runs that do not use them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,17 +43,37 @@ def scratch_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return scratch
 
 
-@pytest.fixture
-def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts every ``PadimModel.predict`` call in this process (one entry per call)."""
+def _count_calls(monkeypatch: pytest.MonkeyPatch, method: str) -> list[int]:
+    """Make ``PadimModel.<method>`` append to the returned list on every call (any thread)."""
     from padim_core import PadimModel
 
     calls: list[int] = []
-    original = PadimModel.predict
+    original = getattr(PadimModel, method)
 
-    def counting(self, images, progress=None, names=None):  # type: ignore[no-untyped-def]
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
-        return original(self, images, progress=progress, names=names)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(PadimModel, "predict", counting)
+    monkeypatch.setattr(PadimModel, method, counting)
     return calls
+
+
+@pytest.fixture
+def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every ``PadimModel.predict`` call in this process (one entry per call)."""
+    return _count_calls(monkeypatch, "predict")
+
+
+@pytest.fixture
+def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every ``PadimModel.fit`` call in this process (one entry per call)."""
+    return _count_calls(monkeypatch, "fit")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster for the whole run (see ``postgres_server``)."""
+    from postgres_server import throwaway_postgres
+
+    with throwaway_postgres() as url:
+        yield url

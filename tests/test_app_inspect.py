@@ -51,7 +51,7 @@ def test_demo_batch_table_and_views(predict_calls: list[int]) -> None:
     assert len(at.image) == 3 + 6
     assert any("Heatmap overlay" in c for c in captions)
     assert any("Defect contours" in c for c in captions)
-    assert len(predict_calls) == 1 and at.session_state["predict_calls"] == 1
+    assert len(predict_calls) == 1
 
 
 def test_threshold_sliders_redraw_without_rescoring(predict_calls: list[int]) -> None:
@@ -80,7 +80,6 @@ def test_threshold_sliders_redraw_without_rescoring(predict_calls: list[int]) ->
     pixel = at.slider(key="insp_pixel_thr").value
     assert any(f"pixel threshold {pixel:.3f}" in c for img in at.image for c in img.captions)
     assert len(predict_calls) == 1, "moving a slider must not run the model again"
-    assert at.session_state["predict_calls"] == 1
     # The thresholds persist when leaving the page and coming back.
     t.open_page(at, "train")
     at = t.open_page(at, "inspect")

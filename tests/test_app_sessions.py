@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 
 from inspector_ui import resources, uploads, views
 from inspector_ui import testing as t
@@ -43,7 +44,7 @@ def test_backbone_is_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) ->
         return real(name, weights=weights, device=device)
 
     monkeypatch.setattr(resources, "load_feature_extractor", counting)
-    resources.get_extractor.clear()
+    st.cache_resource.clear()
     first = t.train_demo(t.open_page(t.new_app(), "train"))
     second = t.train_demo(t.open_page(t.new_app(), "train"))
     assert calls == ["efficientnet_lite0"]

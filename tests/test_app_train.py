@@ -40,7 +40,18 @@ def test_train_page_offers_backbones_and_device() -> None:
     assert "CPU" in captions or "CUDA" in captions
 
 
-def test_train_on_demo_shows_model_card(tmp_path: Path) -> None:
+def test_training_panel_defaults_are_the_engines() -> None:
+    from padim_core.config import DEFAULTS, default_crop
+
+    at = t.open_page(t.new_app(), "train")
+    assert at.number_input(key="trainA_d_efficientnet_lite0").value == DEFAULTS.d
+    assert at.select_slider(key="trainA_size").value == DEFAULTS.image_size
+    assert at.select_slider(key=f"trainA_crop_{DEFAULTS.image_size}").value == DEFAULTS.crop
+    at.select_slider(key="trainA_size").set_value(160).run()
+    assert at.select_slider(key="trainA_crop_160").value == default_crop(160)
+
+
+def test_train_on_demo_shows_model_card(tmp_path: Path, fit_calls: list[int]) -> None:
     at = t.train_demo(t.open_page(t.new_app(), "train"))
     assert not t.exceptions(at) and not t.errors(at)
     slot = t.slot(at)
@@ -52,10 +63,23 @@ def test_train_on_demo_shows_model_card(tmp_path: Path) -> None:
     assert any("trained" in s.value for s in at.success)
     assert at.get("plotly_chart"), "calibration histogram missing"
     assert at.download_button(key="cardA_download") is not None
-    assert at.session_state["fit_calls"] == 1
+    assert len(fit_calls) == 1, "one click, one fit (re-runs must not fit again)"
 
 
-def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path) -> None:
+def test_a_message_does_not_move_what_is_below_it() -> None:
+    """The "model is ready" message shows on one run only. Streamlit knows unkeyed elements
+    (the model-file expander) by position, so the page below must not shift when it goes, or
+    an expander the user just opened closes on the next click."""
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    assert any("is ready" in s.value for s in at.success)
+    layout = [type(e).__name__ for e in at.main.children.values()]
+    at.run()
+    assert not at.success
+    assert [type(e).__name__ for e in at.main.children.values()] == layout
+
+
+def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path,
+                                         fit_calls: list[int]) -> None:
     at = t.use_small_settings(t.open_page(t.new_app(), "train"))
     files = t.train_uploads(demo)
     at.file_uploader(key="trainA_files").set_value(files).run()
@@ -69,7 +93,7 @@ def test_train_on_uploaded_files_and_zip(demo: Path, tmp_path: Path) -> None:
     at.button(key="trainA_go").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     assert t.slot(at).model.n_train_images_ == len(files)
-    assert at.session_state["fit_calls"] == 2
+    assert len(fit_calls) == 2
     assert not scratch_left(tmp_path), "per-session scratch folder not cleaned up"
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from padim_core.cli import _display_names, _overlay_relpath, main
+from padim_core.cli import _overlay_relpath, main
 from padim_core.demo import make_demo_set
 from padim_core.images import load_image
+from padim_core.names import relative_names
 from padim_core.visualize import encode_png
 
 SMALL = ["--d", "16", "--size", "96", "--crop", "96"]
@@ -185,9 +186,9 @@ def test_csv_cells_are_never_formulas(model_file: Path, demo: Path, tmp_path: Pa
 def test_display_names_and_overlay_paths() -> None:
     folders = [Path("/d/test/good/000.png"), Path("/d/test/good/010.png"),
                Path("/d/test/crack/000.png")]
-    assert _display_names(folders) == ["good/000.png", "good/010.png", "crack/000.png"]
-    assert _display_names([Path("/x/a.png"), Path("/x/a.jpg")]) == ["a.png", "a.jpg"]
-    assert _display_names([Path("/x/a.png"), Path("/x/a.png")]) == ["a.png#0", "a.png#1"]
+    assert relative_names(folders) == ["good/000.png", "good/010.png", "crack/000.png"]
+    assert relative_names([Path("/x/a.png"), Path("/x/a.jpg")]) == ["a.png", "a.jpg"]
+    assert relative_names([Path("/x/a.png"), Path("/x/a.png")]) == ["a.png#0", "a.png#1"]
     used: set[str] = set()
     rels = [_overlay_relpath(n, used) for n in ["a.png", "a.jpg", "../b.png"]]
     assert rels == ["overlays/a.png", "overlays/a.jpg.png", "overlays/_/b.png"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -331,6 +332,29 @@ def test_evaluate_model_passes_unique_names_when_predict_takes_them(tmp_path: Pa
     assert report.per_defect_type["good"]["count"] == 3
     assert report.model_image_threshold is None
     assert report.image_f1_at_model_threshold is None
+
+
+def test_evaluate_model_reports_per_image_results_and_predict_time(tmp_path: Path) -> None:
+    pytest.importorskip("padim_core.images")
+    items, model = _mvtec_like(tmp_path)
+
+    class Slow(FakeModel):
+        def predict(self, images: list[Path], progress: object = None) -> SimpleNamespace:
+            time.sleep(0.2)
+            return super().predict(images, progress)
+
+    report = evaluate_model(Slow(model.table, crop=model.crop), items)
+    # the broken stain/000 is skipped; the rest in input order
+    assert report.image_names == ["good/000.png", "good/001.png", "hole/000.png",
+                                  "hole/001.png"]
+    np.testing.assert_array_equal(report.image_scores, [0.1, 0.2, 0.9, 0.6])
+    np.testing.assert_array_equal(report.image_labels, [False, False, True, True])
+    assert report.image_defect_types == ["good", "good", "hole", "hole"]
+    assert 0.2 <= report.predict_seconds < 60
+    assert report.ms_per_image == pytest.approx(1000 * report.predict_seconds / 4)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["image_scores"] == [0.1, 0.2, 0.9, 0.6]
+    assert data["image_labels"] == [False, False, True, True]
 
 
 def test_evaluate_model_unreadable_mask_is_reported(tmp_path: Path) -> None:

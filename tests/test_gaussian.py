@@ -7,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from padim_core import gaussian
 from padim_core.errors import InvalidInputError
-from padim_core.gaussian import HoldoutStore, PatchGaussianAccumulator
+from padim_core.gaussian import HoldoutStore, finalize, leave_one_out, patch_statistics
 from padim_core.scoring import MapRenderer, gaussian_blur, mahalanobis
 
 
@@ -32,11 +31,11 @@ def reference_inverse(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray
 def test_merge_of_shards_equals_whole(packed: bool) -> None:
     x = samples(9, 50, 12)
     block = 4 * 12 * 12 * 8
-    whole = PatchGaussianAccumulator(9, 12, block_bytes=block, packed=packed)
+    whole = patch_statistics(9, 12, block_bytes=block, packed=packed)
     for i in range(0, 50, 8):
         whole.update(x[:, i:i + 8])
-    a = PatchGaussianAccumulator(9, 12, block_bytes=block, packed=packed).update(x[:, :17])
-    b = PatchGaussianAccumulator(9, 12, block_bytes=block, packed=packed)
+    a = patch_statistics(9, 12, block_bytes=block, packed=packed).update(x[:, :17])
+    b = patch_statistics(9, 12, block_bytes=block, packed=packed)
     b.update(x[:, 17:30]).update(x[:, 30:])
     merged = a.merge(b)
     assert merged.n == whole.n == 50
@@ -45,24 +44,26 @@ def test_merge_of_shards_equals_whole(packed: bool) -> None:
                                rtol=1e-10, atol=1e-12)
     ref = np.stack([np.cov(xp.astype(np.float64), rowvar=False) for xp in x]) + 0.01 * np.eye(12)
     np.testing.assert_allclose(whole.covariance(eps=0.01), ref, rtol=1e-9, atol=1e-9)
-    g_merged, _ = merged.finalize(0.01)
-    g_whole, _ = whole.finalize(0.01)
+    g_merged, _ = finalize(merged, 0.01)
+    g_whole, _ = finalize(whole, 0.01)
     np.testing.assert_allclose(g_merged.whitener, g_whole.whitener, rtol=1e-6, atol=1e-6)
 
 
 def test_merge_rejects_other_shapes() -> None:
     with pytest.raises(ValueError):
-        PatchGaussianAccumulator(4, 3).merge(PatchGaussianAccumulator(4, 5))
+        patch_statistics(4, 3).merge(patch_statistics(4, 5))
+    with pytest.raises(ValueError, match="layouts"):
+        patch_statistics(4, 3, packed=True).merge(patch_statistics(4, 3, packed=False))
 
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_cpu_path_at_d550_matches_numpy_inverse(packed: bool) -> None:
     p, n, d = 3, 700, 550
     x = samples(p, n, d, seed=3)
-    acc = PatchGaussianAccumulator(p, d, block_bytes=2 * d * d * 8, packed=packed)  # 2 blocks
+    acc = patch_statistics(p, d, block_bytes=2 * d * d * 8, packed=packed)  # 2 blocks
     for i in range(0, n, 128):
         acc.update(x[:, i:i + 128])
-    gauss, _ = acc.finalize(0.01)
+    gauss, _ = finalize(acc, 0.01)
     means, invs = reference_inverse(x, 0.01)
     w = gauss.whitener.astype(np.float64)
     np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=2e-3,
@@ -78,14 +79,14 @@ def test_cpu_path_at_d550_matches_numpy_inverse(packed: bool) -> None:
 @pytest.mark.parametrize("n", [40, 7])      # 7 < d + 1: the covariance rests on eps
 # float32 where rounding stays small (the default), or float64 everywhere (share 0): the
 # formula itself is checked to float64 precision.
-@pytest.mark.parametrize(("share", "rtol"), [(gaussian.MAX_LOO_SHARE, 1e-5), (0.0, 1e-7)])
+@pytest.mark.parametrize(("share", "rtol"), [(leave_one_out.MAX_LOO_SHARE, 1e-5), (0.0, 1e-7)])
 def test_calibration_distances_are_leave_one_out(n: int, share: float, rtol: float,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gaussian, "MAX_LOO_SHARE", share)
+    monkeypatch.setattr(leave_one_out, "MAX_LOO_SHARE", share)
     d, eps = 6, 0.01
     x = samples(5, n, d, seed=4)
     cal = [1, 4, n - 1]
-    _, hold_sq = PatchGaussianAccumulator(5, d).update(x).finalize(eps, holdout=x[:, cal])
+    _, hold_sq = finalize(patch_statistics(5, d).update(x), eps, holdout=x[:, cal])
     eps_left_out = eps * (n - 1) / (n - 2)
     for row, j in enumerate(cal):
         others = np.delete(x, j, axis=1)
@@ -98,15 +99,15 @@ def test_calibration_distances_are_leave_one_out(n: int, share: float, rtol: flo
 def test_leave_one_out_needs_three_images() -> None:
     x = samples(2, 2, 3)
     with pytest.raises(InvalidInputError, match="at least 3"):
-        PatchGaussianAccumulator(2, 3).update(x).finalize(0.01, holdout=x[:, :1])
+        finalize(patch_statistics(2, 3).update(x), 0.01, holdout=x[:, :1])
 
 
 def test_torch_code_path_matches_numpy_path() -> None:
     x = samples(7, 30, 10, seed=5)
-    np_acc = PatchGaussianAccumulator(7, 10).update(x)
-    t_acc = PatchGaussianAccumulator(7, 10, use_torch=True).update(torch.from_numpy(x))
-    g_np, h_np = np_acc.finalize(0.01, holdout=x[:, :5])
-    g_t, h_t = t_acc.finalize(0.01, holdout=torch.from_numpy(x[:, :5]))
+    np_acc = patch_statistics(7, 10).update(x)
+    t_acc = patch_statistics(7, 10, use_torch=True).update(torch.from_numpy(x))
+    g_np, h_np = finalize(np_acc, 0.01, holdout=x[:, :5])
+    g_t, h_t = finalize(t_acc, 0.01, holdout=torch.from_numpy(x[:, :5]))
     assert isinstance(g_t.whitener, torch.Tensor)
     np.testing.assert_allclose(g_t.whitener.numpy(), g_np.whitener, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_t.numpy(), h_np, rtol=1e-6)
@@ -116,14 +117,14 @@ def test_torch_code_path_matches_numpy_path() -> None:
 
 
 def test_too_few_images_is_a_clear_error() -> None:
-    acc = PatchGaussianAccumulator(2, 3).update(samples(2, 1, 3))
+    acc = patch_statistics(2, 3).update(samples(2, 1, 3))
     with pytest.raises(InvalidInputError, match="at least 2"):
-        acc.finalize(0.01)
+        finalize(acc, 0.01)
 
 
 def test_identical_images_still_invert_thanks_to_eps() -> None:
     x = np.repeat(samples(3, 1, 8), 10, axis=1)                 # zero variance
-    gauss, _ = PatchGaussianAccumulator(3, 8).update(x).finalize(0.01)
+    gauss, _ = finalize(patch_statistics(3, 8).update(x), 0.01)
     w = gauss.whitener.astype(np.float64)
     np.testing.assert_allclose(w @ w.transpose(0, 2, 1), np.broadcast_to(np.eye(8) / 0.01,
                                (3, 8, 8)), rtol=1e-5, atol=1e-3)
@@ -155,14 +156,14 @@ def test_blur_matches_scipy_reflect_mode() -> None:
 @pytest.mark.parametrize("memory_bytes", [0, 6 * 5 * 5 * 4, 1 << 20])
 def test_spilled_holdout_in_chunks_equals_one_array(memory_bytes: int) -> None:
     x = samples(6, 45, 5, seed=8)
-    _, from_array = PatchGaussianAccumulator(6, 5).update(x).finalize(0.01, holdout=x[:, 30:])
+    _, from_array = finalize(patch_statistics(6, 5).update(x), 0.01, holdout=x[:, 30:])
     store = HoldoutStore(memory_bytes=memory_bytes)
     for lo, hi in ((30, 34), (34, 41), (41, 45)):
         batch = np.ascontiguousarray(x[:, lo:hi])
         store.append(batch)
         batch[:] = 1e6                       # the store keeps its own copy
-    _, from_store = PatchGaussianAccumulator(6, 5, block_bytes=2 * 5 * 5 * 8).update(x).finalize(
-        0.01, holdout=store)
+    stats = patch_statistics(6, 5, block_bytes=2 * 5 * 5 * 8).update(x)
+    _, from_store = finalize(stats, 0.01, holdout=store)
     store.close()
     assert store.count == 15
     np.testing.assert_allclose(from_store, from_array, rtol=1e-10)
@@ -170,7 +171,7 @@ def test_spilled_holdout_in_chunks_equals_one_array(memory_bytes: int) -> None:
 
 def test_torch_path_without_holdout_returns_no_distances() -> None:
     x = torch.from_numpy(samples(4, 12, 3))
-    _, hold = PatchGaussianAccumulator(4, 3, use_torch=True).update(x).finalize(0.01)
+    _, hold = finalize(patch_statistics(4, 3, use_torch=True).update(x), 0.01)
     assert hold is None
 
 
@@ -180,7 +181,7 @@ def test_staged_and_direct_batches_give_the_reference_statistics(workers: int) -
     x = samples(p, 40, d, seed=11)
     # Room for 3 staged images: batches of 1-2 are staged and flushed when the next one does
     # not fit; batches of 5 and 7 go straight to the sums (after a flush).
-    acc = PatchGaussianAccumulator(p, d, block_bytes=3 * d * d * 8, workers=workers,
+    acc = patch_statistics(p, d, block_bytes=3 * d * d * 8, workers=workers,
                                    stage_bytes=3 * p * d * 4)
     start = 0
     for size in (1, 2, 1, 5, 2, 2, 7, 3, 1, 1, 1, 14):
@@ -191,7 +192,7 @@ def test_staged_and_direct_batches_give_the_reference_statistics(workers: int) -
     ref = np.stack([np.cov(xp.astype(np.float64), rowvar=False) for xp in x]) + 0.01 * np.eye(d)
     np.testing.assert_allclose(acc.covariance(eps=0.01), ref, rtol=1e-9, atol=1e-9)
     acc.update(x[:, :1])                  # staged again, so finalize must flush it
-    gauss, _ = acc.finalize(0.01)
+    gauss, _ = finalize(acc, 0.01)
     means, invs = reference_inverse(np.concatenate([x, x[:, :1]], axis=1), 0.01)
     w = gauss.whitener.astype(np.float64)
     np.testing.assert_allclose(gauss.mean, means, rtol=1e-5, atol=1e-5)
@@ -202,12 +203,12 @@ def test_staged_and_direct_batches_give_the_reference_statistics(workers: int) -
 def test_not_positive_definite_is_a_clear_error() -> None:
     x = samples(3, 20, 4)
     with pytest.raises(InvalidInputError, match="not positive definite"):
-        PatchGaussianAccumulator(3, 4).update(x).finalize(eps=-1e6)
+        finalize(patch_statistics(3, 4).update(x), eps=-1e6)
 
 
 def test_mahalanobis_split_over_threads_equals_one_thread() -> None:
     x = samples(13, 40, 6, seed=12)
-    gauss, _ = PatchGaussianAccumulator(13, 6).update(x).finalize(0.01)
+    gauss, _ = finalize(patch_statistics(13, 6).update(x), 0.01)
     probe = samples(13, 5, 6, seed=13)
     emb = torch.from_numpy(probe.reshape(13, 1, 5, 6))             # (H=13, W=1, B, d)
     one = mahalanobis(emb, gauss, workers=1).numpy()
@@ -222,7 +223,7 @@ def test_mahalanobis_in_cache_sized_steps_covers_every_patch() -> None:
     # 1000 patches at b = 40, d = 32: steps of 51 patches with a partial last one.
     p, d = 1000, 32
     x = samples(p, 60, d, seed=21)
-    gauss, _ = PatchGaussianAccumulator(p, d).update(x).finalize(0.01)
+    gauss, _ = finalize(patch_statistics(p, d).update(x), 0.01)
     probe = samples(p, 40, d, seed=22)
     emb = torch.from_numpy(probe.reshape(p, 1, 40, d))
     ours = mahalanobis(emb, gauss, workers=2).numpy()[:, :, 0]
@@ -237,25 +238,34 @@ def test_whitener_is_upper_triangular_over_exact_zeros(packed: bool) -> None:
     # The CPU path never masks: it relies on the lower triangle never being written.
     p, d = 20, 7
     x = samples(p, 30, d, seed=31)
-    gauss, _ = PatchGaussianAccumulator(p, d, packed=packed).update(x).finalize(0.01)
+    gauss, _ = finalize(patch_statistics(p, d, packed=packed).update(x), 0.01)
     assert not np.tril(gauss.whitener, -1).any()
     w = gauss.whitener.astype(np.float64)
     _, invs = reference_inverse(x, 0.01)
     np.testing.assert_allclose(w @ w.transpose(0, 2, 1), invs, rtol=1e-4, atol=1e-7)
 
 
-def test_embeddings_written_into_the_staging_slot_count_once() -> None:
+def test_embeddings_written_into_the_store_buffer_count_once() -> None:
     p, d = 9, 4
-    x = samples(p, 50, d, seed=41)
-    direct = PatchGaussianAccumulator(p, d, stage_bytes=20 * p * d * 4)   # 20 images staged
-    in_place = PatchGaussianAccumulator(p, d, stage_bytes=20 * p * d * 4)
-    for lo in range(0, 50, 8):                       # flushes at 16 + 8 > 20 and so on
-        batch = x[:, lo:lo + 8]
+    x = samples(p, 75, d, seed=41)
+    direct = patch_statistics(p, d, stage_bytes=20 * p * d * 4)   # 20 images staged
+    in_place = patch_statistics(p, d, stage_bytes=20 * p * d * 4)
+    buffers = []
+
+    def produce(batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        buffers.append(out is not None)
+        if out is None:
+            return batch.copy()
+        out[...] = batch
+        return out
+
+    for lo, hi in [(lo, lo + 8) for lo in range(0, 48, 8)] + [(48, 75)]:
+        batch = x[:, lo:hi]                          # flushes at 16 + 8 > 20 and so on
         direct.update(batch)
-        slot = in_place.staging_slot(batch.shape[1])
-        slot[...] = batch
-        in_place.update(slot)
-    assert in_place.n == direct.n == 50
+        got = in_place.update_from(hi - lo, lambda out, batch=batch: produce(batch, out))
+        np.testing.assert_array_equal(got, batch)
+    assert buffers == [True] * 6 + [False]           # 27 images do not fit the stage
+    assert in_place.n == direct.n == 75
     np.testing.assert_array_equal(in_place.sum, direct.sum)
     np.testing.assert_allclose(in_place.covariance(), direct.covariance(), rtol=1e-12)
     np.testing.assert_allclose(direct.covariance(), np.stack(
@@ -274,18 +284,18 @@ def test_holdout_keeps_the_chosen_images_of_each_batch(memory_bytes: int) -> Non
     np.testing.assert_array_equal(got, x[1:4][:, [4, 1, 6, 11]])
 
 
-@pytest.mark.parametrize(("share", "fails"), [(gaussian.MAX_LOO_SHARE, False), (2.0, True)])
+@pytest.mark.parametrize(("share", "fails"), [(leave_one_out.MAX_LOO_SHARE, False), (2.0, True)])
 def test_outlying_calibration_image_is_scored_in_float64(share: float, fails: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # One calibration image far out on one patch: it holds nearly all of that patch's
     # scatter, so leaving it out magnifies float32 rounding. Only that patch falls back.
-    monkeypatch.setattr(gaussian, "MAX_LOO_SHARE", share)
+    monkeypatch.setattr(leave_one_out, "MAX_LOO_SHARE", share)
     n, d, eps = 40, 6, 1e-6
     x = samples(5, n, d, seed=61).astype(np.float64)
     x[2, 3] += 3000.0
     x = x.astype(np.float32)
     cal = [1, 3, 7]
-    _, hold_sq = PatchGaussianAccumulator(5, d).update(x).finalize(eps, holdout=x[:, cal])
+    _, hold_sq = finalize(patch_statistics(5, d).update(x), eps, holdout=x[:, cal])
     others = np.delete(x, 3, axis=1)
     means, invs = reference_inverse(others, eps * (n - 1) / (n - 2))
     diff = x[:, 3].astype(np.float64) - means

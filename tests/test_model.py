@@ -22,13 +22,28 @@ def model() -> PadimModel:
 
 
 def test_state_fitted_on_an_accelerator_predicts_on_the_cpu(model: PadimModel) -> None:
-    """A model whose Gaussians are torch tensors (fitted on a GPU) scores on a CPU backbone."""
+    """A model whose Gaussians are torch tensors (fitted on a GPU) scores on a CPU backbone,
+    and predict leaves the fitted state as it was."""
     images = textures(2, 1)
     expected = model.predict(images).scores
-    g = model.state_.gaussian
-    model.state_.gaussian = PatchGaussian(torch.from_numpy(g.mean), torch.from_numpy(g.whitener))
-    np.testing.assert_allclose(model.predict(images).scores, expected, rtol=1e-6)
-    assert isinstance(model.state_.gaussian.whitener, np.ndarray)
+    numpy_gaussian = model.state_.gaussian
+    on_gpu = PatchGaussian(torch.from_numpy(numpy_gaussian.mean),
+                           torch.from_numpy(numpy_gaussian.whitener))
+    model.state_.gaussian = on_gpu
+    try:
+        np.testing.assert_allclose(model.predict(images).scores, expected, rtol=1e-6)
+        np.testing.assert_allclose(model.predict(images).scores, expected, rtol=1e-6)
+        assert model.state_.gaussian is on_gpu
+        assert isinstance(on_gpu.whitener, torch.Tensor)
+    finally:
+        model.state_.gaussian = numpy_gaussian
+
+
+def test_predict_does_not_change_the_fitted_state(model: PadimModel) -> None:
+    before = {name: getattr(model.state_, name) for name in vars(model.state_)}
+    model.predict(textures(2, 5))
+    list(model.iter_predict(textures(1, 6)))
+    assert all(getattr(model.state_, name) is value for name, value in before.items())
 
 
 def test_save_load_round_trip(model: PadimModel, tmp_path) -> None:
@@ -55,3 +70,14 @@ def test_normalized_scores_and_verdicts_do_not_depend_on_the_batch(model: PadimM
 def test_unfitted_model_says_so() -> None:
     with pytest.raises(NotFittedError, match="fit"):
         PadimModel().predict(textures(1, 0))
+
+
+def test_fitted_attributes_have_the_documented_shapes(model: PadimModel) -> None:
+    h, w = model.grid_
+    assert model.mean_.shape == (h * w, 12)
+    assert model.whitener_.shape == (h * w, 12, 12)
+    assert not np.tril(model.whitener_, -1).any()
+    assert model.channel_index_.shape == (12,) and model.projection_ is None
+    assert model.calibration_scores_.shape == (model.n_calibration_images_,)
+    with pytest.raises(NotFittedError):
+        _ = PadimModel(backbone="resnet18", weights="random", d=12).mean_

@@ -1,0 +1,237 @@
+"""What the app's buttons do: fit into a slot, load a model file, inspect, predict, evaluate.
+
+Each action takes plain arguments (a slot key, an :class:`~inspector_ui.uploads.ImageBatch`,
+settings, an optional ``progress(done, total, stage)`` callback), touches session state only
+through :mod:`inspector_ui.state`, and returns what it made or raises a
+:class:`~padim_core.errors.PadimError` whose text is the message for the user. Nothing here
+draws: the widgets own the buttons, progress bars and messages and call these, and an AppTest
+script can call them directly. When an action fails, the session keeps what it had.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from padim_core import PadimModel
+from padim_core.errors import InvalidInputError, PadimError, WeightsUnavailableError
+
+from . import resources, state, uploads, views
+from .uploads import ImageBatch
+
+if TYPE_CHECKING:
+    from padim_core.datasets import MVTecCategory
+
+ProgressFn = Callable[[int, int, str], None]
+"""The engine's progress callback: ``progress(done, total, stage)``."""
+
+Problems = list[tuple[str, str]]
+
+
+class ActionError(PadimError):
+    """An action could not be done; ``str(err)`` says why, ``problems`` lists the files it
+    could not use (``(name, problem)``), for the page to show beside the message."""
+
+    def __init__(self, message: str, problems: Problems | None = None) -> None:
+        super().__init__(message)
+        self.problems: Problems = list(problems or [])
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What the user picked on a training panel."""
+
+    backbone: str
+    d: int
+    image_size: int
+    crop: int
+
+
+# --------------------------------------------------------------------------- demo set
+
+
+DemoPart = Literal["train", "test"]
+
+
+def load_demo_category() -> MVTecCategory:
+    """The demo set as a labelled MVTec category; the one message when it is unavailable."""
+    try:
+        return uploads.demo_category()
+    except PadimError as err:
+        raise ActionError(f"Demo set unavailable — {err}") from err
+
+
+def load_demo(part: DemoPart) -> ImageBatch:
+    """The demo set's good training images (``"train"``) or its labelled test images
+    (``"test"``, named ``<defect type>/<file>``), as paths: nothing is copied."""
+    category = load_demo_category()
+    if part == "train":
+        return uploads.train_batch(category, "the demo set")
+    return uploads.labelled_batch(category, "demo test set")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def share_extractor(model: PadimModel) -> PadimModel:
+    """Give a loaded model the process-wide cached backbone instead of loading its own.
+
+    The file tells which backbone it wants only once it is read, so the cached one is
+    attached afterwards; random-weight models keep their own (seeded) backbone.
+    """
+    cfg = model.config
+    if cfg.weights != "random":
+        model.use_extractor(resources.get_extractor(cfg.backbone, cfg.weights))
+    return model
+
+
+def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
+                  progress: ProgressFn | None = None) -> state.ModelSlot:
+    """Fit a new model on ``batch``; it replaces slot ``slot_key`` only when the fit succeeds.
+
+    The new slot's ``skipped`` lists the batch's problems and the files the engine could not
+    read.
+    """
+    if not batch:
+        raise ActionError("Nothing to train on: no usable image in the upload.")
+    try:
+        model = PadimModel(backbone=settings.backbone, d=settings.d,
+                           image_size=settings.image_size, crop=settings.crop,
+                           extractor=resources.get_extractor(settings.backbone))
+        model.fit(batch.data, progress=progress, names=batch.names)
+    except PadimError as err:
+        raise ActionError(f"Training failed — {err}") from err
+    return state.set_slot(slot_key, model, skipped=[*batch.problems, *model.skipped_],
+                          origin=f"trained on {int(model.n_train_images_)} images from "
+                                 f"{batch.label}")
+
+
+def load_model_bytes(slot_key: str, name: str, data: bytes) -> state.ModelSlot:
+    """Load a model file (the bytes of upload ``name``) into slot ``slot_key``."""
+    if not data:
+        raise InvalidInputError(name, "the file is empty")
+    model = PadimModel.from_bytes(data, name=name)
+    try:
+        share_extractor(model)
+    except WeightsUnavailableError as err:
+        cfg = model.config
+        which = f"the weights file {Path(cfg.weights).name}" if cfg.weights else \
+            f"the pretrained {cfg.backbone} weights"
+        raise InvalidInputError(
+            name, f"this model needs the {cfg.backbone} backbone, and {which} are not "
+                  "installed on this server. Ask whoever runs the server to add them, or "
+                  "train a model here with an available backbone.") from err
+    except PadimError as err:
+        raise InvalidInputError(name, str(err)) from err
+    return state.set_slot(slot_key, model, origin=f"loaded from {name}")
+
+
+def _require_slot(slot_key: str) -> state.ModelSlot:
+    slot = state.get_slot(slot_key)
+    if slot is None:
+        raise ActionError(f"{state.SLOT_NAMES[slot_key]} is empty: train or load a model "
+                          "first.")
+    return slot
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def run_inspection(slot_key: str, batch: ImageBatch,
+                   progress: ProgressFn | None = None) -> state.Inspection:
+    """Score ``batch`` with the model in ``slot_key`` and keep the results in the session.
+
+    When no image of the batch can be scored, the previous results stay.
+    """
+    slot = _require_slot(slot_key)
+    if not batch:
+        raise ActionError("Nothing to inspect: no usable image in the upload. "
+                          "Previous results kept.")
+    start = time.perf_counter()
+    try:
+        result = slot.model.predict(batch.data, progress=progress, names=batch.names)
+    except PadimError as err:
+        raise ActionError(f"{err} — previous results kept.") from err
+    if len(result.names) == 0:
+        raise ActionError("None of the images could be read. Previous results kept.",
+                          problems=list(result.skipped))
+    sources = batch.sources()
+    inspection = state.Inspection(
+        model_token=slot.token, result=result,
+        sources={name: sources[name] for name in result.names if name in sources},
+        label=batch.label, seconds=time.perf_counter() - start,
+        problems=[*batch.problems, *result.skipped],
+        scale=views.shared_scale(result.maps))
+    state.set_inspection(inspection)
+    return inspection
+
+
+def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Prediction:
+    """Score one image under slot ``slot_key``, re-using an earlier result when there is one."""
+    slot = _require_slot(slot_key)
+    hit = state.cached_prediction(slot.token, name)
+    if hit is not None:
+        return hit
+    res = slot.model.predict([data], names=[name])
+    if len(res.names) == 0:
+        source, problem = res.skipped[0] if len(res.skipped) else (name, "could not be read")
+        raise InvalidInputError(source, problem)
+    prediction = state.Prediction(name, float(res.scores[0]), res.maps[0], res.images[0])
+    state.remember_prediction(slot.token, prediction)
+    return prediction
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def run_evaluation(slot_key: str, category: MVTecCategory, label: str,
+                   progress: ProgressFn | None = None,
+                   scratch: Path | None = None) -> state.Evaluation:
+    """Evaluate slot ``slot_key`` on a labelled MVTec category and keep the report.
+
+    ``scratch``: the temporary folder the category was unpacked into; its path is replaced
+    by ``label`` (the archive's name) in error messages.
+    """
+    slot = state.get_slot(slot_key)
+    if slot is None:
+        raise ActionError("Train or load a model first (or tick 'train on its train/good "
+                          "images').")
+    from padim_core.evaluation import evaluate_model
+
+    start = time.perf_counter()
+    try:
+        report = evaluate_model(slot.model, category.test, progress=progress)
+    except PadimError as err:
+        message = str(err).replace(str(scratch), label) if scratch is not None else str(err)
+        raise ActionError(f"Evaluation failed — {message}") from err
+    evaluation = state.Evaluation(
+        model_token=slot.token, report=report, label=label,
+        seconds=time.perf_counter() - start, n_images=len(category.test),
+        labels=np.asarray(report.image_labels, dtype=bool),
+        scores=np.asarray(report.image_scores, dtype=float))
+    state.set_evaluation(evaluation)
+    return evaluation
+
+
+def open_labelled_zip(name: str, data: bytes, folder: Path) -> tuple[MVTecCategory, Problems]:
+    """Unpack an uploaded MVTec-style archive into ``folder`` (a scratch folder the caller
+    removes after evaluating) and read it as a category; also returns the skipped members.
+    Errors name the archive, never the scratch folder."""
+    from padim_core.archives import extract_zip
+    from padim_core.datasets import MVTecCategory, find_dataset_root
+
+    try:
+        extracted = extract_zip(data, folder, name=name)
+    except PadimError as err:
+        raise ActionError(str(err).replace(str(folder), name)) from err
+    skipped = [(f"{name}: {member}", reason) for member, reason in extracted.skipped]
+    try:
+        category = MVTecCategory.from_folder(find_dataset_root(folder))
+    except PadimError as err:
+        raise ActionError(str(err).replace(str(folder), name), problems=skipped) from err
+    return category, skipped

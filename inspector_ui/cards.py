@@ -1,0 +1,78 @@
+"""Cards that show what the session holds: the model card and one side of a comparison.
+
+Drawing only, from stored models and predictions; nothing here runs the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from . import plots, state, views
+from .widgets import show_problems
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def model_card(slot_key: str) -> None:
+    """Summary, calibration histogram, skipped files and download of slot ``slot_key``."""
+    slot = state.get_slot(slot_key)
+    if slot is None:
+        return
+    model = slot.model
+    card = model.card()
+    st.caption(slot.origin)
+    cols = st.columns([2.4, 0.8, 1.4, 1.1, 1.5, 1.5])
+    cols[0].metric("Backbone", str(card.get("backbone", model.config.backbone)))
+    cols[1].metric("d", str(card.get("d", model.config.d)))
+    cols[2].metric("Training images", str(card.get("n_train_images", model.n_train_images_)))
+    cols[3].metric("Fit time", f"{float(card.get('fit_seconds', model.fit_seconds_)):.1f} s")
+    cols[4].metric("Image threshold", f"{float(model.image_threshold_):.3f}")
+    cols[5].metric("Pixel threshold", f"{float(model.pixel_threshold_):.3f}")
+    left, right = st.columns([3, 2])
+    with left:
+        scores = views.calibration_scores(model)
+        if scores.size:
+            st.plotly_chart(plots.calibration_histogram(scores, float(model.image_threshold_)),
+                            key=f"card{slot_key}_hist")
+    with right:
+        rows = [{"field": k, "value": _fmt(v)} for k, v in card.items()
+                if not isinstance(v, dict) and k not in {"skipped", "warnings"}]
+        st.dataframe(rows, hide_index=True, key=f"card{slot_key}_table")
+    for warning in getattr(model, "warnings_", None) or []:
+        st.warning(warning)
+    if slot.skipped:
+        with st.expander(f"{len(slot.skipped)} file(s) skipped while training", expanded=True):
+            show_problems(slot.skipped)
+    cfg = model.config
+    st.download_button("Download model (.safetensors)", data=model.to_bytes,
+                       file_name=f"padim_{cfg.backbone}_d{cfg.d}_{cfg.crop}px.safetensors",
+                       mime="application/octet-stream", on_click="ignore",
+                       key=f"card{slot_key}_download")
+
+
+def comparison_side(column: Any, title: str, pred: state.Prediction, amap: np.ndarray,
+                    display: views.Display, thresholds: state.Thresholds,
+                    contour_at: float) -> None:
+    """One side of a comparison: overlay, contours at ``contour_at`` (in ``amap``'s units),
+    score and verdict under ``thresholds``."""
+    ng = views.is_ng(pred.score, thresholds.image)
+    with column:
+        st.markdown(f"#### {title}")
+        st.caption(pred.name)
+        st.image(views.overlay_image(pred.image, amap, display), width="stretch",
+                 caption="Heatmap overlay (shared colour scale)")
+        st.image(views.contour_image(pred.image, amap, contour_at), width="stretch",
+                 caption=f"Defect contours at pixel threshold {thresholds.pixel:.3f}")
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Score", f"{pred.score:.3f}")
+        m2.metric("× threshold", f"{views.ratio(pred.score, thresholds.image):.2f}")
+        m3.metric("Verdict", "NG" if ng else "OK")

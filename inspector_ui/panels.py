@@ -1,0 +1,231 @@
+"""Panels whose buttons run actions: train, load a model file, inspect, compare, evaluate.
+
+Each panel draws its inputs, a progress bar and the outcome, and leaves the work to
+:mod:`inspector_ui.actions`; a failed action shows its message and changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from padim_core.config import DEFAULTS, default_crop
+
+from . import actions, resources, state, uploads
+from .actions import FitSettings
+from .uploads import ImageBatch
+from .widgets import UPLOAD_HELP, Progress, attempt, show_problems
+
+if TYPE_CHECKING:
+    from padim_core.datasets import MVTecCategory
+
+IMAGE_SIZES = (128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
+CROP_SIZES = (96, 112, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _size_choices() -> list[int]:
+    """The image sizes offered, the engine's default among them."""
+    return sorted({*IMAGE_SIZES, DEFAULTS.image_size})
+
+
+def _crop_choices(size: int) -> tuple[list[int], int]:
+    """The crops offered for ``size`` and the default one (the engine's 7/8 rule)."""
+    default = default_crop(size)
+    return sorted({*(c for c in CROP_SIZES if c <= size), default}), default
+
+
+def fit_settings(prefix: str) -> FitSettings | None:
+    """Backbone, d, image size and crop widgets. None when nothing usable is available."""
+    statuses = resources.backbones()
+    available = [s for s in statuses if s.available]
+    labels = {s.name: s.label for s in statuses}
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    if not available:
+        c1.error("No backbone has its pretrained weights on this machine.")
+        for s in statuses:
+            c1.caption(f"~~{s.label}~~ — {s.reason}")
+        return None
+    backbone = c1.selectbox("Backbone", [s.name for s in available],
+                            format_func=lambda n: labels.get(n, n), key=f"{prefix}_backbone",
+                            help="Pretrained CNN whose features PaDiM models.")
+    for s in statuses:
+        if not s.available:
+            reason = str(s.reason or "weights missing")
+            short = reason.split(". ")[0].removeprefix(f"{s.name}: ")
+            c1.caption(f":gray[~~{s.label}~~ — unavailable: {short}]", help=reason)
+    channels = resources.backbone_channels(backbone) or 1000
+    d = c2.number_input("d (feature dims kept)", min_value=2, max_value=channels,
+                        value=min(DEFAULTS.d, channels), step=1, key=f"{prefix}_d_{backbone}",
+                        help=f"Random subset of the {channels} channels of {backbone}; "
+                             "smaller is faster and smaller on disk.")
+    size = c3.select_slider("Image size", options=_size_choices(), value=DEFAULTS.image_size,
+                            key=f"{prefix}_size", help="Images are resized to this first.")
+    crops, crop_default = _crop_choices(size)
+    if len(crops) > 1:
+        crop = c4.select_slider("Centre crop", options=crops, value=crop_default,
+                                key=f"{prefix}_crop_{size}",
+                                help="Then centre-cropped to this; maps have this size.")
+    else:
+        crop = crops[0]
+        c4.caption(f"Centre crop: {crop} px")
+    return FitSettings(str(backbone), int(d), int(size), int(crop))
+
+
+def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings) -> bool:
+    """Fit a new model on ``batch`` with a progress bar; the slot changes only on success."""
+    show_problems(batch.problems)
+    progress = Progress(f"Training {state.SLOT_NAMES[slot_key]} on {len(batch)} images")
+    slot = attempt(actions.fit_into_slot, slot_key, batch, settings, progress=progress)
+    if slot is None:
+        progress.fail()
+        return False
+    model = slot.model
+    progress.finish(f"Trained on {int(model.n_train_images_)} images, {len(slot.skipped)} "
+                    f"skipped, {model.fit_seconds_:.1f} s on {model.device_}")
+    skipped_text = f", {len(slot.skipped)} file(s) skipped (listed below)" \
+        if slot.skipped else ""
+    state.flash("success", f"{state.SLOT_NAMES[slot_key]} is ready: {slot.origin} "
+                           f"({model.fit_seconds_:.1f} s on {model.device_}){skipped_text}.")
+    return True
+
+
+def training_panel(slot_key: str) -> None:
+    """Pick data and settings, then fit a model into slot ``slot_key``."""
+    prefix = f"train{slot_key}"
+    settings = fit_settings(prefix)
+    left, right = st.columns([3, 2])
+    files = left.file_uploader("Images of good parts", accept_multiple_files=True,
+                               key=f"{prefix}_files", help=UPLOAD_HELP)
+    go_upload = left.button("Train on uploaded images", key=f"{prefix}_go", type="primary",
+                            disabled=settings is None or not files)
+    right.markdown("**No images at hand?**")
+    right.caption("A synthetic set of brushed-metal plates (60 good training images) ships "
+                  "with the tool.")
+    go_demo = right.button("Train on the demo set", key=f"{prefix}_demo",
+                           disabled=settings is None)
+    if settings is None:
+        return
+    batch = None
+    if go_upload:
+        batch = uploads.uploaded_batch(files)
+    elif go_demo:
+        batch = attempt(actions.load_demo, "train")
+    if batch is not None and fit_into_slot(slot_key, batch, settings):
+        st.rerun()
+
+
+def model_loader(slot_key: str) -> None:
+    """Upload a saved model file into slot ``slot_key`` instead of training."""
+    prefix = f"load{slot_key}"
+    file = st.file_uploader("Model file (.safetensors)", key=f"{prefix}_file",
+                            help="A model downloaded from this tool or saved by the CLI.")
+    clicked = st.button("Load model", key=f"{prefix}_go", disabled=file is None)
+    if not clicked or file is None:
+        return
+    slot = attempt(actions.load_model_bytes, slot_key, file.name, file.getvalue())
+    if slot is not None:
+        state.flash("success", f"{state.SLOT_NAMES[slot_key]} {slot.origin}.")
+        st.rerun()
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def run_inspection(slot_key: str, batch: ImageBatch) -> bool:
+    """Score ``batch`` with a progress bar; on failure the previous results stay."""
+    show_problems(batch.problems)
+    progress = Progress(f"Scoring {len(batch)} images")
+    inspection = attempt(actions.run_inspection, slot_key, batch, progress=progress)
+    if inspection is None:
+        progress.fail()
+        return False
+    show_problems(list(inspection.result.skipped))
+    progress.finish(f"Scored {len(inspection.result.names)} images in "
+                    f"{inspection.seconds:.1f} s")
+    return True
+
+
+def inspect_panel(slot_key: str) -> None:
+    """Upload images (or use the demo test set) and score them with slot ``slot_key``."""
+    left, right = st.columns([3, 2])
+    files = left.file_uploader("Images to inspect", accept_multiple_files=True,
+                               key="inspect_files", help=UPLOAD_HELP)
+    go_upload = left.button("Inspect uploaded images", type="primary", key="inspect_go",
+                            disabled=not files)
+    right.markdown("**Demo test set**")
+    right.caption("Good plates and plates with scratches, stains and holes.")
+    go_demo = right.button("Inspect the demo test set", key="inspect_demo")
+    batch = None
+    if go_upload and files:
+        batch = uploads.uploaded_batch(files)
+    elif go_demo:
+        batch = attempt(actions.load_demo, "test")
+    if batch is not None:
+        run_inspection(slot_key, batch)
+
+
+def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Prediction | None:
+    """Score one image under slot ``slot_key`` (or re-use its earlier score); None after an
+    error, which is shown."""
+    with st.spinner(f"Scoring {name} with {state.SLOT_NAMES[slot_key]}…"):
+        return attempt(actions.predict_one, slot_key, name, data)
+
+
+def compare_sources_panel(pool: dict[str, state.ImageData]) -> None:
+    """Add uploaded images or the demo test set to the Compare page's images (and ``pool``)."""
+    files = st.file_uploader("Images", accept_multiple_files=True, key="compare_files",
+                             help=UPLOAD_HELP)
+    a1, a2 = st.columns(2)
+    batch = None
+    if a1.button("Add uploaded images", key="compare_add", disabled=not files) and files:
+        batch = uploads.uploaded_batch(files)
+        show_problems(batch.problems)
+    if a2.button("Add the demo test set", key="compare_demo"):
+        batch = attempt(actions.load_demo, "test")
+    if batch is not None:
+        state.compare_sources().update(batch.sources())
+        pool.update(batch.sources())
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def run_evaluation(slot_key: str, category: MVTecCategory, label: str, scratch: Path | None = None,
+                   fit_first: FitSettings | None = None) -> bool:
+    """Evaluate slot ``slot_key`` on a labelled MVTec category (optionally fitting it first)."""
+    if fit_first is not None and not fit_into_slot(
+            slot_key, uploads.train_batch(category, f"{label}, train/good"), fit_first):
+        return False
+    progress = Progress(f"Evaluating on {len(category.test)} labelled images")
+    evaluation = attempt(actions.run_evaluation, slot_key, category, label,
+                         progress=progress, scratch=scratch)
+    if evaluation is None:
+        progress.fail()
+        return False
+    progress.finish(f"Evaluated {evaluation.report.n_images} images in "
+                    f"{evaluation.seconds:.1f} s")
+    return True
+
+
+def evaluate_zip(slot_key: str, name: str, data: bytes,
+                 fit_first: FitSettings | None = None) -> bool:
+    """Unpack an uploaded labelled set into a private scratch folder and evaluate on it."""
+    with uploads.scratch_dir() as tmp:
+        opened = attempt(actions.open_labelled_zip, name, data, tmp)
+        if opened is None:
+            return False
+        category, skipped = opened
+        show_problems(skipped)
+        return run_evaluation(slot_key, category, name, scratch=tmp, fit_first=fit_first)
+
+
+def evaluate_demo(slot_key: str, fit_first: FitSettings | None = None) -> bool:
+    """Evaluate on the demo set's labelled test images."""
+    category = attempt(actions.load_demo_category)
+    return category is not None and run_evaluation(slot_key, category, "demo set",
+                                                   fit_first=fit_first)

@@ -1,0 +1,105 @@
+"""The statistics store: n, Σx and Σxxᵀ per patch, added batch by batch, mergeable.
+
+Memory does not grow with the number of images: the state is one d×d second-moment matrix
+per patch position, in float64 blocks of patches (``layout``). Statistics of two shards add
+up exactly, so ``merge`` gives the statistics of the union. ``fitting.finalize`` turns a
+store into the fitted Gaussians.
+
+``PatchStatistics`` is the interface and what both stores share; ``factory.patch_statistics``
+picks one: numpy/OpenBLAS on the CPU (``cpu_statistics``), torch on accelerators
+(``torch_statistics``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .factorization import covariance
+from .layout import block_bounds, packed_by_default
+
+Array = np.ndarray | torch.Tensor
+
+
+class PatchStatistics(ABC):
+    """Running float64 sums for P patch positions of dimension d.
+
+    State: ``n`` (images added), ``sum`` Σx (P, d) and ``second``, the Σxxᵀ of each block of
+    patches ``bounds`` (full d×d, or upper triangles when ``packed``), on ``device``.
+    ``workers`` is how many threads ``finalize`` may use on its blocks.
+    """
+
+    device: torch.device
+    workers: int
+
+    def __init__(self, n_patches: int, dim: int, block_bytes: int, packed: bool | None) -> None:
+        self.n_patches, self.dim = int(n_patches), int(dim)
+        self.n = 0
+        self.bounds = block_bounds(self.n_patches, self.dim, block_bytes)
+        self.packed = bool(packed_by_default(self.n_patches, self.dim)
+                           if packed is None else packed)
+        self._sum: Array
+        self.second: list[Array | None]
+
+    @abstractmethod
+    def update(self, x: Array) -> PatchStatistics:
+        """Add a batch of embeddings, shape (P, B, d)."""
+
+    def update_from(self, b: int, produce: Callable[[np.ndarray | None], Array]) -> Array:
+        """Add b images whose (P, b, d) embeddings ``produce(out)`` returns, where ``out``
+        is a buffer of the store to write them into (saves a copy) or None; returns them.
+        (None here: a store with a staging buffer offers it.)"""
+        x = produce(None)
+        self.update(x)
+        return x
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make the sums complete (add anything staged)."""
+
+    @abstractmethod
+    def second_moments(self, i: int) -> Array:
+        """Block i's Σxxᵀ as (rows, d, d), the upper triangle at least."""
+
+    def _check_batch(self, x: Array) -> None:
+        if tuple(x.shape[::2]) != (self.n_patches, self.dim):
+            raise ValueError(f"expected (P={self.n_patches}, B, d={self.dim}), "
+                             f"got {tuple(x.shape)}")
+
+    def merge(self, other: PatchStatistics) -> PatchStatistics:
+        """Add another shard's statistics (same P and d) into this one."""
+        if (other.n_patches, other.dim) != (self.n_patches, self.dim):
+            raise ValueError("cannot merge statistics of different shapes")
+        if (other.bounds, other.packed) != (self.bounds, self.packed):
+            raise ValueError("cannot merge statistics stored in different layouts")
+        self.flush()
+        other.flush()
+        self.n += other.n
+        self._sum += other._sum
+        for acc, add in zip(self.second, other.second, strict=True):
+            acc += add
+        return self
+
+    @property
+    def sum(self) -> Array:
+        """Σx per patch, (P, d) float64, staged embeddings included."""
+        self.flush()
+        return self._sum
+
+    def mean(self) -> Array:
+        """Σx / n per patch, (P, d) float64."""
+        return self.sum / self.n
+
+    def covariance(self, lo: int = 0, hi: int | None = None, eps: float = 0.0) -> Array:
+        """Unbiased covariance + eps·I for patches lo:hi (float64). For tests and inspection."""
+        return covariance(self, lo, hi, eps)
+
+    def take_second_moments(self, i: int) -> Array:
+        """``second_moments(i)``, dropping the store's copy (finalize consumes the store
+        block by block, so peak memory stays near one copy)."""
+        full = self.second_moments(i)
+        self.second[i] = None
+        return full

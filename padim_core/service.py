@@ -1,0 +1,338 @@
+"""Scoring service for line software: a FastAPI app around one fitted model.
+
+``create_app(model)`` builds the app; ``padim serve`` runs it under uvicorn.
+
+- ``POST /predict`` (multipart, image in field ``file``) → JSON score, normalized score,
+  verdict (``thresholds.is_ng``), thresholds and model id; ``?overlay=png`` returns the
+  overlay PNG instead (score and verdict in ``X-Padim-*`` headers).
+- ``GET /health``, ``GET /model`` (the card), OpenAPI page at ``/docs``.
+
+Concurrent requests are micro-batched: each request decodes its image in a worker thread
+of the server and queues it; one scoring thread takes whatever arrived within
+``max_wait_ms`` (up to ``max_batch`` images) and scores it in one backbone pass, so a busy
+service runs batches like ``padim predict`` on a folder. Nothing is kept between requests
+(stateless: replicas behind any load balancer give the same answers).
+
+Bad input never reaches the model and never stops the service: a body over
+``limits.MAX_UPLOAD_MB`` (413, checked on the declared length and while reading), a
+request that is not multipart or a part that is not an image type (415), a missing field
+(422), and anything ``images.load_image`` refuses — not an image, truncated, too small,
+a decompression bomb (400) — each answer one line of JSON ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import InvalidInputError
+from .export import model_id
+from .images import load_image
+from .limits import MAX_UPLOAD_MB
+from .model import PadimModel, __version__
+from .thresholds import is_ng
+from .visualize import threshold_overlay_png
+
+#: Images the scoring thread takes at once, and how long it waits for more after the first.
+DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_WAIT_MS = 5.0
+#: Part content types taken as "maybe an image" (the bytes decide): what curl, browsers and
+#: HTTP libraries send for image files or when they do not know.
+_IMAGE_PART_TYPES = ("image/", "application/octet-stream")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One image's result from the scoring thread."""
+
+    score: float
+    map: np.ndarray
+    crop: np.ndarray
+
+
+class MicroBatcher:
+    """Collects images from many requests and scores them together on one thread.
+
+    ``score`` takes a list of decoded images and returns one ``Scored`` per image. Requests
+    wait on asyncio futures that the thread settles on the request's event loop; a request
+    whose client went away just finds nobody waiting for its answer.
+    """
+
+    def __init__(self, score: Callable[[list[np.ndarray]], Sequence[Scored]],
+                 max_batch: int = DEFAULT_MAX_BATCH,
+                 max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> None:
+        self.score = score
+        self.max_batch = max(1, int(max_batch))
+        self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.images = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="padim-batcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, image: np.ndarray) -> Scored:
+        """Queue one decoded image and wait for its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Scored] = loop.create_future()
+        self._queue.put((image, future, loop))
+        return await future
+
+    def _collect(self) -> tuple[list[Any], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch, deadline = [first], time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            timeout = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=timeout) if timeout > 0 \
+                    else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._collect()
+            if not batch:
+                continue
+            try:
+                results: Sequence[Any] = self.score([item[0] for item in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"scored {len(results)} of {len(batch)} images")
+            except Exception as err:  # every waiting request gets the error, the thread lives
+                results = [err] * len(batch)
+            self.batches += 1
+            self.images += len(batch)
+            for (_, future, loop), result in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, result)
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():      # the request was cancelled (client gone)
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _score_with(model: PadimModel) -> Callable[[list[np.ndarray]], list[Scored]]:
+    def score(images: list[np.ndarray]) -> list[Scored]:
+        res = model.predict(images, names=[f"#{i}" for i in range(len(images))])
+        if len(res.names) != len(images):
+            first = res.skipped[0] if res.skipped else ("image", "unreadable")
+            raise InvalidInputError(*first)
+        return [Scored(float(res.scores[i]), res.maps[i], res.images[i])
+                for i in range(len(images))]
+    return score
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": " ".join(str(message).split())}, separators=(",", ":")).encode()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = _error_body(message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class UploadGuard:
+    """ASGI middleware in front of ``path``: refuses non-multipart requests (415) and bodies
+    over ``max_bytes`` (413) — by the declared Content-Length before reading anything, and
+    by counting while reading when there is none — and ends quietly when the client leaves
+    mid-upload."""
+
+    def __init__(self, app: ASGIApp, path: str, max_bytes: int) -> None:
+        self.app, self.path, self.max_bytes = app, path, int(max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        ctype = headers.get("content-type", "")
+        if not ctype.lower().startswith("multipart/form-data"):
+            await _send_error(send, 415, f"request: Content-Type must be multipart/form-data "
+                                         f"with the image in field 'file', got "
+                                         f"{ctype or 'none'}")
+            return
+        cap = f"the upload limit is {self.max_bytes / 2**20:g} MB"
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_error(send, 400, f"request: bad Content-Length {declared!r}")
+                return
+            if int(declared) > self.max_bytes:
+                await _send_error(send, 413, f"request: body of {int(declared)} bytes; {cap}")
+                return
+        received, answered = 0, False
+
+        async def guarded_receive() -> Message:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request" and not answered:
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    answered = True
+                    await _send_error(send, 413, f"request: body over {self.max_bytes} "
+                                                 f"bytes; {cap}")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not answered:
+                await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except ClientDisconnect:
+            return
+        except Exception:
+            if not answered:
+                raise
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
+               max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+               max_upload_bytes: int = MAX_UPLOAD_MB * 2**20) -> FastAPI:
+    """A FastAPI app scoring images with the fitted ``model`` (see the module docstring).
+
+    The scoring thread starts and stops with the app's lifespan (uvicorn, or ``with
+    TestClient(app)``).
+    """
+    card = model.card()
+    identity = {"id": model_id(card), "package_version": __version__,
+                "backbone": card["backbone"], "d": card["d"], "created": card["created"]}
+    thresholds = {"image": float(model.image_threshold_), "pixel": float(model.pixel_threshold_)}
+    batcher = MicroBatcher(_score_with(model), max_batch, max_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        # One pass before the first request: loads the backbone, places the Gaussians.
+        crop = int(card["crop"])
+        await run_in_threadpool(model.predict, [np.full((crop, crop, 3), 128, np.uint8)])
+        batcher.start()
+        try:
+            yield
+        finally:
+            batcher.stop()
+
+    app = FastAPI(title="PaDiM Inspector scoring service", version=__version__,
+                  lifespan=lifespan,
+                  description="Anomaly score, verdict and heat-map overlay for one image per "
+                              "request, from one fitted PaDiM model.")
+    app.add_middleware(UploadGuard, path="/predict", max_bytes=max_upload_bytes)
+    app.state.batcher = batcher
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            problems.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        return _error(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Any, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Any, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness and what is being served."""
+        return {"status": "ok", "model_id": identity["id"], "queued": batcher.pending,
+                "batches": batcher.batches, "images": batcher.images}
+
+    @app.get("/model")
+    async def model_card() -> dict[str, Any]:
+        """The model card (backbone, d, sizes, thresholds, calibration) and its id."""
+        return {"model": identity, "card": card}
+
+    @app.post("/predict", responses={200: {"content": {"image/png": {}}},
+                                     400: {"description": "not a usable image"},
+                                     413: {"description": "body over the upload limit"},
+                                     415: {"description": "not multipart / not an image type"},
+                                     422: {"description": "missing field"}})
+    async def predict(
+            file: Annotated[UploadFile, File(description="the image (PNG, JPEG, ...)")],
+            overlay: Annotated[Literal["png"] | None, Query(
+                description="'png': return the heat-map overlay PNG instead of JSON")] = None,
+    ) -> Any:
+        """Score one image: JSON with score, normalized score, verdict and thresholds."""
+        name = file.filename or "file"
+        ctype = (file.content_type or "").lower()
+        if ctype and not ctype.startswith(_IMAGE_PART_TYPES):
+            return _error(415, f"{name}: content type {ctype} is not an image")
+        data = await file.read()
+        try:
+            image = await run_in_threadpool(load_image, data, name)
+        except InvalidInputError as err:
+            return _error(400, str(err))
+        result = await batcher.submit(image)
+        score = result.score
+        ng = bool(is_ng(score, thresholds["image"]))
+        if overlay == "png":
+            png = await run_in_threadpool(threshold_overlay_png, result.crop, result.map,
+                                          thresholds["pixel"])
+            return Response(png, media_type="image/png", headers={
+                "X-Padim-Score": f"{score:.9g}", "X-Padim-Verdict": "NG" if ng else "OK",
+                "X-Padim-Model": identity["id"]})
+        finite = math.isfinite(score)
+        return {"name": name, "score": score if finite else None,
+                "normalized_score": score / thresholds["image"] if finite else None,
+                "verdict": "NG" if ng else "OK", "thresholds": thresholds, "model": identity}
+
+    return app

@@ -1,0 +1,29 @@
+"""The workspace store: model library and inspection history in a real database.
+
+    from padim_core.store import Store
+    with Store.open("inspector-data") as store:          # or PADIM_DATABASE_URL
+        v = store.library.save(model, "transistor line 3")
+        model = store.library.load(store.library.resolve("transistor line 3@1"))
+        store.history.record([NewInspection(...)])
+"""
+
+from .blobs import DAMAGED, MISSING, OK
+from .errors import BlobUnavailableError, NotFoundError, SchemaTooNewError, StoreError
+from .history import DECISIONS, VERDICTS, Filters, History, Inspection, NewInspection
+from .library import (
+    Library,
+    ModelEntry,
+    ModelVersion,
+    check_name,
+    parse_ref,
+    training_fingerprint,
+)
+from .store import DATA_DIR_ENV, DATABASE_URL_ENV, THUMBNAIL_CAP_ENV, Store
+
+__all__ = [
+    "DAMAGED", "DATABASE_URL_ENV", "DATA_DIR_ENV", "DECISIONS", "MISSING", "OK",
+    "THUMBNAIL_CAP_ENV", "VERDICTS", "BlobUnavailableError", "Filters", "History",
+    "Inspection", "Library", "ModelEntry", "ModelVersion", "NewInspection", "NotFoundError",
+    "SchemaTooNewError", "Store", "StoreError", "check_name", "parse_ref",
+    "training_fingerprint",
+]

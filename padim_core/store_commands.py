@@ -1,0 +1,321 @@
+"""The workspace commands of ``padim``: ``models list|show|export|import|delete``, ``history
+export``, and the library side of ``fit --save-as`` and ``predict --model NAME --record``.
+
+``cli.py`` registers these parsers and dispatches here. Every command takes ``--data-dir``
+(default ``PADIM_DATA_DIR``, else ``./inspector-data``) and honours ``PADIM_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .store import (
+    DATA_DIR_ENV,
+    DATABASE_URL_ENV,
+    Filters,
+    ModelVersion,
+    NewInspection,
+    Store,
+    parse_ref,
+    training_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from .model import PadimModel
+
+COMMANDS = ("models", "history")
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def add_data_dir(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help=f"workspace folder (default ${DATA_DIR_ENV}, else ./inspector-data); "
+                             f"${DATABASE_URL_ENV} puts the database elsewhere")
+
+
+def add_fit_options(fit: argparse.ArgumentParser) -> None:
+    g = fit.add_argument_group("library")
+    g.add_argument("--save-as", metavar="NAME",
+                   help="also save the model as the next version of NAME in the library")
+    g.add_argument("--note", default="", help="a note kept with the saved version")
+    add_data_dir(g)
+
+
+def add_predict_options(pred: argparse.ArgumentParser) -> None:
+    g = pred.add_argument_group("library")
+    g.add_argument("--model", dest="library_model", metavar="NAME[@VERSION]",
+                   help="score with this library model (its default or newest version, or "
+                        "VERSION) instead of a MODEL file; its saved operating thresholds "
+                        "apply")
+    g.add_argument("--record", action="store_true",
+                   help="add one history row per scored image (needs --model)")
+    g.add_argument("--operator", default="", help="operator name written on recorded rows")
+    add_data_dir(g)
+
+
+def add_parsers(sub: Any) -> None:
+    """``padim models ...`` and ``padim history ...``."""
+    models = sub.add_parser("models", help="the model library: list, show, export, import, "
+                                           "delete",
+                            description="The workspace's model library.")
+    models.set_defaults(progress=False)   # main() reads it; these commands draw no bars
+    actions = models.add_subparsers(dest="action", metavar="ACTION")
+    p = actions.add_parser("list", help="every model and version with its card and status")
+    add_data_dir(p)
+    p = actions.add_parser("show", help="the full card of one version")
+    p.add_argument("ref", metavar="NAME[@VERSION]")
+    add_data_dir(p)
+    p = actions.add_parser("export", help="write a version's model file")
+    p.add_argument("ref", metavar="NAME[@VERSION]")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    add_data_dir(p)
+    p = actions.add_parser("import", help="add a .safetensors model file as a new version")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", help="library name (default: the file name without suffix)")
+    p.add_argument("--note", default="")
+    add_data_dir(p)
+    p = actions.add_parser("delete", help="delete one version (NAME@VERSION) or a whole model "
+                                          "(NAME); history rows stay")
+    p.add_argument("ref", metavar="NAME[@VERSION]")
+    add_data_dir(p)
+
+    history = sub.add_parser("history", help="the inspection history: export",
+                             description="The workspace's inspection history.")
+    history.set_defaults(progress=False)
+    actions = history.add_subparsers(dest="action", metavar="ACTION")
+    p = actions.add_parser("export", help="write history rows as CSV (oldest first)")
+    p.add_argument("--csv", required=True, metavar="FILE")
+    p.add_argument("--since", metavar="DATE",
+                   help="only rows from then on (2026-12-01 or 2026-12-01T08:00; local time "
+                        "unless an offset is given)")
+    p.add_argument("--model", metavar="NAME", help="only rows of this model")
+    add_data_dir(p)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _usage(message: str) -> Exception:
+    from .cli import UsageError
+
+    return UsageError(message)
+
+
+def _say(line: str) -> None:
+    from .cli import _say as say
+
+    say(line)
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store.open(getattr(args, "data_dir", None))
+
+
+def _version(store: Store, ref: str) -> ModelVersion:
+    return store.library.resolve(ref, verify=True)
+
+
+def _version_line(v: ModelVersion) -> str:
+    image, pixel = v.thresholds
+    saved = " (saved)" if v.operating_image_threshold is not None else ""
+    return (f"{v.ref:<30} {'*' if v.is_default else ' '} {v.backbone:<18} d={v.d:<4} "
+            f"{v.image_size}->{v.crop:<5} {v.n_train_images:>5} img  thr {image:.4g}/{pixel:.4g}"
+            f"{saved}  {v.created_at:%Y-%m-%d %H:%M}  {v.size_bytes / 2**20:.1f} MB  {v.status}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run(args: argparse.Namespace) -> int:
+    """``padim models ...`` / ``padim history ...``; returns the exit code."""
+    if args.action is None:
+        raise _usage(f"{args.command}: give an action (see 'padim {args.command} --help')")
+    with open_store(args) as store:
+        if args.command == "history":
+            return _history_export(store, args)
+        return {"list": _models_list, "show": _models_show, "export": _models_export,
+                "import": _models_import, "delete": _models_delete}[args.action](store, args)
+
+
+def _models_list(store: Store, args: argparse.Namespace) -> int:
+    entries = store.library.models(verify=True)
+    if not entries:
+        _say(f"no models in {store.data_dir} ({store.url})")
+        return 0
+    _say(f"{'NAME@VERSION':<30} D {'BACKBONE':<18} {'d':<6} {'SIZE':<10} {'TRAIN':>5}      "
+         "THRESHOLDS (image/pixel)  CREATED (UTC)     FILE")
+    for entry in entries:
+        for v in entry.versions:
+            _say(_version_line(v))
+    _say("D: * = default version (else the newest is used)")
+    return 0
+
+
+def _models_show(store: Store, args: argparse.Namespace) -> int:
+    v = _version(store, args.ref)
+    image, pixel = v.thresholds
+    lines = [
+        f"model        {v.ref}{' (default)' if v.is_default else ''}",
+        f"file         {store.blobs.path(v.sha256)} ({v.status}, {v.size_bytes} bytes)",
+        f"sha256       {v.sha256}",
+        f"source       {v.source}, created {v.created_at.isoformat(timespec='seconds')}",
+        f"backbone     {v.backbone}, d={v.d}, resize {v.image_size} -> crop {v.crop}",
+        f"images       {v.n_train_images} (training set fingerprint "
+        f"{v.training_fingerprint or 'not recorded'})",
+        f"fit          {v.fit_seconds:.1f} s on {v.device}",
+        f"thresholds   calibrated image {v.image_threshold:.4g}, pixel {v.pixel_threshold:.4g}",
+        f"operating    image {image:.4g}, pixel {pixel:.4g}"
+        + (" (saved on this version)" if v.operating_image_threshold is not None
+           or v.operating_pixel_threshold is not None else " (the calibrated ones)"),
+    ]
+    if v.note:
+        lines.append(f"note         {v.note}")
+    for line in lines:
+        _say(line)
+    return 0
+
+
+def _models_export(store: Store, args: argparse.Namespace) -> int:
+    from .cli import _output_file
+
+    v = _version(store, args.ref)
+    out = _output_file(args.output)
+    data = store.library.read_bytes(v)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _say(f"exported {v.ref} to {out} ({len(data) / 2**20:.1f} MB)")
+    return 0
+
+
+def _models_import(store: Store, args: argparse.Namespace) -> int:
+    path = Path(args.file).expanduser()
+    name = args.name if args.name is not None else path.name.removesuffix(".safetensors")
+    v = store.library.import_file(path, name, note=args.note)
+    _say(f"imported {path} as {v.ref}")
+    return 0
+
+
+def _models_delete(store: Store, args: argparse.Namespace) -> int:
+    entry_name, number = parse_ref(args.ref)
+    try:
+        store.library.get(args.ref)
+        entry_name, number = args.ref, None
+    except Exception:  # noqa: BLE001 - a name with '@' in it is tried first, as in resolve
+        pass
+    n = store.library.delete(entry_name, number)
+    what = f"{entry_name}@{number}" if number is not None else f"{entry_name} ({n} version(s))"
+    _say(f"deleted {what}; its history rows are kept")
+    return 0
+
+
+def parse_since(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise _usage(f"--since: {text!r} is not a date (use 2026-12-01 or "
+                     "2026-12-01T08:00)") from None
+
+
+def _history_export(store: Store, args: argparse.Namespace) -> int:
+    from .cli import _output_file
+
+    since = parse_since(args.since) if args.since else None
+    out = _output_file(args.csv)
+    n = store.history.export_csv(out, Filters(since=since, model_name=args.model))
+    _say(f"{n} history row(s) written to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- fit / predict
+
+
+def check_fit_args(args: argparse.Namespace) -> None:
+    if not args.output and not args.save_as:
+        raise _usage("give -o MODEL (a file) and/or --save-as NAME (the library)")
+    if args.save_as is not None:
+        from .store import check_name
+
+        check_name(args.save_as, "--save-as")
+
+
+def save_fitted(args: argparse.Namespace, model: PadimModel, paths: Sequence[Path]) -> None:
+    """``fit --save-as NAME``: the fitted model becomes the next version of NAME."""
+    with open_store(args) as store:
+        v = store.library.save(model, args.save_as, note=args.note,
+                               training_fingerprint=training_fingerprint(paths))
+        _say(f"library      {v.ref} in {store.data_dir}")
+
+
+def check_predict_args(args: argparse.Namespace) -> list[str]:
+    """The inputs, once MODEL (positional) and --model are sorted out."""
+    if args.library_model is None:
+        if args.record:
+            raise _usage("--record needs --model NAME (a library model)")
+        if not args.inputs:
+            raise _usage("give a MODEL file and images, or --model NAME and images")
+        return list(args.inputs)
+    return ([args.model] if args.model else []) + list(args.inputs or [])
+
+
+class Recorder:
+    """``predict --record``: history rows, one transaction per batch."""
+
+    def __init__(self, store: Store, version: ModelVersion, operator: str) -> None:
+        self.store, self.version, self.operator = store, version, operator
+        self.pending: list[NewInspection] = []
+        self.count = 0
+
+    def add(self, name: str, path: Path, score: float, image: np.ndarray,
+            overlay_png: bytes) -> None:
+        image_thr, pixel_thr = self.version.thresholds
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            digest = ""
+        self.pending.append(NewInspection(
+            file_name=name, score=float(score), model_name=self.version.name,
+            model_version=self.version.version, version_id=self.version.id,
+            image_threshold=image_thr, pixel_threshold=pixel_thr, image_sha256=digest,
+            operator=self.operator, image=image, overlay=overlay_png))
+
+    def flush(self) -> None:
+        if self.pending:
+            self.store.history.record(self.pending)
+            self.count += len(self.pending)
+            self.pending = []
+
+
+def library_model(args: argparse.Namespace) -> tuple[PadimModel, Recorder | None, Store]:
+    """``predict --model NAME[@VERSION]``: the model (with the version's operating thresholds),
+    a recorder when ``--record`` is given, and the open store (the caller closes it)."""
+    store = open_store(args)
+    try:
+        v = _version(store, args.library_model)
+        model = store.library.load(v, device=args.device)
+        image, pixel = v.thresholds
+        model.state_.image_threshold, model.state_.pixel_threshold = image, pixel
+        _say(f"model {v.ref}: thresholds image {image:.4g}, pixel {pixel:.4g}"
+             + (" (saved on the version)" if v.operating_image_threshold is not None else ""))
+        return model, (Recorder(store, v, args.operator) if args.record else None), store
+    except BaseException:
+        store.close()
+        raise
+
+
+__all__ = ["COMMANDS", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",
+           "add_predict_options", "check_fit_args", "check_predict_args", "library_model",
+           "open_store", "parse_since", "run", "save_fitted"]

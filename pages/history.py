@@ -1,0 +1,82 @@
+"""History page: every inspected image recorded in the workspace, filtered by date, model,
+verdict and decision; one row's image and heat-map thumbnails and the operator's decision;
+CSV export."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import streamlit as st
+
+from inspector_ui import widgets, workspace
+from padim_core.store import DECISIONS, VERDICTS
+
+widgets.page_start("History")
+store = workspace.get_store()
+
+ALL = "all"
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
+    today = date.today()
+    period = c1.date_input("Dates", value=(today - timedelta(days=30), today),
+                           key="hist_dates", format="YYYY-MM-DD")
+    model = c2.selectbox("Model", [ALL, *workspace.model_names(store)], key="hist_model")
+    verdict = c3.selectbox("Verdict", [ALL, *VERDICTS], key="hist_verdict")
+    decision = c4.selectbox("Decision", [ALL, "none", *DECISIONS], key="hist_decision",
+                            format_func=lambda d: {"none": "no decision yet"}.get(
+                                d, DECISIONS.get(d, d)))
+dates = [d for d in (period if isinstance(period, tuple | list) else [period]) if d]
+chosen = workspace.filters(dates[0] if dates else None, dates[-1] if dates else None,
+                           None if model == ALL else model,
+                           None if verdict == ALL else verdict,
+                           None if decision == ALL else decision)
+
+total = store.history.count(chosen)
+rows = store.history.find(chosen, limit=workspace.MAX_ROWS)
+left, right = st.columns([3, 1])
+left.markdown(f"**{total}** inspected image(s)"
+              + (f", the newest {len(rows)} shown" if total > len(rows) else ""))
+right.download_button("Download CSV", data=workspace.history_csv(store, chosen),
+                      file_name="inspection-history.csv", mime="text/csv", key="hist_csv",
+                      disabled=total == 0)
+if not rows:
+    st.info("Nothing recorded for these filters. Images inspected with a library model "
+            "are recorded here (`padim predict --model NAME --record` on the command line).")
+    st.stop()
+
+st.dataframe(workspace.history_table(rows), hide_index=True, key="hist_table",
+             column_config={"score": st.column_config.NumberColumn(format="%.3f"),
+                            "score / threshold": st.column_config.NumberColumn(format="%.2f")})
+
+by_id = {r.id: r for r in rows}
+picked = st.selectbox("Row", list(by_id), key="hist_row",
+                      format_func=lambda i: f"#{i} · {by_id[i].file_name} · {by_id[i].verdict}")
+row = by_id[picked]
+image, overlay = store.history.thumbnails(row.id)
+with st.container(border=True):
+    st.markdown(f"**{row.file_name}** · {row.model_ref} · score {row.score:.3f} "
+                f"(threshold {row.image_threshold:.3f}) · **{row.verdict}** · "
+                f"{row.inspected_at.astimezone():%Y-%m-%d %H:%M:%S}"
+                + (f" · by {row.operator}" if row.operator else ""))
+    if image is None and overlay is None:
+        st.caption("The thumbnails of this row were pruned (the history's size cap keeps "
+                   "the newest); the row itself is kept.")
+    else:
+        a, b = st.columns(2)
+        if image is not None:
+            a.image(image, caption="image", width="stretch")
+        if overlay is not None:
+            b.image(overlay, caption="heat map", width="stretch")
+    st.markdown("**Operator decision**"
+                + (f": {row.decision_label} ({row.decided_by or 'unknown'}"
+                   f"{', ' + row.comment if row.comment else ''})" if row.decision else ""))
+    d1, d2, d3 = st.columns([2, 3, 2])
+    choice = d1.radio("Decision", list(DECISIONS), format_func=DECISIONS.get,
+                      key=f"hist_choice_{row.id}",
+                      index=list(DECISIONS).index(row.decision) if row.decision else 0)
+    comment = d2.text_input("Comment (optional)", value=row.comment,
+                            key=f"hist_comment_{row.id}")
+    operator = d3.text_input("Your name", key=workspace.OPERATOR_KEY)
+    if (st.button("Save decision", key="hist_decide", type="primary")
+            and workspace.decide(store, row.id, choice, comment, operator)):
+        st.rerun()

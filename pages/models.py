@@ -1,0 +1,111 @@
+"""Models page: the workspace's model library (names, versions, cards) and what to do with
+a version: open it as model A, set it as default, save thresholds, rename, download, delete;
+add model A or an uploaded file as a new version."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from inspector_ui import state, widgets, workspace
+
+widgets.page_start("Models")
+store = workspace.get_store()
+st.caption(f"Workspace: `{store.data_dir}` · database `{store.url}`")
+
+entries = store.library.models(verify=True)
+slot = state.get_slot("A")
+
+with st.expander("Add a model to the library", expanded=not entries):
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Model A of this session**")
+        if slot is None:
+            st.caption("No model A yet: train one on the Train page, or upload a file.")
+        else:
+            st.caption(slot.origin)
+        save_name = st.text_input("Name", key="models_save_name", max_chars=200,
+                                  placeholder="e.g. transistor line 3")
+        note = st.text_input("Note (optional)", key="models_save_note")
+        if st.button("Save model A to the library", key="models_save", disabled=slot is None):
+            saved = workspace.save_model(store, slot.model, save_name, note)
+            if saved is not None:
+                state.flash("success", f"Saved as {saved.ref}.")
+                st.rerun()
+    with right:
+        st.markdown("**A model file (.safetensors)**")
+        upload = st.file_uploader("Model file", type=["safetensors"], key="models_upload")
+        upload_name = st.text_input("Name", key="models_upload_name", max_chars=200,
+                                    placeholder="default: the file name")
+        if st.button("Add the file to the library", key="models_upload_go",
+                     disabled=upload is None):
+            name = upload_name or upload.name.removesuffix(".safetensors")
+            added = workspace.upload_model(store, upload.getvalue(), upload.name, name)
+            if added is not None:
+                state.flash("success", f"Added as {added.ref}.")
+                st.rerun()
+
+if not entries:
+    st.info("The library is empty. Train a model and save it here, or add a model file.")
+    st.stop()
+
+st.dataframe(workspace.versions_table(entries), hide_index=True, width="stretch")
+if any(v.status != "ok" for e in entries for v in e.versions):
+    st.warning("Some versions' model files are missing or damaged on disk (column *file*); "
+               "they cannot be opened or downloaded. Every other model works.")
+
+by_name = {e.name: e for e in entries}
+left, right = st.columns([3, 1])
+name = left.selectbox("Model", list(by_name), key="models_name")
+entry = by_name[name]
+numbers = [v.version for v in entry.versions]
+current = entry.current
+number = right.selectbox("Version", numbers, key=f"models_version_{name}",
+                         index=numbers.index(current.version) if current else 0)
+version = next(v for v in entry.versions if v.version == number)
+
+with st.container(border=True):
+    image, pixel = version.thresholds
+    st.markdown(
+        f"**{version.ref}**{' · default' if version.is_default else ''} · file: "
+        f"{version.status}  \n"
+        f"{version.backbone}, d = {version.d}, {version.image_size} → {version.crop} px · "
+        f"{version.n_train_images} training images · fit {version.fit_seconds:.1f} s on "
+        f"{version.device}  \n"
+        f"thresholds: image {image:.3f}, pixel {pixel:.3f} "
+        f"({'calibrated' if version.operating_image_threshold is None else 'saved'})"
+        f" · created {version.created_at:%Y-%m-%d %H:%M} UTC"
+        + (f"  \nnote: {version.note}" if version.note else ""))
+    c1, c2, c3, c4 = st.columns(4)
+    usable = version.status == "ok"
+    if (c1.button("Open as model A", key="models_open", type="primary", disabled=not usable)
+            and workspace.open_version(store, version)):
+        st.rerun()
+    if (c2.button("Set as default", key="models_default", disabled=version.is_default)
+            and workspace.run_action("Not changed", store.library.set_default, name, number)):
+        st.rerun()
+    thr = state.get_thresholds("A")
+    if (c3.button("Save model A's thresholds here", key="models_save_thr",
+                  disabled=thr is None,
+                  help="The image / pixel thresholds set with the sliders on Inspect.")
+            and workspace.run_action("Not saved", store.library.set_thresholds, version,
+                                     thr.image, thr.pixel)):
+        state.flash("success", f"Thresholds {thr.image:.3f} / {thr.pixel:.3f} saved on "
+                               f"{version.ref}.")
+        st.rerun()
+    if usable:
+        c4.download_button("Download", data=store.library.read_bytes(version),
+                           file_name=f"{name}-v{number}.safetensors",
+                           mime="application/octet-stream", key="models_download")
+
+    rename_col, delete_col = st.columns(2)
+    new_name = rename_col.text_input("New name", key="models_new_name", max_chars=200)
+    if (rename_col.button("Rename model", key="models_rename", disabled=not new_name)
+            and workspace.run_action("Not renamed", store.library.rename, name, new_name)):
+        state.flash("success", f"Renamed {name} to {new_name.strip()}.")
+        st.rerun()
+    sure = delete_col.checkbox(f"Yes, delete {version.ref}", key="models_delete_sure",
+                               help="Its history rows are kept.")
+    if (delete_col.button("Delete this version", key="models_delete", disabled=not sure)
+            and workspace.run_action("Not deleted", store.library.delete, name, number)):
+        state.flash("success", f"Deleted {version.ref}; its history rows are kept.")
+        st.rerun()

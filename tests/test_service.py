@@ -1,0 +1,315 @@
+"""``padim serve``: right scores under concurrency, every bad request a 4xx, still serving.
+
+Why: line software talks to the service unattended; a wrong score, a 500 or a dead worker
+after one bad upload stops a production line. In-process tests use FastAPI's TestClient;
+the disconnect and body-cap tests need a real socket, so they run uvicorn on a free
+loopback port in a thread. Small model (d=16, 96 px) to keep this to seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import hostile_inputs as h
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from padim_core import PadimModel
+from padim_core.demo import make_demo_set
+from padim_core.images import load_image
+from padim_core.limits import MAX_UPLOAD_MB
+from padim_core.service import MicroBatcher, Scored, create_app
+from padim_core.thresholds import is_ng
+
+CAP = 200_000   # a small upload cap for the in-process tests (the real one is tested live)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_demo_set(tmp_path_factory.mktemp("serve") / "demo", n_train=12,
+                         n_test_good=4, n_test_defect=6, size=128)
+
+
+@pytest.fixture(scope="module")
+def model(demo: Path) -> PadimModel:
+    return PadimModel(d=16, image_size=96, crop=96, device="cpu").fit(
+        sorted((demo / "train" / "good").glob("*.png")))
+
+
+@pytest.fixture(scope="module")
+def images(demo: Path) -> list[Path]:
+    return sorted((demo / "test").glob("*/*.png"))
+
+
+@pytest.fixture(scope="module")
+def client(model: PadimModel) -> Iterator[TestClient]:
+    with TestClient(create_app(model, max_wait_ms=50, max_upload_bytes=CAP)) as c:
+        yield c
+
+
+def _post(client: TestClient, path: Path, query: str = "") -> object:
+    return client.post(f"/predict{query}", files={"file": (path.name, path.read_bytes(),
+                                                           "image/png")})
+
+
+def _assert_serving(client: TestClient, image: Path) -> None:
+    r = _post(client, image)
+    assert r.status_code == 200 and r.json()["score"] > 0
+
+
+def test_scores_equal_predict_under_concurrency(client: TestClient, model: PadimModel,
+                                                images: list[Path]) -> None:
+    expected = model.predict(images)
+    batches_before = client.app.state.batcher.batches
+    work = images * 3
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda p: _post(client, p), work))
+    assert all(r.status_code == 200 for r in answers)
+    by_name = dict(zip([str(p) for p in images], expected.scores, strict=True))
+    for path, r in zip(work, answers, strict=True):
+        body = r.json()
+        ref = by_name[str(path)]
+        assert body["score"] == pytest.approx(ref, rel=1e-4)
+        assert body["normalized_score"] == pytest.approx(ref / model.image_threshold_, rel=1e-4)
+        assert body["verdict"] == ("NG" if is_ng(ref, model.image_threshold_) else "OK")
+        assert body["thresholds"] == {"image": model.image_threshold_,
+                                      "pixel": model.pixel_threshold_}
+        assert len(body["model"]["id"]) == 12
+    assert {r.json()["verdict"] for r in answers} == {"OK", "NG"}
+    # micro-batching: 30 concurrent requests took fewer backbone passes than images
+    assert client.app.state.batcher.batches - batches_before < len(work)
+
+
+def test_overlay_png(client: TestClient, model: PadimModel, images: list[Path]) -> None:
+    r = _post(client, images[-1], "?overlay=png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert load_image(r.content).shape == (96, 96, 3)
+    assert float(r.headers["x-padim-score"]) == pytest.approx(
+        model.predict(images[-1:]).scores[0], rel=1e-4)
+    assert r.headers["x-padim-verdict"] in ("OK", "NG")
+
+
+def test_health_model_and_docs(client: TestClient, model: PadimModel) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    card = client.get("/model").json()
+    assert card["card"]["image_threshold"] == model.image_threshold_
+    assert card["model"]["id"] == health["model_id"]
+    assert client.get("/docs").status_code == 200
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("case, status, fragment", [
+    (h.text_renamed_png(), 400, "not an image"),
+    (h.truncated_png(), 400, "truncated"),
+    (h.one_pixel_png(), 400, "too small"),
+    (h.decompression_bomb_png(), 400, "exceeds the limit"),
+    (h.empty_file(), 400, "empty"),
+], ids=["not-an-image", "truncated", "1x1", "bomb", "empty"])
+def test_bad_images_are_4xx_and_service_keeps_serving(
+        client: TestClient, images: list[Path], case: tuple[str, bytes], status: int,
+        fragment: str) -> None:
+    name, data = case
+    r = client.post("/predict", files={"file": (name, data, "image/png")})
+    assert r.status_code == status
+    assert "\n" not in r.text
+    error = r.json()["error"]
+    assert name in error and fragment in error.lower()
+    _assert_serving(client, images[0])
+
+
+def test_bad_requests_are_4xx_and_service_keeps_serving(client: TestClient,
+                                                        images: list[Path]) -> None:
+    png = images[0].read_bytes()
+    cases = [
+        (client.post("/predict", files={"file": ("a.txt", png, "text/plain")}), 415,
+         "content type text/plain is not an image"),
+        (client.post("/predict", json={"file": "a.png"}), 415, "multipart/form-data"),
+        (client.post("/predict", content=png, headers={"content-type": "image/png"}), 415,
+         "multipart/form-data"),
+        (client.post("/predict", files={"image": ("a.png", png, "image/png")}), 422,
+         "file: field required"),
+        (client.post("/predict", files={"file": ("big.png", b"\0" * (CAP + 1), "image/png")}),
+         413, "upload limit"),
+        (client.post("/predict?overlay=jpeg", files={"file": ("a.png", png, "image/png")}),
+         422, "overlay"),
+    ]
+    for r, status, fragment in cases:
+        assert r.status_code == status, r.text
+        assert "\n" not in r.text and fragment in r.json()["error"].lower()
+    _assert_serving(client, images[0])
+
+
+def test_default_cap_is_the_upload_limit(model: PadimModel) -> None:
+    app = create_app(model)
+    guard = [m for m in app.user_middleware if m.cls.__name__ == "UploadGuard"][0]
+    assert guard.kwargs["max_bytes"] == MAX_UPLOAD_MB * 2**20
+
+
+def test_batcher_survives_a_failing_batch() -> None:
+    calls: list[int] = []
+
+    def score(images: list[np.ndarray]) -> list[Scored]:
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("backbone fell over")
+        return [Scored(float(im.sum()), im, im) for im in images]
+
+    batcher = MicroBatcher(score, max_batch=8, max_wait_ms=20)
+    batcher.start()
+
+    async def run() -> list[object]:
+        first = await asyncio.gather(batcher.submit(np.ones(2)), return_exceptions=True)
+        rest = await asyncio.gather(*(batcher.submit(np.full(2, k)) for k in range(5)))
+        return [*first, *rest]
+    try:
+        results = asyncio.run(run())
+    finally:
+        batcher.stop()
+    assert isinstance(results[0], RuntimeError)
+    assert [r.score for r in results[1:]] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert sum(calls[1:]) == 5 and len(calls) < 6      # the five came in fewer batches
+
+
+# --------------------------------------------------------------------------- a real socket
+
+
+@pytest.fixture(scope="module")
+def live(model: PadimModel) -> Iterator[tuple[str, int]]:
+    """The app under uvicorn on a free loopback port (real upload cap)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield sock.getsockname()
+    server.should_exit = True
+    thread.join(10)
+
+
+def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "padimtestboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _raw(addr: tuple[str, int], head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    with socket.create_connection(addr, timeout=30) as s:
+        s.sendall(head + body)
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    return status, json.loads(reply.split(b"\r\n\r\n", 1)[1])
+
+
+def _predict_raw(addr: tuple[str, int], image: Path) -> tuple[int, dict]:
+    body, ctype = _multipart(image.name, image.read_bytes())
+    head = (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    return _raw(addr, head, body)
+
+
+def test_live_body_over_the_real_cap_refused_before_upload(live: tuple[str, int],
+                                                           images: list[Path]) -> None:
+    declared = MAX_UPLOAD_MB * 2**20 + 1
+    head = (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            f"boundary=b\r\nContent-Length: {declared}\r\n\r\n").encode()
+    status, body = _raw(live, head, b"--b\r\n")     # refused without the 200 MB being sent
+    assert status == 413 and "upload limit is 200 MB" in body["error"]
+    assert _predict_raw(live, images[0])[0] == 200
+
+
+def test_live_chunked_body_over_the_cap_refused(model: PadimModel, images: list[Path]) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(model, max_upload_bytes=50_000),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        body, ctype = _multipart("big.png", b"\0" * 120_000)
+        chunks = b"".join(f"{len(body[i:i + 8192]):x}\r\n".encode() + body[i:i + 8192] + b"\r\n"
+                          for i in range(0, len(body), 8192)) + b"0\r\n\r\n"
+        head = (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                f"Transfer-Encoding: chunked\r\n\r\n").encode()
+        status, answer = _raw(sock.getsockname(), head, chunks)
+        assert status == 413 and "upload limit" in answer["error"]
+        assert _predict_raw(sock.getsockname(), images[0])[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_live_client_disconnecting_mid_upload(live: tuple[str, int],
+                                              images: list[Path]) -> None:
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    body, ctype = _multipart(images[0].name, images[0].read_bytes())
+    for _ in range(5):
+        with socket.create_connection(live, timeout=30) as s:
+            s.sendall((f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:len(body) // 2])
+        # and one that leaves after sending everything, before the answer
+        with socket.create_connection(live, timeout=30) as s:
+            s.sendall((f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    time.sleep(0.5)
+    status, answer = _predict_raw(live, images[0])
+    logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert status == 200 and answer["score"] > 0
+    assert [r.getMessage() for r in errors] == []     # no "Exception in ASGI application"
+
+
+def test_cli_serve_answers_health(tmp_path: Path, model: PadimModel) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    model_file = tmp_path / "m.safetensors"
+    model.save(model_file)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "padim_core", "serve", str(model_file),
+                             "--port", str(port), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    assert json.load(r)["status"] == "ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "padim serve did not answer"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert "serving" in proc.stdout.read()
+    assert np.isfinite(model.image_threshold_)

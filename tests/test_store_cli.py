@@ -1,0 +1,184 @@
+"""``padim models ...``, ``padim history export``, ``fit --save-as`` and ``predict --model NAME
+--record``, on SQLite and on a real PostgreSQL server (``PADIM_DATABASE_URL``).
+
+Why: batch users and CI fill and read the workspace from the command line; what they save
+there must be what the app sees, and every mistake must end in one ``padim: error:`` line.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from padim_core.cli import main
+from padim_core.demo import make_demo_set
+from padim_core.store import DATA_DIR_ENV, DATABASE_URL_ENV, Filters, Store
+
+SMALL = ["--d", "16", "--size", "64", "--crop", "64", "--device", "cpu"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("padim: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_demo_set(tmp_path_factory.mktemp("scli") / "demo", n_train=6, n_test_good=2,
+                         n_test_defect=2, size=128)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def workspace(request: pytest.FixtureRequest, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str | None]:
+    """A data dir given with --data-dir; the database in it or on the PostgreSQL server."""
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    url = None
+    if request.param == "postgresql":
+        from postgres_server import fresh_database
+
+        url = fresh_database(request.getfixturevalue("postgres_admin_url"))
+        monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return tmp_path / "ws", url
+
+
+def test_fit_save_predict_record_list_export(demo: Path, workspace: tuple[Path, str | None],
+                                             tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    ws, url = workspace
+    code, out, err = _run(capsys, "fit", demo, "--save-as", "demo plates", "--note", "first",
+                          "--data-dir", ws, *SMALL)
+    assert code == 0, err
+    assert "library      demo plates@1" in out
+    code, out, err = _run(capsys, "fit", demo, "-o", tmp_path / "m.safetensors",
+                          "--save-as", "demo plates", "--data-dir", ws, *SMALL, "--seed", "3")
+    assert code == 0, err
+    assert (tmp_path / "m.safetensors").is_file() and "demo plates@2" in out
+
+    code, out, err = _run(capsys, "models", "list", "--data-dir", ws)
+    assert code == 0, err
+    assert "demo plates@1" in out and "demo plates@2" in out and out.count(" ok") == 2
+    code, out, _ = _run(capsys, "models", "show", "demo plates@1", "--data-dir", ws)
+    assert "note         first" in out and "efficientnet_lite0, d=16" in out
+    assert "training set fingerprint " in out and "not recorded" not in out
+
+    with Store.open(ws, url) as store:   # save operating thresholds, as the app's sliders do
+        v1 = store.library.resolve("demo plates@1")
+        store.library.set_thresholds(v1, 1e-3, 1e-3)   # everything is NG at these
+        store.library.set_default("demo plates", 1)
+
+    folders = sorted(p for p in (demo / "test").iterdir() if any(p.glob("*.png")))
+    n = len(list((demo / "test").rglob("*.png")))
+    code, out, err = _run(capsys, "predict", "--model", "demo plates", *folders,
+                          "--out", tmp_path / "pred", "--record",
+                          "--operator", "ann", "--data-dir", ws, "--device", "cpu")
+    assert code == 0, err
+    assert "model demo plates@1: thresholds image 0.001" in out
+    assert f"history: {n} row(s) recorded for demo plates@1" in out
+    rows = list(csv.DictReader((tmp_path / "pred" / "results.csv").open()))
+    assert {r["verdict"] for r in rows} == {"NG"}
+
+    with Store.open(ws, url) as store:
+        recorded = store.history.find()
+        assert len(recorded) == n and {r.operator for r in recorded} == {"ann"}
+        assert {r.model_ref for r in recorded} == {"demo plates@1"}
+        assert all(len(r.image_sha256) == 64 for r in recorded)
+        image, overlay = store.history.thumbnails(recorded[0].id)
+        assert image[:2] == overlay[:2] == b"\xff\xd8"          # JPEG
+        store.history.decide(recorded[0].id, "false_alarm", "dust", "ann")
+        assert store.history.count(Filters(verdict="NG")) == n
+
+    out_csv = tmp_path / "history.csv"
+    code, out, err = _run(capsys, "history", "export", "--csv", out_csv, "--since",
+                          "2000-01-01", "--data-dir", ws)
+    assert code == 0, err
+    exported = list(csv.DictReader(out_csv.open(encoding="utf-8")))
+    assert len(exported) == n and sum(r["decision"] == "false alarm" for r in exported) == 1
+    code, _, _ = _run(capsys, "history", "export", "--csv", out_csv, "--since", "2999-01-01",
+                      "--data-dir", ws)
+    assert code == 0 and len(list(csv.DictReader(out_csv.open()))) == 0
+
+    model_out = tmp_path / "exported.safetensors"
+    code, out, err = _run(capsys, "models", "export", "demo plates@2", "-o", model_out,
+                          "--data-dir", ws)
+    assert code == 0, err
+    with Store.open(ws, url) as store:
+        assert model_out.read_bytes() == store.library.read_bytes(
+            store.library.resolve("demo plates@2"))
+    code, out, err = _run(capsys, "models", "import", model_out, "--name", "copy",
+                          "--data-dir", ws)
+    assert code == 0 and "as copy@1" in out, err
+    code, out, err = _run(capsys, "models", "delete", "demo plates@1", "--data-dir", ws)
+    assert code == 0 and "its history rows are kept" in out, err
+    code, out, _ = _run(capsys, "models", "list", "--data-dir", ws)
+    assert "demo plates@1" not in out and "demo plates@2" in out and "copy@1" in out
+    code, out, err = _run(capsys, "history", "export", "--csv", out_csv, "--data-dir", ws)
+    assert code == 0 and len(list(csv.DictReader(out_csv.open()))) == n
+
+
+def test_data_dir_from_the_environment(demo: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "env-ws"))
+    code, _, err = _run(capsys, "fit", demo, "--save-as", "env", *SMALL)
+    assert code == 0, err
+    assert (tmp_path / "env-ws" / "inspector.db").is_file()
+    code, out, _ = _run(capsys, "models", "list")
+    assert "env@1" in out
+
+
+def test_mistakes_are_one_line(demo: Path, workspace: tuple[Path, str | None], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    ws, _ = workspace
+    code, _, err = _run(capsys, "fit", demo, *SMALL)
+    assert code == 2 and "-o MODEL" in _error(err) and "--save-as" in _error(err)
+    code, _, err = _run(capsys, "fit", demo, "--save-as", "  ", "--data-dir", ws, *SMALL)
+    assert code == 1 and "--save-as: is empty" in _error(err)
+    code, _, err = _run(capsys, "fit", demo, "--save-as", "x" * 500, "--data-dir", ws, *SMALL)
+    assert code == 1 and "500 characters" in _error(err)
+    code, _, err = _run(capsys, "models", "show", "nothing", "--data-dir", ws)
+    assert code == 1 and "nothing: no model of that name" in _error(err)
+    code, _, err = _run(capsys, "models", "export", "nothing@2", "-o", tmp_path / "x",
+                        "--data-dir", ws)
+    assert code == 1 and "no model of that name" in _error(err)
+    code, _, err = _run(capsys, "models", "delete", "nothing", "--data-dir", ws)
+    assert code == 1 and "nothing: no model of that name" in _error(err)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("hello")
+    code, _, err = _run(capsys, "models", "import", bad, "--data-dir", ws)
+    assert code == 1 and "bad.safetensors" in _error(err)
+    code, _, err = _run(capsys, "models", "--data-dir", ws)
+    assert code == 2
+    code, _, err = _run(capsys, "history", "export", "--csv", tmp_path / "h.csv", "--since",
+                        "yesterday", "--data-dir", ws)
+    assert code == 2 and "--since: 'yesterday' is not a date" in _error(err)
+    code, _, err = _run(capsys, "predict", "--model", "nothing", demo / "test" / "good",
+                        "--out", tmp_path / "p", "--data-dir", ws)
+    assert code == 1 and "nothing: no model of that name" in _error(err)
+    code, _, err = _run(capsys, "predict", tmp_path / "m.safetensors", demo / "test",
+                        "--out", tmp_path / "p", "--record")
+    assert code == 2 and "--record needs --model" in _error(err)
+    code, out, _ = _run(capsys, "models", "list", "--data-dir", ws)
+    assert "no models" in out
+
+
+def test_a_database_that_cannot_be_reached_is_one_line(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       ) -> None:
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://me:secret@127.0.0.1:1/none")
+    code, _, err = _run(capsys, "models", "list", "--data-dir", tmp_path)
+    line = _error(err)
+    assert code == 1 and "127.0.0.1" in line and "secret" not in line
