@@ -44,7 +44,7 @@ def image_score(maps: np.ndarray, rule: str) -> np.ndarray:
 
 def _use_oas() -> None:
     """Replace fit's covariance step by OAS shrinkage per patch (then + eps·I), for the sweep."""
-    from padim_core import gaussian
+    from padim_core.gaussian import factorization as gaussian
 
     plain = gaussian._cov_upper
 
