@@ -102,7 +102,7 @@ def good_bytes(trained: PadimModel) -> bytes:
 def resnet_bytes() -> bytes:
     """A model file for ResNet-18 (random weights: no download needed)."""
     names, data = names_and_data(h.good_images(4, start=300))
-    model = PadimModel(backbone="resnet18", weights="random", **TINY)
+    model = PadimModel(**{**TINY, "backbone": "resnet18"}, weights="random")
     return model.fit(data, names=names).to_bytes()
 
 
