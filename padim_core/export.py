@@ -7,7 +7,7 @@ One graph from the model's input crop to its outputs, the same steps as the torc
       → d channels on layer 1's grid                     embedding.Embedder
       → per-patch Mahalanobis ‖(x − μ) M‖ with whitener M  scoring.mahalanobis
       → upsample + Gaussian blur as two matrices           scoring.MapRenderer
-      → maps (N, crop, crop) float32, scores = max of each map (N,) float32
+      → maps (N, crop, crop) float32, scores (N,) float32    scoring.image_scores
 
 The crop is made outside the graph by ``images.resize_and_crop`` (docs/export.md shows the
 rule in a few lines). Thresholds, sizes and versions go into ``metadata_props`` so a
@@ -40,7 +40,7 @@ from .errors import InvalidInputError, WeightsUnavailableError
 from .images import iter_image_files
 from .model import PadimModel, __version__
 from .onnx_engine import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAMES, OnnxModel
-from .scoring import MapRenderer
+from .scoring import MapRenderer, image_scores
 
 #: Parity the exported file must reach against padim_core, relative (see ``ParityReport``).
 SCORE_TOLERANCE = 1e-4
@@ -98,6 +98,7 @@ class ScoringGraph(nn.Module):
         renderer = MapRenderer(self.grid, model.config.crop, model.config.sigma, "cpu")
         self.register_buffer("rows", renderer.rows.clone())        # (crop, h)
         self.register_buffer("cols_t", renderer.cols_t.clone())    # (w, crop)
+        self.top_percent = float(model.config.score_top_percent)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.extractor(images)
@@ -120,7 +121,7 @@ class ScoringGraph(nn.Module):
         dist = (z * z).sum(-1).sqrt().transpose(0, 1).reshape(n, h, w)
         tmp = (dist.reshape(n * h, w) @ self.cols_t).reshape(n, h, -1)
         maps = torch.matmul(self.rows, tmp)                          # (N, crop, crop)
-        return maps.flatten(1).amax(1), maps
+        return image_scores(maps, self.top_percent), maps
 
 
 def _cpu_f32(x: Any) -> torch.Tensor:
@@ -204,6 +205,7 @@ def _metadata(model: PadimModel) -> dict[str, str]:
         "padim.crop": str(cfg.crop),
         "padim.grid": json.dumps(list(model.state_.grid)),
         "padim.sigma": repr(float(cfg.sigma)),
+        "padim.score_top_percent": repr(float(cfg.score_top_percent)),
         "padim.image_threshold": repr(float(card["image_threshold"])),
         "padim.pixel_threshold": repr(float(card["pixel_threshold"])),
         "padim.input": (f"{INPUT_NAME}: (N, {cfg.crop}, {cfg.crop}, 3) uint8 RGB; square "

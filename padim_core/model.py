@@ -28,7 +28,7 @@ from .backbones import (
     FeatureExtractor,
     load_feature_extractor,
 )
-from .config import DEFAULTS, PadimConfig
+from .config import DEFAULTS, FIELDS_ADDED_LATER, PadimConfig
 from .devices import device_label
 from .embedding import Embedder, random_channel_subset, semi_orthogonal_projection
 from .errors import InvalidInputError, ModelFileError, NotFittedError
@@ -177,14 +177,17 @@ class PadimModel:
 
     Parameters
     ----------
-    backbone : str, default "efficientnet_lite0"
+    backbone : str, default "efficientnet_lite2"
         Feature extractor, one of ``backbones.SPECS``.
-    d : int, default 100
-        Feature channels kept per patch (at most the backbone's three layers together).
+    d : int, optional
+        Feature channels kept per patch (at most the backbone's three layers together);
+        None for the backbone's own default (``BackboneSpec.default_d``: 192 for Lite2, all
+        its channels; 100 for the others).
     image_size : int, default 256
         Square resize of every image before cropping.
-    crop : int, default 224
-        Centre crop fed to the backbone (``config.default_crop``: 7/8 of ``image_size``).
+    crop : int, optional
+        Centre crop fed to the backbone; None for ``config.default_crop``: no crop, the
+        whole ``image_size`` image (docs/quality.md).
     device : str, default "auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     seed : int, default 1024
@@ -207,6 +210,9 @@ class PadimModel:
         Keep what ``partial_fit`` needs: the float64 sums and the calibration embeddings
         (about 175 MB at d = 100, 4 GB at d = 550, in memory and in the model file).
         False gives the smallest fit memory and files; the model can then only be refitted.
+    score_top_percent : float, default 0.5
+        Image score = mean of the top share (in %) of its map's pixels; 0 = the maximum
+        (the PaDiM paper). Model files from before this setting load with 0.
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
@@ -242,8 +248,8 @@ class PadimModel:
         What fit warned about.
     """
 
-    def __init__(self, backbone: str = DEFAULTS.backbone, d: int = DEFAULTS.d,
-                 image_size: int = DEFAULTS.image_size, crop: int = DEFAULTS.crop,
+    def __init__(self, backbone: str = DEFAULTS.backbone, d: int | None = None,
+                 image_size: int = DEFAULTS.image_size, crop: int | None = None,
                  device: str = DEFAULTS.device, seed: int = DEFAULTS.seed,
                  weights: str | os.PathLike | None = DEFAULTS.weights,
                  reduction: str = DEFAULTS.reduction, eps: float = DEFAULTS.eps,
@@ -251,13 +257,16 @@ class PadimModel:
                  image_fpr: float = DEFAULTS.image_fpr, pixel_fpr: float = DEFAULTS.pixel_fpr,
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
                  updatable: bool = DEFAULTS.updatable,
+                 score_top_percent: float = DEFAULTS.score_top_percent,
                  extractor: FeatureExtractor | None = None) -> None:
         self.config = PadimConfig(
-            backbone=backbone, d=int(d), image_size=int(image_size), crop=int(crop),
+            backbone=backbone, d=None if d is None else int(d), image_size=int(image_size),
+            crop=None if crop is None else int(crop),
             device=str(device), seed=int(seed), weights=None if weights is None else str(weights),
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
-            sigma=float(sigma), updatable=bool(updatable))
+            sigma=float(sigma), updatable=bool(updatable),
+            score_top_percent=float(score_top_percent))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         # (fitted Gaussians, device, the same on that device): see _on_scoring_device
@@ -545,7 +554,8 @@ class PadimModel:
         if hold_sq is not None:
             dist = torch.as_tensor(hold_sq).to(self.device).float().sqrt()
             maps = self._render(dist.reshape(-1, *grid), grid)
-            return (image_scores(maps).double().cpu().numpy(), maps.cpu().numpy(),
+            return (image_scores(maps, self.config.score_top_percent).double().cpu().numpy(),
+                    maps.cpu().numpy(),
                     "normal training images, each scored leave-one-out")
         res = PredictResult.concat(list(self._iter_predict(gaussian, grid, embedder, images,
                                                            names)), nan, nan, self.config.crop)
@@ -579,7 +589,7 @@ class PadimModel:
 
     def predict(self, images: Iterable[Any], progress: Progress | None = None,
                 names: Sequence[str] | None = None) -> PredictResult:
-        """Anomaly maps (N, crop, crop) and image scores (max of each map)."""
+        """Anomaly maps (N, crop, crop) and image scores (``scoring.image_scores``)."""
         state = self._state()
         return PredictResult.concat(list(self.iter_predict(images, progress, names)),
                                     state.image_threshold, state.pixel_threshold,
@@ -598,7 +608,7 @@ class PadimModel:
                 emb = self._embed(crops, embedder)
                 with torch.inference_mode():
                     maps = self._render(mahalanobis(emb, gaussian), grid)
-                    scores = image_scores(maps)
+                    scores = image_scores(maps, self.config.score_top_percent)
                 maps_np = maps.cpu().numpy()
                 scores_np = scores.double().cpu().numpy()
             else:
@@ -660,6 +670,7 @@ class PadimModel:
             "backbone": self.config.backbone, "d": self.config.d,
             "reduction": self.config.reduction, "image_size": self.config.image_size,
             "crop": self.config.crop, "grid": list(s.grid), "eps": self.config.eps,
+            "sigma": self.config.sigma, "score_top_percent": self.config.score_top_percent,
             "n_train_images": s.n_train_images, "n_calibration_images": s.n_calibration_images,
             "calibrated_on": s.calibrated_on, "fit_seconds": round(s.fit_seconds, 3),
             "device": s.device, "weights_origin": s.weights_origin,
@@ -744,6 +755,7 @@ class PadimModel:
         known = {f.name for f in fields(PadimConfig)}
         try:
             cfg = {k: v for k, v in meta["config"].items() if k in known}
+            cfg = {**FIELDS_ADDED_LATER, **cfg}   # an older file: its own behaviour
             cfg["device"] = device
             if not trust_paths and cfg.get("weights") not in (None, RANDOM_WEIGHTS):
                 cfg["weights"] = None

@@ -41,10 +41,12 @@ def test_train_page_offers_backbones_and_device() -> None:
 
 
 def test_training_panel_defaults_are_the_engines() -> None:
-    from padim_core.config import DEFAULTS, default_crop
+    from padim_core.config import DEFAULTS, PadimConfig, default_crop
 
     at = t.open_page(t.new_app(), "train")
-    assert at.number_input(key="trainA_d_efficientnet_lite0").value == DEFAULTS.d
+    # d follows the chosen backbone's own default (issue 14: 192 for Lite2, 100 for Lite0)
+    assert at.number_input(key="trainA_d_efficientnet_lite0").value == \
+        PadimConfig(backbone="efficientnet_lite0").d
     assert at.select_slider(key="trainA_size").value == DEFAULTS.image_size
     assert at.select_slider(key=f"trainA_crop_{DEFAULTS.image_size}").value == DEFAULTS.crop
     at.select_slider(key="trainA_size").set_value(160).run()

@@ -258,6 +258,8 @@ def test_resnet_without_weights_names_expected_file(
     (["--size", "96", "--crop", "200"], "--crop"),
     (["--batch-size", "0"], "--batch-size"),
     (["--calibration-fraction", "1.5"], "--calibration-fraction"),
+    (["--sigma", "-1"], "--sigma"),
+    (["--score-top-percent", "101"], "--score-top-percent"),
 ])
 def test_bad_option_values_are_usage_errors(extra: list[str], option: str, demo: Path,
                                             tmp_path: Path,
@@ -269,9 +271,9 @@ def test_bad_option_values_are_usage_errors(extra: list[str], option: str, demo:
 
 def test_d_too_large_names_the_limit(demo: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "evaluate", demo, "--d", "177")
+    code, _, err = _run(capsys, "evaluate", demo, "--d", "193")
     assert code == 2
-    assert "176" in _one_error_line(err)  # efficientnet_lite0 has 24 + 40 + 112 channels
+    assert "192" in _one_error_line(err)  # efficientnet_lite2 has 24 + 48 + 120 channels
 
 
 def test_usage_errors(demo: Path, model_file: Path, tmp_path: Path,

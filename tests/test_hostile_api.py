@@ -41,7 +41,8 @@ from padim_core.backbones import FeatureExtractor, backbone_status, load_feature
 from padim_core.images import is_image_file, iter_image_files, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"d": 16, "image_size": 64, "crop": 64, "device": "cpu"}
+TINY = {"backbone": "efficientnet_lite0", "d": 16, "image_size": 64, "crop": 64,
+        "device": "cpu"}
 N_GOOD = 6
 
 pytestmark = [
@@ -101,7 +102,7 @@ def good_bytes(trained: PadimModel) -> bytes:
 def resnet_bytes() -> bytes:
     """A model file for ResNet-18 (random weights: no download needed)."""
     names, data = names_and_data(h.good_images(4, start=300))
-    model = PadimModel(backbone="resnet18", weights="random", **TINY)
+    model = PadimModel(**{**TINY, "backbone": "resnet18"}, weights="random")
     return model.fit(data, names=names).to_bytes()
 
 
