@@ -17,7 +17,7 @@ import pytest
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, ROOT, streamlit_app
 
 ARTIFACTS = ROOT / "test-artifacts"
-APP_MENU = ["Home", "Train", "Inspect", "Compare", "Evaluate"]
+APP_MENU = ["Home", "Train", "Inspect", "Compare", "Evaluate", "Models", "History"]
 # (path and query, the page's title, a line of the page's own content without a model)
 DEEP_LINKS = [
     ("inspect?from=bookmark", "Inspect", "No model yet."),
