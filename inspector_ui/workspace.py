@@ -11,7 +11,7 @@ import hashlib
 import io
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
@@ -294,6 +294,16 @@ def model_names(store: Store) -> list[str]:
     return sorted(names)
 
 
+def operator_input(where: Any, key: str) -> str:
+    """"Your name" for decisions: one value for the whole session, on every page (a plain
+    widget key would be dropped by Streamlit on pages that do not draw it)."""
+    def keep(value: str) -> None:
+        st.session_state[OPERATOR_KEY] = value
+
+    return str(widgets.bound(where.text_input, "Your name", key=key,
+                             value=st.session_state.get(OPERATOR_KEY, ""), store=keep))
+
+
 def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
     """The operator's decision on one history row: confirmed defect / false alarm / missed
     defect, an optional comment and the operator's name (kept for the session)."""
@@ -312,12 +322,9 @@ def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
                       index=list(DECISIONS).index(row.decision) if row.decision else 0)
     comment = d2.text_input("Comment (optional)", value=row.comment,
                             key=f"{prefix}_comment_{row.id}")
-    operator = widgets.bound(d3.text_input, "Your name", key=f"{prefix}_operator",
-                             value=st.session_state.get(OPERATOR_KEY, ""),
-                             store=lambda v: st.session_state.__setitem__(OPERATOR_KEY, v))
+    operator = operator_input(d3, f"{prefix}_operator")
     if (st.button("Save decision", key=f"{prefix}_decide", type="primary")
             and decide(store, row.id, choice, comment, operator)):
-        st.session_state[OPERATOR_KEY] = operator
         state.flash("success", f"Decision on {row.file_name} saved: {DECISIONS[choice]}.")
         st.rerun()
 
@@ -335,6 +342,7 @@ def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
 __all__ = ["DECISIONS", "MAX_ROWS", "OPERATOR_KEY", "decide", "decision_panel",
            "default_model_name", "filters", "get_store", "history_csv",
            "history_table", "latest_inspections", "library_picker",
-           "model_names", "open_version", "record_inspection", "report", "run_action",
+           "model_names", "open_version", "operator_input", "record_inspection", "report",
+           "run_action",
            "save_model", "save_slot", "sync_url", "upload_model", "version_refs",
            "versions_table"]

@@ -76,7 +76,7 @@ with st.container(border=True):
                       index=list(DECISIONS).index(row.decision) if row.decision else 0)
     comment = d2.text_input("Comment (optional)", value=row.comment,
                             key=f"hist_comment_{row.id}")
-    operator = d3.text_input("Your name", key=workspace.OPERATOR_KEY)
+    operator = workspace.operator_input(d3, "hist_operator")
     if (st.button("Save decision", key="hist_decide", type="primary")
             and workspace.decide(store, row.id, choice, comment, operator)):
         st.rerun()
