@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
+from padim_core.config import DEFAULTS, default_crop
 from padim_core.errors import PadimError
 from padim_core.store import (
     DECISIONS,
@@ -125,6 +128,42 @@ def default_model_name(data_label: str) -> str:
     if data_label and "uploaded files" not in data_label:
         return Path(data_label).stem or "model"
     return "model"
+
+
+#: Set to 1 (``make run`` does) to train the demo model into an empty library on first visit.
+DEMO_MODEL_ENV = "PADIM_DEMO_MODEL"
+
+
+@st.cache_resource
+def _first_start_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def ensure_demo_model(store: Store) -> None:
+    """First start (``PADIM_DEMO_MODEL=1``, empty library, empty session, no model in the
+    URL): train the demo set with the default settings and save it as ``demo``, so a
+    newcomer lands on a working model. One fit per workspace, behind a spinner; a failure
+    is one warning and the page goes on without a model."""
+    if (os.environ.get(DEMO_MODEL_ENV) != "1" or state.get_slot("A") is not None
+            or st.query_params.get(MODEL_PARAM)):
+        return
+    with _first_start_lock():
+        if store.library.models():
+            return
+        with st.spinner("First start: training the demo model (once, about 20 s)…"):
+            try:
+                batch = actions.load_demo("train")
+                actions.fit_into_slot("A", batch, actions.FitSettings(
+                    DEFAULTS.backbone, DEFAULTS.d, DEFAULTS.image_size,
+                    default_crop(DEFAULTS.image_size)))
+            except PadimError as err:
+                st.warning(f"The demo model was not trained: {err}")
+                return
+            saved = save_slot(store, "A", "demo", note="trained on the demo set at first start")
+    if saved is not None:
+        state.flash("info", f"First start: the demo model was trained and saved as "
+                            f"{saved.ref}. Train your own below, or inspect with it.")
+        st.rerun()
 
 
 # --------------------------------------------------------------------------- the URL
@@ -339,10 +378,8 @@ def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
     return True
 
 
-__all__ = ["DECISIONS", "MAX_ROWS", "OPERATOR_KEY", "decide", "decision_panel",
-           "default_model_name", "filters", "get_store", "history_csv",
-           "history_table", "latest_inspections", "library_picker",
-           "model_names", "open_version", "operator_input", "record_inspection", "report",
-           "run_action",
-           "save_model", "save_slot", "sync_url", "upload_model", "version_refs",
-           "versions_table"]
+__all__ = ["DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "decide", "decision_panel",
+           "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
+           "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
+           "operator_input", "record_inspection", "report", "run_action", "save_model", "save_slot",
+           "sync_url", "upload_model", "version_refs", "versions_table"]

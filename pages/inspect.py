@@ -13,6 +13,7 @@ GALLERY_PAGE = 12
 widgets.page_start("Inspect")
 store = workspace.get_store()
 workspace.sync_url(store)
+workspace.ensure_demo_model(store)
 with st.expander("Model from the library", expanded=state.get_slot("A") is None):
     workspace.library_picker(store, "A", "inspect")
 slot = widgets.require_model("A")

@@ -9,6 +9,7 @@ from inspector_ui import cards, panels, resources, state, widgets, workspace
 widgets.page_start("Train")
 store = workspace.get_store()
 workspace.sync_url(store)
+workspace.ensure_demo_model(store)
 
 st.caption(f"Runs on **{resources.device_text()}**.")
 with st.container(border=True):

@@ -160,3 +160,19 @@ def test_inspect_and_compare_open_models_from_the_library() -> None:
     assert not t.exceptions(at) and not t.errors(at)
     assert t.slot(at, "B").library_ref == ("plates", 2)
     assert t.slot(at, "A").library_ref == ("plates", 1)
+
+
+def test_first_start_trains_the_demo_model_into_an_empty_library_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector_ui.workspace import DEMO_MODEL_ENV
+
+    assert t.slot(t.open_page(t.new_app(), "inspect")) is None      # off unless asked
+    monkeypatch.setenv(DEMO_MODEL_ENV, "1")
+    at = t.open_page(t.new_app(), "inspect")
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.slot(at).library_ref == ("demo", 1)
+    assert any("demo model was trained and saved as demo@1" in i.value for i in at.info)
+    other = t.open_page(t.new_app(), "train")                       # not trained again
+    assert not t.exceptions(other) and t.slot(other) is None
+    with workspace() as store:
+        assert [(e.name, len(e.versions)) for e in store.library.models()] == [("demo", 1)]
