@@ -48,7 +48,7 @@ setup: $(STAMP_REQ) $(STAMP_DEV) $(STAMP_PKG)
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824
 
 run: setup-runtime
-	$(MALLOC_ENV) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
+	$(MALLOC_ENV) PADIM_DEMO_MODEL=$${PADIM_DEMO_MODEL:-1} $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
 # apt_install(shell test that says it is there, Debian package, who needs it): install the
 # package as root (or with sudo) when the test fails; otherwise say how.

@@ -94,10 +94,19 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings) -> bo
     return True
 
 
-def training_panel(slot_key: str) -> None:
-    """Pick data and settings, then fit a model into slot ``slot_key``."""
+def training_panel(slot_key: str, save_to_library: bool = False) -> None:
+    """Pick data and settings, then fit a model into slot ``slot_key``; with
+    ``save_to_library`` the fitted model also becomes a new version in the workspace library
+    (under the typed name, else the data set's name)."""
     prefix = f"train{slot_key}"
     settings = fit_settings(prefix)
+    save_name = ""
+    if save_to_library:
+        save_name = st.text_input(
+            "Save in the library as", key=f"{prefix}_save_name", max_chars=200,
+            placeholder="default: the data set's name (e.g. demo)",
+            help="Each training adds a new version of this name to the library (Models "
+                 "page); the link in the address bar then reopens it after a reload.")
     left, right = st.columns([3, 2])
     files = left.file_uploader("Images of good parts", accept_multiple_files=True,
                                key=f"{prefix}_files", help=UPLOAD_HELP)
@@ -116,6 +125,14 @@ def training_panel(slot_key: str) -> None:
     elif go_demo:
         batch = attempt(actions.load_demo, "train")
     if batch is not None and fit_into_slot(slot_key, batch, settings):
+        if save_to_library:
+            from . import workspace
+
+            name = save_name.strip() or workspace.default_model_name(batch.label)
+            saved = workspace.save_slot(workspace.get_store(), slot_key, name)
+            if saved is None:
+                return      # the error stays on screen; the new model is in the slot
+            state.flash("success", f"Saved in the library as **{saved.ref}**.")
         st.rerun()
 
 
@@ -147,6 +164,12 @@ def run_inspection(slot_key: str, batch: ImageBatch) -> bool:
     show_problems(list(inspection.result.skipped))
     progress.finish(f"Scored {len(inspection.result.names)} images in "
                     f"{inspection.seconds:.1f} s")
+    slot = state.get_slot(slot_key)
+    if slot is not None and slot.library_ref is not None:
+        from . import workspace
+
+        workspace.record_inspection(workspace.get_store(), slot, inspection,
+                                    operator=st.session_state.get(workspace.OPERATOR_KEY, ""))
     return True
 
 

@@ -43,6 +43,8 @@ class ModelSlot:
     origin: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: ``(name, version)`` when the model is a version of the workspace library.
+    library_ref: tuple[str, int] | None = None
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Inspection:
     seconds: float
     problems: list[tuple[str, str]] = field(default_factory=list)
     scale: tuple[float, float] = (0.0, 1.0)
+    #: image name → its row in the workspace history (scored with a library model).
+    history_ids: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

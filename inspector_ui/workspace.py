@@ -7,13 +7,18 @@ docs/workspace.md); a store that cannot be opened is one ``st.error`` and the pa
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import threading
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
+from padim_core.config import DEFAULTS, default_crop
 from padim_core.errors import PadimError
 from padim_core.store import (
     DECISIONS,
@@ -21,11 +26,12 @@ from padim_core.store import (
     Inspection,
     ModelEntry,
     ModelVersion,
+    NewInspection,
     Store,
 )
 from padim_core.store.store import resolve_data_dir, resolve_url
 
-from . import state, widgets
+from . import actions, state, views, widgets
 
 if TYPE_CHECKING:
     from padim_core import PadimModel
@@ -80,21 +86,191 @@ def versions_table(entries: list[ModelEntry]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def open_version(store: Store, v: ModelVersion) -> bool:
-    """Load a version as model A, with the thresholds saved on it."""
+def open_version(store: Store, v: ModelVersion, slot_key: str = "A") -> bool:
+    """Load a version into a slot (model A by default), with the thresholds saved on it."""
     try:
         data = store.library.read_bytes(v)
     except PadimError as err:
         report(f"Cannot open {v.ref}", err)
         return False
-    if not widgets.load_model_bytes("A", v.ref, data):
+    slot = widgets.attempt(actions.load_model_bytes, slot_key, v.ref, data)
+    if slot is None:
         return False
+    slot.origin = f"library: {v.ref}"
+    slot.library_ref = (v.name, v.version)
+    if v.operating_image_threshold is not None or v.operating_pixel_threshold is not None:
+        state.set_thresholds(slot_key, *v.thresholds)
+    return True
+
+
+def save_slot(store: Store, slot_key: str, name: str, note: str = "") -> ModelVersion | None:
+    """Save the model of a slot as a new version of ``name``; the slot then knows its library
+    ref (for the URL and the history). On failure one error; the session's model stays."""
+    slot = state.get_slot(slot_key)
+    if slot is None:
+        return None
+    try:
+        saved = store.library.save(slot.model, name, note=note)
+    except PadimError as err:
+        report("Not saved to the library (the model stays usable in this session, "
+               "until a reload)", err)
+        return None
+    slot.library_ref = (saved.name, saved.version)
+    slot.origin = f"{slot.origin} · library: {saved.ref}"
+    return saved
+
+
+def default_model_name(data_label: str) -> str:
+    """The library name for a model trained on ``data_label``: "demo" for the demo set,
+    the file's stem for one uploaded file or archive, else "model"."""
+    if "demo" in data_label:
+        return "demo"
+    if data_label and "uploaded files" not in data_label:
+        return Path(data_label).stem or "model"
+    return "model"
+
+
+#: Set to 1 (``make run`` does) to train the demo model into an empty library on first visit.
+DEMO_MODEL_ENV = "PADIM_DEMO_MODEL"
+
+
+@st.cache_resource
+def _first_start_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def ensure_demo_model(store: Store) -> None:
+    """First start (``PADIM_DEMO_MODEL=1``, empty library, empty session, no model in the
+    URL): train the demo set with the default settings and save it as ``demo``, so a
+    newcomer lands on a working model. One fit per workspace, behind a spinner; a failure
+    is one warning and the page goes on without a model."""
+    if (os.environ.get(DEMO_MODEL_ENV) != "1" or state.get_slot("A") is not None
+            or st.query_params.get(MODEL_PARAM)):
+        return
+    with _first_start_lock():
+        if store.library.models():
+            return
+        with st.spinner("First start: training the demo model (once, about 20 s)…"):
+            try:
+                batch = actions.load_demo("train")
+                actions.fit_into_slot("A", batch, actions.FitSettings(
+                    DEFAULTS.backbone, DEFAULTS.d, DEFAULTS.image_size,
+                    default_crop(DEFAULTS.image_size)))
+            except PadimError as err:
+                st.warning(f"The demo model was not trained: {err}")
+                return
+            saved = save_slot(store, "A", "demo", note="trained on the demo set at first start")
+    if saved is not None:
+        state.flash("info", f"First start: the demo model was trained and saved as "
+                            f"{saved.ref}. Train your own below, or inspect with it.")
+        st.rerun()
+
+
+# --------------------------------------------------------------------------- the URL
+
+MODEL_PARAM, VERSION_PARAM = "model", "v"
+
+
+def sync_url(store: Store) -> None:
+    """Keep model A in the URL (``?model=NAME&v=N``) so a reload or a new tab gets it back:
+    a library model in the session is written to the URL; an empty session with a model in
+    the URL opens that version from the library."""
     slot = state.get_slot("A")
     if slot is not None:
-        slot.origin = f"library: {v.ref}"
-    if v.operating_image_threshold is not None or v.operating_pixel_threshold is not None:
-        state.set_thresholds("A", *v.thresholds)
-    return True
+        if slot.library_ref is not None:
+            name, version = slot.library_ref
+            if (st.query_params.get(MODEL_PARAM) != name
+                    or st.query_params.get(VERSION_PARAM) != str(version)):
+                st.query_params.from_dict({MODEL_PARAM: name, VERSION_PARAM: str(version)})
+        return
+    name = st.query_params.get(MODEL_PARAM)
+    if not name:
+        return
+    number = st.query_params.get(VERSION_PARAM)
+    try:
+        v = store.library.version(name, int(number) if number and number.isdigit() else None)
+    except PadimError as err:
+        report(f"The model in the link ({name}@{number or 'default'}) cannot be opened", err)
+        return
+    if open_version(store, v):
+        state.flash("info", f"Reopened {v.ref} from the library (the link names it).")
+        st.rerun()
+
+
+def version_refs(store: Store) -> dict[str, ModelVersion]:
+    """Every openable version, ``name@N`` → version, default versions first per name."""
+    refs: dict[str, ModelVersion] = {}
+    for entry in store.library.models():
+        for v in sorted(entry.versions, key=lambda v: (not v.is_default, -v.version)):
+            refs[v.ref] = v
+    return refs
+
+
+def library_picker(store: Store, slot_key: str, prefix: str) -> None:
+    """A selectbox of the library's versions and a button that opens one into a slot."""
+    refs = version_refs(store)
+    if not refs:
+        st.caption("The library is empty: models trained on the Train page are saved there.")
+        return
+    left, right = st.columns([3, 1])
+    ref = left.selectbox("Model from the library", list(refs), key=f"{prefix}_lib_ref")
+    right.markdown("&nbsp;")
+    if (right.button("Open", key=f"{prefix}_lib_open") and ref is not None
+            and open_version(store, refs[ref], slot_key)):
+        state.flash("success", f"{state.SLOT_NAMES[slot_key]} is {ref} from the library.")
+        st.rerun()
+
+
+# --------------------------------------------------------------------------- inspections
+
+
+def record_inspection(store: Store, slot: state.ModelSlot, inspection: state.Inspection,
+                      operator: str = "") -> None:
+    """Add one history row per scored image (with thumbnails) when the model is a library
+    version; the rows' ids go on ``inspection``. A failure is one warning; results stay."""
+    if slot.library_ref is None:
+        return
+    name, version = slot.library_ref
+    thr = state.get_thresholds("A")
+    image_thr = thr.image if thr else float(slot.model.image_threshold_)
+    pixel_thr = thr.pixel if thr else float(slot.model.pixel_threshold_)
+    res = inspection.result
+    display = views.Display(inspection.scale[0], inspection.scale[1], 0.5,
+                            views.colormaps()[0])
+    entries = [NewInspection(
+        str(n), float(res.scores[i]), name, version, image_thr, pixel_thr,
+        image_sha256=_sha256(inspection.sources.get(n)), operator=operator,
+        image=res.images[i], overlay=views.overlay_image(res.images[i], res.maps[i], display))
+        for i, n in enumerate(res.names)]
+    try:
+        ids = store.history.record(entries)
+    except PadimError as err:
+        st.warning(f"Not recorded in the history: {err}")
+        return
+    inspection.history_ids = dict(zip((str(n) for n in res.names), ids, strict=True))
+
+
+def _sha256(data: state.ImageData | None) -> str:
+    if data is None:
+        return ""
+    try:
+        raw = data if isinstance(data, bytes) else data.read_bytes()
+    except OSError:
+        return ""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def latest_inspections(store: Store, name: str, version: int) -> list[Inspection]:
+    """The last batch recorded with a version: rows from the newest one back to the first
+    row more than a minute older than its predecessor (one click's worth), newest first."""
+    rows = store.history.find(Filters(model_name=name, model_version=version),
+                              limit=MAX_ROWS)
+    batch: list[Inspection] = []
+    for r in rows:
+        if batch and (batch[-1].inspected_at - r.inspected_at).total_seconds() > 60:
+            break
+        batch.append(r)
+    return batch
 
 
 def save_model(store: Store, model: PadimModel, name: str, note: str = "") -> ModelVersion | None:
@@ -157,6 +333,41 @@ def model_names(store: Store) -> list[str]:
     return sorted(names)
 
 
+def operator_input(where: Any, key: str) -> str:
+    """"Your name" for decisions: one value for the whole session, on every page (a plain
+    widget key would be dropped by Streamlit on pages that do not draw it)."""
+    def keep(value: str) -> None:
+        st.session_state[OPERATOR_KEY] = value
+
+    return str(widgets.bound(where.text_input, "Your name", key=key,
+                             value=st.session_state.get(OPERATOR_KEY, ""), store=keep))
+
+
+def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
+    """The operator's decision on one history row: confirmed defect / false alarm / missed
+    defect, an optional comment and the operator's name (kept for the session)."""
+    try:
+        row = store.history.get(inspection_id)
+    except PadimError as err:
+        report("The history row cannot be read", err)
+        return
+    st.markdown("**Operator decision**"
+                + (f": {row.decision_label} ({row.decided_by or 'unknown'}"
+                   f"{', ' + row.comment if row.comment else ''})" if row.decision
+                   else ": none yet"))
+    d1, d2, d3 = st.columns([2, 3, 2])
+    choice = d1.radio("Decision", list(DECISIONS), format_func=DECISIONS.get,
+                      key=f"{prefix}_choice_{row.id}",
+                      index=list(DECISIONS).index(row.decision) if row.decision else 0)
+    comment = d2.text_input("Comment (optional)", value=row.comment,
+                            key=f"{prefix}_comment_{row.id}")
+    operator = operator_input(d3, f"{prefix}_operator")
+    if (st.button("Save decision", key=f"{prefix}_decide", type="primary")
+            and decide(store, row.id, choice, comment, operator)):
+        state.flash("success", f"Decision on {row.file_name} saved: {DECISIONS[choice]}.")
+        st.rerun()
+
+
 def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
            operator: str) -> bool:
     try:
@@ -167,6 +378,8 @@ def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
     return True
 
 
-__all__ = ["DECISIONS", "MAX_ROWS", "OPERATOR_KEY", "decide", "filters", "get_store",
-           "history_csv", "history_table", "model_names", "open_version", "report",
-           "run_action", "save_model", "upload_model", "versions_table"]
+__all__ = ["DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "decide", "decision_panel",
+           "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
+           "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
+           "operator_input", "record_inspection", "report", "run_action", "save_model", "save_slot",
+           "sync_url", "upload_model", "version_refs", "versions_table"]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import cards, panels, state, views, widgets
+from inspector_ui import cards, panels, state, views, widgets, workspace
 
 TWO_IMAGES = "Two images, one model"
 TWO_MODELS = "One image, two models"
 
 widgets.page_start("Compare")
+store = workspace.get_store()
+workspace.sync_url(store)
+with st.expander("Model A from the library", expanded=state.get_slot("A") is None):
+    workspace.library_picker(store, "A", "compareA")
 slot_a = widgets.require_model("A")
 
 mode = st.radio("What to compare", [TWO_IMAGES, TWO_MODELS], horizontal=True,
@@ -33,9 +37,12 @@ slot_b = state.get_slot("B")
 if mode == TWO_MODELS:
     with st.expander("Model B — train or load a second model (e.g. another backbone or d)",
                      expanded=slot_b is None):
-        tab_train, tab_load = st.tabs(["Train model B", "Load model B"])
+        tab_train, tab_library, tab_load = st.tabs(
+            ["Train model B", "Model B from the library", "Load model B"])
         with tab_train:
             panels.training_panel("B")
+        with tab_library:
+            workspace.library_picker(store, "B", "compareB")
         with tab_load:
             panels.model_loader("B")
     if slot_b is None:

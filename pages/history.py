@@ -67,16 +67,4 @@ with st.container(border=True):
             a.image(image, caption="image", width="stretch")
         if overlay is not None:
             b.image(overlay, caption="heat map", width="stretch")
-    st.markdown("**Operator decision**"
-                + (f": {row.decision_label} ({row.decided_by or 'unknown'}"
-                   f"{', ' + row.comment if row.comment else ''})" if row.decision else ""))
-    d1, d2, d3 = st.columns([2, 3, 2])
-    choice = d1.radio("Decision", list(DECISIONS), format_func=DECISIONS.get,
-                      key=f"hist_choice_{row.id}",
-                      index=list(DECISIONS).index(row.decision) if row.decision else 0)
-    comment = d2.text_input("Comment (optional)", value=row.comment,
-                            key=f"hist_comment_{row.id}")
-    operator = d3.text_input("Your name", key=workspace.OPERATOR_KEY)
-    if (st.button("Save decision", key="hist_decide", type="primary")
-            and workspace.decide(store, row.id, choice, comment, operator)):
-        st.rerun()
+    workspace.decision_panel(store, row.id, "hist")

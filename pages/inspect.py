@@ -5,18 +5,42 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from inspector_ui import panels, plots, state, views, widgets
+from inspector_ui import panels, plots, state, views, widgets, workspace
 from inspector_ui.uploads import ImageBatch
 
 GALLERY_PAGE = 12
 
 widgets.page_start("Inspect")
+store = workspace.get_store()
+workspace.sync_url(store)
+workspace.ensure_demo_model(store)
+with st.expander("Model from the library", expanded=state.get_slot("A") is None):
+    workspace.library_picker(store, "A", "inspect")
 slot = widgets.require_model("A")
 
 with st.container(border=True):
     panels.inspect_panel("A")
 
 insp = state.get_inspection()
+if insp is None and slot.library_ref is not None:
+    recorded = workspace.latest_inspections(store, *slot.library_ref)
+    if recorded:
+        st.subheader(f"Last recorded inspection with {recorded[0].model_ref}")
+        st.caption(f"From the history ({len(recorded)} image(s), "
+                   f"{recorded[-1].inspected_at.astimezone():%Y-%m-%d %H:%M}): scores, "
+                   "verdicts and decisions as recorded. Inspect again for full-size heat "
+                   "maps, or open the History page for thumbnails.")
+        st.dataframe(workspace.history_table(recorded), hide_index=True,
+                     key="inspect_recorded")
+        by_id = {r.id: r for r in recorded}
+        picked = st.selectbox("Image", list(by_id), key="inspect_recorded_row",
+                              format_func=lambda k: f"{by_id[k].file_name} — score "
+                                                    f"{by_id[k].score:.3f} — {by_id[k].verdict}")
+        if picked is not None:
+            workspace.decision_panel(store, int(picked), "inspect_rec")
+        st.page_link("pages/history.py", label="Open the History page",
+                     icon=":material/history:")
+        st.stop()
 if insp is None:
     st.info("Upload images (or a .zip) to inspect, or use the demo test set.")
     st.stop()
@@ -101,6 +125,13 @@ else:
     c3.image(views.contour_image(res.images[i], res.maps[i], thr.pixel), width="stretch",
              caption=f"Defect contours at pixel threshold {thr.pixel:.3f} ({share:.1%} of area)")
 st.markdown("Verdict: " + (":red-badge[**NG**]" if ng[i] else ":green-badge[**OK**]"))
+row_id = insp.history_ids.get(str(res.names[i]))
+if row_id is not None:
+    with st.container(border=True):
+        workspace.decision_panel(store, row_id, "inspect")
+elif slot.library_ref is None:
+    st.caption("Decisions are recorded for models from the library: train on the Train page "
+               "(it saves there) or open one above.")
 
 st.subheader("Gallery")
 g1, g2 = st.columns([2, 1])

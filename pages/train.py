@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import cards, panels, resources, state, widgets
+from inspector_ui import cards, panels, resources, state, widgets, workspace
 
 widgets.page_start("Train")
+store = workspace.get_store()
+workspace.sync_url(store)
+workspace.ensure_demo_model(store)
 
 st.caption(f"Runs on **{resources.device_text()}**.")
 with st.container(border=True):
     st.subheader("Learn from good parts")
-    panels.training_panel("A")
+    panels.training_panel("A", save_to_library=True)
 
-with st.expander("…or load a saved model file instead", expanded=state.get_slot("A") is None):
+with st.expander("…or open a model from the library, or load a model file",
+                 expanded=state.get_slot("A") is None):
+    workspace.library_picker(store, "A", "trainA")
     panels.model_loader("A")
 
 if state.get_slot("A") is not None:

@@ -25,11 +25,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def demo_env(demo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the app's "demo set" buttons at ``demo``."""
+def demo_env(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the app's "demo set" buttons at ``demo``, and its workspace (where Train saves
+    models) at a fresh folder of this test."""
     from inspector_ui.uploads import DEMO_DIR_ENV
+    from padim_core.store import DATA_DIR_ENV, DATABASE_URL_ENV
 
     monkeypatch.setenv(DEMO_DIR_ENV, str(demo))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "workspace"))
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
     return demo
 
 

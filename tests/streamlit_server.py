@@ -56,14 +56,19 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> Non
 
 
 @contextlib.contextmanager
-def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0) -> Iterator[str]:
+def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0,
+                  data_dir: Path | None = None) -> Iterator[str]:
     """Run ``streamlit run app.py`` with ``demo`` as its demo set on a free loopback port,
-    its output in ``log_path``; yields the base URL once healthy, stops the server after."""
+    its output in ``log_path``; yields the base URL once healthy, stops the server after.
+    Its workspace is ``data_dir`` (default: ``workspace/`` beside the log), never the repo's."""
     from inspector_ui.uploads import DEMO_DIR_ENV
+    from padim_core.store import DATA_DIR_ENV, DATABASE_URL_ENV
 
     port = free_port()
     # The allocator settings `make run` uses, so the browser tests see the same server.
-    env = {**os.environ, **ENVIRONMENT, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **ENVIRONMENT, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1",
+           DATA_DIR_ENV: str(data_dir or log_path.parent / "workspace")}
+    env.pop(DATABASE_URL_ENV, None)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),

@@ -159,7 +159,7 @@ def test_history_filters_shows_thumbnails_and_records_a_decision(store: Store) -
     at.selectbox(key="hist_row").set_value(ids[1]).run()
     at.radio(key=f"hist_choice_{ids[1]}").set_value("false_alarm")
     at.text_input(key=f"hist_comment_{ids[1]}").set_value("dust on the lens")
-    at.text_input(key="operator_name").set_value("bob").run()
+    at.text_input(key="hist_operator").set_value("bob").run()
     at.button(key="hist_decide").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     row = store.history.get(ids[1])
