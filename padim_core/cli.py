@@ -86,12 +86,12 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         "'random' only for timing and tests")
     g.add_argument("--d", type=int, metavar="N",
                    help=f"feature channels kept (default: the backbone's own, {DEFAULTS.d} for "
-                        f"{DEFAULTS.backbone}, {_other_default_d()} for the others)")
+                        f"{DEFAULTS.backbone}; 192, all channels, for efficientnet_lite2)")
     g.add_argument("--size", type=int, metavar="S",
                    help=f"square resize before cropping (default {DEFAULTS.image_size})")
     g.add_argument("--crop", type=int, metavar="C",
-                   help="centre crop fed to the model (default: none, the whole --size image; "
-                        "the PaDiM paper used 224 of 256)")
+                   help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} "
+                        f"for {DEFAULTS.image_size}; --crop equal to --size keeps the border)")
     g.add_argument("--seed", type=int, metavar="N",
                    help=f"seed of the channel choice and calibration split "
                         f"(default {DEFAULTS.seed})")
@@ -109,11 +109,6 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                    help="image score = mean of the top P %% of the blurred map's pixels; 0 = "
                         "its maximum, as in the PaDiM paper "
                         f"(default {DEFAULTS.score_top_percent:g})")
-
-
-def _other_default_d() -> str:
-    return "/".join(sorted({str(s.default_d) for n, s in SPECS.items()
-                            if n != DEFAULTS.backbone}))
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

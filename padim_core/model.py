@@ -177,7 +177,7 @@ class PadimModel:
 
     Parameters
     ----------
-    backbone : str, default "efficientnet_lite2"
+    backbone : str, default "efficientnet_lite0"
         Feature extractor, one of ``backbones.SPECS``.
     d : int, optional
         Feature channels kept per patch (at most the backbone's three layers together);
@@ -186,8 +186,8 @@ class PadimModel:
     image_size : int, default 256
         Square resize of every image before cropping.
     crop : int, optional
-        Centre crop fed to the backbone; None for ``config.default_crop``: no crop, the
-        whole ``image_size`` image (docs/quality.md).
+        Centre crop fed to the backbone; None for ``config.default_crop``: 7/8 of
+        ``image_size`` (224 for 256); ``crop=image_size`` keeps the border (docs/quality.md).
     device : str, default "auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     seed : int, default 1024
@@ -210,7 +210,7 @@ class PadimModel:
         Keep what ``partial_fit`` needs: the float64 sums and the calibration embeddings
         (about 175 MB at d = 100, 4 GB at d = 550, in memory and in the model file).
         False gives the smallest fit memory and files; the model can then only be refitted.
-    score_top_percent : float, default 0.5
+    score_top_percent : float, default 0.0
         Image score = mean of the top share (in %) of its map's pixels; 0 = the maximum
         (the PaDiM paper). Model files from before this setting load with 0.
     extractor : FeatureExtractor, optional
