@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shlex
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 from padim_core import metrics
 from padim_core.datasets import MVTecCategory, find_dataset_root
 from padim_core.evaluation import evaluate_model, evaluate_predictions
+from padim_core.machine import peak_rss_mb
 from padim_core.model import PadimModel
 from padim_core.scoring import MapRenderer
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     model.predict([item.path for item in category.test[:64]])
     ms_per_image = 1000 * (time.perf_counter() - t1) / min(64, len(category.test))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
 
     dist = torch.cat(distances)
     labels = np.array([bool(it.is_anomalous) for it in category.test])
