@@ -1,4 +1,5 @@
-"""What the app's buttons do: fit into a slot, load a model file, inspect, predict, evaluate.
+"""What the app's buttons do: fit into a slot, load a model file, inspect, predict, evaluate,
+learn from the operator (accept as normal, decisions, evaluate on the labelled history).
 
 Each action takes plain arguments (a slot key, an :class:`~inspector_ui.uploads.ImageBatch`,
 settings, an optional ``progress(done, total, stage)`` callback), touches session state only
@@ -26,6 +27,8 @@ from .uploads import ImageBatch
 
 if TYPE_CHECKING:
     from padim_core.datasets import MVTecCategory
+    from padim_core.feedback import Accepted
+    from padim_core.store import Inspection, ModelVersion, Store
 
 ProgressFn = Callable[[int, int, str], None]
 """The engine's progress callback: ``progress(done, total, stage)``."""
@@ -235,3 +238,125 @@ def open_labelled_zip(name: str, data: bytes, folder: Path) -> tuple[MVTecCatego
     except PadimError as err:
         raise ActionError(str(err).replace(str(folder), name), problems=skipped) from err
     return category, skipped
+
+
+# --------------------------------------------------------------------------- operator feedback
+
+#: Decisions that make a history row a defect (True) or a normal part (False) when the
+#: operator's history is used as a labelled set.
+DEFECT_LABELS = {"confirmed_defect": True, "missed_defect": True, "false_alarm": False}
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What "Accept as normal" did: the engine's figures, the new library version, the one
+    it was made from, and the history rows whose decision could not be saved."""
+
+    accepted: Accepted
+    version: ModelVersion
+    previous_ref: str
+    undecided: Problems
+
+
+def accept_as_normal(store: Store, slot_key: str, names: list[str], data: list[state.ImageData],
+                     history_ids: list[int | None], operator: str = "",
+                     before_scores: list[float] | None = None,
+                     progress: ProgressFn | None = None) -> Learned:
+    """The operator says these images are good parts (false alarms): add them to the model
+    of ``slot_key`` exactly (``feedback.accept_as_normal``), save the result as the next
+    version of its library model, make that the slot's model, and record "false alarm" on
+    their history rows. The one place where accepting is done (and may be refused).
+
+    ``before_scores``: the images' scores under the slot's model, when the page has them.
+    On any failure before the save, the slot, the library and the history are unchanged.
+    """
+    from padim_core.feedback import accept_as_normal as learn
+
+    slot = _require_slot(slot_key)
+    if slot.library_ref is None:
+        raise ActionError("Accept as normal saves a new version in the model library: open "
+                          "a library model (or train one on the Train page) first.")
+    if not data:
+        raise ActionError("Nothing to accept: no image selected.")
+    name, version = slot.library_ref
+    previous = f"{name}@{version}"
+    try:
+        accepted = learn(slot.model, data, names=names, before_scores=before_scores,
+                         progress=progress)
+    except PadimError as err:
+        raise ActionError(f"Not learned — {err}. {previous} is unchanged.") from err
+    try:
+        saved = store.library.save(
+            accepted.model, name,
+            note=f"{previous} + {len(accepted.names)} image(s) accepted as normal"
+                 + (f" by {operator}" if operator else "") + ": "
+                 + ", ".join(accepted.names[:5]) + (" …" if len(accepted.names) > 5 else ""))
+    except PadimError as err:
+        raise ActionError(f"Learned, but not saved to the library — {err}. {previous} stays "
+                          "in use.") from err
+    new_slot = state.set_slot(slot_key, accepted.model, origin=f"library: {saved.ref}")
+    new_slot.library_ref = (saved.name, saved.version)
+    kept = set(accepted.names)
+    undecided: Problems = []
+    for image_name, row_id in zip(names, history_ids, strict=True):
+        if row_id is None or image_name not in kept:
+            continue
+        try:
+            store.history.decide(row_id, "false_alarm", "accepted as normal into "
+                                 f"{saved.ref}", operator)
+        except PadimError as err:
+            undecided.append((image_name, str(err)))
+    return Learned(accepted, saved, previous, undecided)
+
+
+def record_decision(store: Store, inspection_id: int, decision: str, operator: str = "",
+                    ) -> Inspection:
+    """Record the operator's decision on a history row, keeping its comment."""
+    try:
+        row = store.history.get(inspection_id)
+        return store.history.decide(inspection_id, decision, row.comment, operator)
+    except PadimError as err:
+        raise ActionError(f"Decision not saved — {err}") from err
+
+
+def rescore_inspection(slot_key: str, progress: ProgressFn | None = None,
+                       ) -> state.Inspection | None:
+    """Score the session's inspected batch again with the slot's (new) model; its history
+    rows stay attached (decisions on them are about the images). None when there is no
+    batch or its images were not kept."""
+    old = state.get_inspection()
+    if old is None or not old.sources:
+        return None
+    batch = uploads.ImageBatch.from_sources(old.sources, old.label)
+    new = run_inspection(slot_key, batch, progress=progress)
+    new.history_ids = dict(old.history_ids)
+    return new
+
+
+@dataclass(frozen=True)
+class HistoryEvaluation:
+    """A model version on the operator's labelled history: the rows used and the figures
+    of ``feedback.evaluate_history``."""
+
+    ref: str
+    rows: list[Inspection]
+    figures: dict[str, float]
+
+
+def evaluate_on_history(store: Store, name: str, version: int | None) -> HistoryEvaluation:
+    """Image AUROC, best F1 and the catch-every-defect threshold of ``name@version`` (all
+    versions when None) on the history rows that have a decision: confirmed and missed
+    defects against false alarms (normal parts). Scores are the ones recorded."""
+    from padim_core.feedback import evaluate_history
+    from padim_core.store import Filters
+
+    ref = name if version is None else f"{name}@{version}"
+    rows = [r for r in store.history.find(Filters(model_name=name, model_version=version))
+            if r.decision in DEFECT_LABELS]
+    try:
+        figures = evaluate_history([DEFECT_LABELS[r.decision or ""] for r in rows],
+                                   [r.score for r in rows])
+    except PadimError as err:
+        raise ActionError(f"{ref}: {len(rows)} image(s) with a decision — {err}. Mark "
+                          "images on Inspect or History first.") from err
+    return HistoryEvaluation(ref, rows, figures)

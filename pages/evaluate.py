@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from inspector_ui import panels, plots, state, views, widgets
+from inspector_ui import feedback_panel, panels, plots, state, views, widgets, workspace
 
 widgets.page_start("Evaluate")
 slot = state.get_slot("A")
@@ -43,6 +43,9 @@ with st.container(border=True):
             st.rerun()
     elif go_demo and panels.evaluate_demo("A", fit_first=train_with):
         st.rerun()
+
+with st.container(border=True):
+    feedback_panel.history_evaluation(workspace.get_store())
 
 ev = state.get_evaluation()
 if ev is None:

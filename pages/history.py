@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import streamlit as st
 
-from inspector_ui import widgets, workspace
+from inspector_ui import feedback_panel, widgets, workspace
 from padim_core.store import DECISIONS, VERDICTS
 
 widgets.page_start("History")
@@ -68,3 +68,4 @@ with st.container(border=True):
         if overlay is not None:
             b.image(overlay, caption="heat map", width="stretch")
     workspace.decision_panel(store, row.id, "hist")
+    feedback_panel.show(store, row.id, "hist", image=feedback_panel.session_image(row.id))

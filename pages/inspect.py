@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from inspector_ui import panels, plots, state, views, widgets, workspace
+from inspector_ui import feedback_panel, panels, plots, state, views, widgets, workspace
 from inspector_ui.uploads import ImageBatch
 
 GALLERY_PAGE = 12
@@ -38,6 +38,7 @@ if insp is None and slot.library_ref is not None:
                                                     f"{by_id[k].score:.3f} — {by_id[k].verdict}")
         if picked is not None:
             workspace.decision_panel(store, int(picked), "inspect_rec")
+            feedback_panel.show(store, int(picked), "inspect_rec")
         st.page_link("pages/history.py", label="Open the History page",
                      icon=":material/history:")
         st.stop()
@@ -129,6 +130,9 @@ row_id = insp.history_ids.get(str(res.names[i]))
 if row_id is not None:
     with st.container(border=True):
         workspace.decision_panel(store, row_id, "inspect")
+        feedback_panel.show(store, row_id, "inspect", image=(
+            str(res.names[i]), insp.sources[str(res.names[i])], float(res.scores[i])))
+    feedback_panel.accept_several(store, insp, ng)
 elif slot.library_ref is None:
     st.caption("Decisions are recorded for models from the library: train on the Train page "
                "(it saves there) or open one above.")
