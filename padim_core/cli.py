@@ -159,13 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Add normal images to MODEL: the result equals a fit on the old and new "
                     "images together (same calibration images); the old images are not "
                     "needed. Writes NEW_MODEL and leaves MODEL as it is.")
-    upd.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    upd.add_argument("model", metavar="MODEL",
+                     help="model file written by 'padim fit', or NAME[@VERSION] of the "
+                          "library when no such file exists")
     upd.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                      help="normal image files and/or folders of them")
-    upd.add_argument("-o", "--output", required=True, metavar="NEW_MODEL",
-                     help="model file to write (may be MODEL itself)")
+    upd.add_argument("-o", "--output", metavar="NEW_MODEL",
+                     help="model file to write (may be MODEL itself); and/or --save-as NAME")
     upd.add_argument("--compact", action="store_true", help=COMPACT_HELP)
     _add_common(upd)
+    store_commands.add_fit_options(upd)
 
     pred = sub.add_parser(
         "predict", help="score images with a fitted model",
@@ -454,9 +457,12 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
 
 
 def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
+    store_commands.check_fit_args(args)
     paths = _collect_inputs(args.inputs)
-    out = _output_file(args.output)
-    model = _load_model(args.model, args.device)
+    out = _output_file(args.output) if args.output else None
+    _check_device(args.device)
+    model, source = store_commands.model_to_update(args) or \
+        (_load_model(args.model, args.device), args.model)
     if not model.card()["updatable"]:
         raise InvalidInputError(args.model, "has no update data (a compact file or one from "
                                             "before updates): refit it with 'padim fit'")
@@ -467,9 +473,12 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
     progress.close()
     if len(model.card()["updates"]) == n_updates:
         raise InvalidInputError("images", f"none of the {len(paths)} input(s) could be read: "
-                                          f"{out} not written")
-    model.save(out, updatable=not args.compact)
+                                          "nothing written")
+    if out is not None:
+        model.save(out, updatable=not args.compact)
     _print_card(model.card(), out)
+    if args.save_as is not None:
+        store_commands.save_updated(args, model, source)
     return EXIT_OK
 
 

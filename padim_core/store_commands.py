@@ -1,5 +1,6 @@
 """The workspace commands of ``padim``: ``models list|show|export|import|delete``, ``history
-export``, and the library side of ``fit --save-as`` and ``predict --model NAME --record``.
+export``, and the library side of ``fit --save-as``, ``update [NAME@V] --save-as`` and
+``predict --model NAME --record``.
 
 ``cli.py`` registers these parsers and dispatches here. Every command takes ``--data-dir``
 (default ``PADIM_DATA_DIR``, else ``./inspector-data``) and honours ``PADIM_DATABASE_URL``.
@@ -254,10 +255,41 @@ def check_fit_args(args: argparse.Namespace) -> None:
 
 def save_fitted(args: argparse.Namespace, model: PadimModel, paths: Sequence[Path]) -> None:
     """``fit --save-as NAME``: the fitted model becomes the next version of NAME."""
+    _save(args, model, args.note, training_fingerprint(paths))
+
+
+def save_updated(args: argparse.Namespace, model: PadimModel, source: str) -> None:
+    """``update MODEL --save-as NAME``: the updated model becomes the next version of NAME;
+    without ``--note`` the note says what it was made from."""
+    added = model.card()["updates"][-1]["added_images"]
+    _save(args, model, args.note or f"{source} + {added} image(s) added by padim update")
+
+
+def _save(args: argparse.Namespace, model: PadimModel, note: str,
+          fingerprint: str = "") -> None:
     with open_store(args) as store:
-        v = store.library.save(model, args.save_as, note=args.note,
-                               training_fingerprint=training_fingerprint(paths))
+        v = store.library.save(model, args.save_as, note=note,
+                               training_fingerprint=fingerprint)
         _say(f"library      {v.ref} in {store.data_dir}")
+
+
+def model_to_update(args: argparse.Namespace) -> tuple[PadimModel, str] | None:
+    """``update NAME[@VERSION] ...``: the library version MODEL names, when no file of that
+    name exists and the workspace has it (else None: MODEL is a file)."""
+    from .store.errors import NotFoundError
+    from .store.store import resolve_data_dir
+
+    if Path(args.model).expanduser().exists() or not (
+            resolve_data_dir(args.data_dir).is_dir() or os.environ.get(DATABASE_URL_ENV)):
+        return None
+    with open_store(args) as store:
+        try:
+            v = _version(store, args.model)
+        except NotFoundError:
+            return None
+        model = store.library.load(v, device=args.device)
+    _say(f"model {v.ref} from the library in {store.data_dir}")
+    return model, v.ref
 
 
 def check_predict_args(args: argparse.Namespace) -> list[str]:
@@ -318,4 +350,5 @@ def library_model(args: argparse.Namespace) -> tuple[PadimModel, Recorder | None
 
 __all__ = ["COMMANDS", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",
            "add_predict_options", "check_fit_args", "check_predict_args", "library_model",
+           "model_to_update", "save_updated",
            "open_store", "parse_since", "run", "save_fitted"]

@@ -59,3 +59,41 @@ def test_update_refuses_compact_files_and_unreadable_inputs(
     assert code == 1 and "could be read" in err and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("padim: error: ")
     assert not out_file.exists()
+
+
+def test_update_saves_the_next_library_version(demo: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from padim_core.store import Store
+
+    data_dir = tmp_path / "workspace"
+    lib = ["--data-dir", data_dir]
+    assert _run(capsys, "fit", demo, "--save-as", "line", *lib, *SMALL, "--device", "cpu")[0] == 0
+    good = sorted((demo / "test" / "good").iterdir())
+    code, out, err = _run(capsys, "update", "line", good[0], "--save-as", "line", *lib,
+                          "--device", "cpu")
+    assert code == 0, err
+    assert "library      line@2" in out
+    code, out, err = _run(capsys, "update", "line@1", good[1], "--save-as", "other", *lib,
+                          "--note", "from v1", "--device", "cpu")
+    assert code == 0, err
+    with Store.open(data_dir) as store:
+        v1, v2 = store.library.version("line", 1), store.library.version("line", 2)
+        assert v2.n_train_images == v1.n_train_images + 1
+        assert v2.note == "line@1 + 1 image(s) added by padim update"
+        other = store.library.version("other", 1)
+        assert other.note == "from v1" and other.n_train_images == v1.n_train_images + 1
+        updated = store.library.load(v2, device="cpu")
+    direct = store.library.load(v1, device="cpu").partial_fit(good[:1])
+    np.testing.assert_allclose(updated.predict(good[2:]).scores,
+                               direct.predict(good[2:]).scores, rtol=1e-6)
+
+
+def test_update_needs_an_output_and_names_a_missing_model(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = sorted((demo / "test" / "good").iterdir())
+    code, _, err = _run(capsys, "update", tmp_path / "nothing.safetensors", good[0],
+                        "--device", "cpu")
+    assert code != 0 and "--save-as" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "update", "nosuchmodel", good[0], "-o", tmp_path / "x",
+                        "--data-dir", tmp_path / "ws", "--device", "cpu")
+    assert code == 1 and "nosuchmodel" in err and "Traceback" not in err
