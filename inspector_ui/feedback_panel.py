@@ -126,15 +126,20 @@ def show(store: Store, row_id: int, prefix: str,
                        help="Judged OK, but it is really a defective part")
     if why_not is not None:
         st.caption(why_not)
+    decided = False
     if accept and image is not None:
         name, data, score = image
-        if _accept(store, [name], [data], [row_id], None if score is None else [score]):
-            st.rerun()
+        decided = _accept(store, [name], [data], [row_id], None if score is None else [score])
     for pressed, decision in ((confirm, "confirmed_defect"), (missed, "missed_defect")):
         if pressed and widgets.attempt(actions.record_decision, store, row_id, decision,
                                        _operator()) is not None:
             state.flash("success", f"{row.file_name}: {DECISIONS[decision]} recorded.")
-            st.rerun()
+            decided = True
+    if decided:
+        # The decision panel's radio (workspace.decision_panel) keeps its widget value
+        # over the new decision unless it is drawn afresh.
+        st.session_state.pop(f"{prefix}_choice_{row_id}", None)
+        st.rerun()
 
 
 def accept_several(store: Store, insp: state.Inspection, ng: np.ndarray) -> None:

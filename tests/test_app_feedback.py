@@ -92,6 +92,7 @@ def test_defect_labels_feed_the_history_evaluation() -> None:
         at = select_image(at, n)
         at.button(key=button).click().run()
         assert not t.exceptions(at) and not t.errors(at)
+    assert at.radio(key=f"inspect_choice_{ids[defects[1]]}").value == "missed_defect"
     with workspace() as store:
         assert store.history.get(ids[defects[0]]).decision == "confirmed_defect"
         assert store.history.get(ids[defects[1]]).decision == "missed_defect"
