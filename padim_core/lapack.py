@@ -139,6 +139,21 @@ def unpack_upper(packed: np.ndarray, full: np.ndarray) -> None:
         _ROUTINES.tpttr(uplo, dim, p_addr + i * p_step, f_addr + i * d * d * 8, dim, status)
 
 
+def pack_upper(full: np.ndarray, packed: np.ndarray) -> None:
+    """Write the upper triangles of full (n, d, d) into packed rows (n, d(d+1)/2), the
+    inverse of ``unpack_upper``."""
+    _check(full)
+    _check(packed, ndim=2)
+    n, d = full.shape[0], full.shape[1]
+    if packed.shape != (n, d * (d + 1) // 2):
+        raise ValueError(f"shape mismatch: packed {packed.shape}, full {full.shape}")
+    info = ctypes.c_int(0)
+    dim, uplo, status = _ref(ctypes.c_int(d)), _ref(_LOWER), _ref(info)
+    p_addr, f_addr, p_step = packed.ctypes.data, full.ctypes.data, packed.shape[1] * 8
+    for i in range(n):
+        _ROUTINES.trttp(uplo, dim, f_addr + i * d * d * 8, dim, p_addr + i * p_step, status)
+
+
 def cholesky_upper(a: np.ndarray) -> int:
     """In place: the upper triangle of each a[i] becomes R with a[i] = Rᵀ R.
 

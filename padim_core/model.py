@@ -435,9 +435,10 @@ class PadimModel:
             warnings.warn(f"no usable images to add{detail}: the model is unchanged",
                           stacklevel=2)
             return self
-        update_data = UpdateData(*stats.packed_sums(), state.update_data.calibration)
-        gaussian, hold_sq = self._factorize(stats, HoldoutStore.of(update_data.calibration),
-                                            progress)
+        calibration = state.update_data.calibration
+        sums = None if stats.sums_after_finalize else stats.packed_sums()
+        gaussian, hold_sq = self._factorize(stats, HoldoutStore.of(calibration), progress)
+        update_data = UpdateData(*(sums or stats.packed_sums()), calibration)
         cal_scores, cal_pixels, _ = self._calibration(gaussian, state.grid, self._embedder(state),
                                                       hold_sq, [], None)
         notes = self._fit_notes(stats.n, cal_scores, held_out=True)

@@ -230,3 +230,32 @@ def test_explicit_calibration_indices_are_checked() -> None:
         PadimModel(**SMALL).fit(BASE[:4], calibration=[0, 9])
     with pytest.raises(InvalidInputError, match="calibration"):
         PadimModel(**SMALL).fit(BASE[:3], calibration=[0, 1])
+
+
+@pytest.mark.parametrize("stage_images", [64, 3])
+def test_updated_sums_equal_a_store_of_the_union(stage_images: int) -> None:
+    """The CPU update store (kept sums + new images, added inside finalize) gives the sums
+    and Gaussians of one store fed every image, also when the new images overflow one
+    stage (some reach its sums before finalize)."""
+    from padim_core.gaussian import finalize
+    from padim_core.gaussian.updated_sums import UpdatedSums
+
+    rng = np.random.default_rng(0)
+    p, d = 7, 5
+    old, new = (rng.normal(size=(p, k, d)).astype(np.float32) for k in (9, 8))
+    union = patch_statistics(p, d).update(old).update(new)
+    n, total, packed = union.packed_sums()
+    kept = patch_statistics(p, d).update(old).packed_sums()
+    kept_copy = kept[2].copy()
+    store = UpdatedSums(*kept, stage_bytes=stage_images * p * d * 4)
+    store.update(new[:, :4]).update(new[:, 4:6]).update(new[:, 6:])
+    with pytest.raises(RuntimeError):
+        store.packed_sums()
+    want = finalize(union, 0.01)[0]
+    got = finalize(store, 0.01)[0]
+    got_n, got_total, got_packed = store.packed_sums()
+    assert got_n == n == 17
+    np.testing.assert_allclose(got_total, total, rtol=1e-12)
+    np.testing.assert_allclose(got_packed, packed, rtol=1e-12)
+    np.testing.assert_allclose(got.whitener, want.whitener, rtol=1e-5)
+    np.testing.assert_array_equal(kept[2], kept_copy)          # the kept sums are untouched

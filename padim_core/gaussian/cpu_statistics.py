@@ -49,6 +49,7 @@ class CpuPatchStatistics(PatchStatistics):
         self._stage: np.ndarray | None = None
         self._staged = 0
         self._sum = np.zeros((self.n_patches, self.dim))
+        self._added = False     # whether anything reached ``second`` (not only staged)
         # Big (packed) sums get their own pages, returned block by block as finalize
         # frees them; smaller ones come from the heap, which reuses them unfaulted.
         new = page_backed if self.packed else np.zeros
@@ -104,6 +105,7 @@ class CpuPatchStatistics(PatchStatistics):
         """Add (P, k, d) embeddings to the sums: float64 copies of a few patches at a time
         (one buffer per worker), a rank-k syrk per patch."""
         k, d = x.shape[1], self.dim
+        self._added = True
         chunk = max(1, CHUNK_BYTES // (k * d * 8))
         items = [(i, lo, min(lo + chunk, hi)) for i, (blo, hi) in enumerate(self.bounds)
                  for lo in range(blo, hi, chunk)]
@@ -130,6 +132,29 @@ class CpuPatchStatistics(PatchStatistics):
         self._stage = None
 
     # -------------------------------------------------------------- reading them
+    def pending_sum(self) -> np.ndarray:
+        """Σx (P, d) with the staged embeddings, as a new array; nothing is flushed."""
+        total = self._sum.copy()
+        if self._staged:
+            total += self._stage[:, :self._staged].sum(1, dtype=np.float64)
+        return total
+
+    def add_second_to(self, i: int, full: np.ndarray) -> None:
+        """Add block i's Σxxᵀ, staged embeddings included, onto the upper triangles of
+        ``full`` (rows, d, d); the store is left as it is (nothing is flushed)."""
+        lo, hi = self.bounds[i]
+        if self._added:         # more images than one stage holds: some are in ``second``
+            block = self.second[i]
+            if self.packed:
+                summed = np.zeros_like(full)
+                lapack.unpack_upper(block, summed)
+                full += summed
+            else:
+                full += block.reshape(full.shape)
+        if self._staged:
+            x = np.ascontiguousarray(self._stage[lo:hi, :self._staged], np.float64)
+            lapack.syrk_upper(full, x)
+
     def second_moments(self, i: int) -> np.ndarray:
         """Block i's Σxxᵀ as (rows, d, d): the block itself when stored full, else a fresh
         expansion. Only the upper triangle is filled and the rest stays zero (the update and

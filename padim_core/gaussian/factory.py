@@ -9,6 +9,7 @@ from .cpu_statistics import STAGE_BYTES, CpuPatchStatistics
 from .layout import BLOCK_BYTES
 from .statistics import PatchStatistics
 from .torch_statistics import TorchPatchStatistics
+from .updated_sums import UpdatedSums
 
 
 def patch_statistics(n_patches: int, dim: int, device: str | torch.device = "cpu", *,
@@ -31,13 +32,12 @@ def patch_statistics(n_patches: int, dim: int, device: str | torch.device = "cpu
 def statistics_from_sums(n: int, total: np.ndarray, packed: np.ndarray,
                          device: str | torch.device = "cpu", *, use_torch: bool | None = None,
                          workers: int | None = None) -> PatchStatistics:
-    """A store holding the sums of ``PatchStatistics.packed_sums`` (copied in), to add more
-    images to. On the CPU it is stored packed: copying the sums in and out is then one
-    memcpy each, and the few new images cost a rank-k update per patch."""
+    """A store holding the sums of ``PatchStatistics.packed_sums``, to add more images to.
+    On the CPU the kept sums are not copied: ``UpdatedSums`` adds the new images to each
+    block as ``finalize`` takes it, and makes the union's packed sums then."""
     n_patches, dim = total.shape
     device = torch.device(device)
     if use_torch or (use_torch is None and device.type != "cpu"):
         store: PatchStatistics = TorchPatchStatistics(n_patches, dim, device)
-    else:
-        store = CpuPatchStatistics(n_patches, dim, packed=True, workers=workers)
-    return store.load_sums(n, total, packed)
+        return store.load_sums(n, total, packed)
+    return UpdatedSums(n, total, packed, workers=workers)

@@ -34,6 +34,9 @@ class PatchStatistics(ABC):
 
     device: torch.device
     workers: int
+    #: Whether ``packed_sums`` is made while ``finalize`` consumes the store (after it),
+    #: rather than before it (``updated_sums``).
+    sums_after_finalize: bool = False
 
     def __init__(self, n_patches: int, dim: int, block_bytes: int, packed: bool | None) -> None:
         self.n_patches, self.dim = int(n_patches), int(dim)
