@@ -127,23 +127,19 @@ def syrk_packed_upper(c: np.ndarray, x: np.ndarray, alpha: float = 1.0,
 def unpack_upper(packed: np.ndarray, full: np.ndarray) -> None:
     """Write packed upper triangles (n, d(d+1)/2) into the upper triangles of full
     (n, d, d); the other triangle is left as it is."""
-    _check(packed, ndim=2)
-    _check(full)
-    n, d = full.shape[0], full.shape[1]
-    if packed.shape != (n, d * (d + 1) // 2):
-        raise ValueError(f"shape mismatch: packed {packed.shape}, full {full.shape}")
-    info = ctypes.c_int(0)
-    dim, uplo, status = _ref(ctypes.c_int(d)), _ref(_LOWER), _ref(info)
-    p_addr, f_addr, p_step = packed.ctypes.data, full.ctypes.data, packed.shape[1] * 8
-    for i in range(n):
-        _ROUTINES.tpttr(uplo, dim, p_addr + i * p_step, f_addr + i * d * d * 8, dim, status)
+    _each_triangle(packed, full, to_full=True)
 
 
 def pack_upper(full: np.ndarray, packed: np.ndarray) -> None:
     """Write the upper triangles of full (n, d, d) into packed rows (n, d(d+1)/2), the
     inverse of ``unpack_upper``."""
-    _check(full)
+    _each_triangle(packed, full, to_full=False)
+
+
+def _each_triangle(packed: np.ndarray, full: np.ndarray, to_full: bool) -> None:
+    """LAPACK's tpttr (packed → full) or trttp (full → packed) on each of n matrices."""
     _check(packed, ndim=2)
+    _check(full)
     n, d = full.shape[0], full.shape[1]
     if packed.shape != (n, d * (d + 1) // 2):
         raise ValueError(f"shape mismatch: packed {packed.shape}, full {full.shape}")
@@ -151,7 +147,11 @@ def pack_upper(full: np.ndarray, packed: np.ndarray) -> None:
     dim, uplo, status = _ref(ctypes.c_int(d)), _ref(_LOWER), _ref(info)
     p_addr, f_addr, p_step = packed.ctypes.data, full.ctypes.data, packed.shape[1] * 8
     for i in range(n):
-        _ROUTINES.trttp(uplo, dim, f_addr + i * d * d * 8, dim, p_addr + i * p_step, status)
+        p, f = p_addr + i * p_step, f_addr + i * d * d * 8
+        if to_full:
+            _ROUTINES.tpttr(uplo, dim, p, f, dim, status)
+        else:
+            _ROUTINES.trttp(uplo, dim, f, dim, p, status)
 
 
 def cholesky_upper(a: np.ndarray) -> int:
