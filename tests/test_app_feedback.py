@@ -123,3 +123,18 @@ def test_history_without_labels_or_without_the_image_says_why() -> None:
     assert button.disabled                       # no model A, no original image
     with workspace() as store:
         assert [v.version for v in store.library.get("demo").versions] == [1]
+
+
+def test_accept_from_history_uses_the_image_this_session_inspected() -> None:
+    at = inspected()
+    name, _ = good_with_highest_score(at)
+    row_id = at.session_state["inspection"].history_ids[name]
+    hist = t.open_page(at, "history")
+    hist.selectbox(key="hist_row").set_value(row_id).run()
+    assert not hist.button(key="hist_fb_accept").disabled
+    hist.button(key="hist_fb_accept").click().run()
+    assert not t.exceptions(hist) and not t.errors(hist)
+    assert any("demo@2" in s.value and name in s.value for s in hist.success)
+    with workspace() as store:
+        assert store.history.get(row_id).decision == "false_alarm"
+        assert store.library.version("demo", 2).note.startswith("demo@1 + 1 image(s)")
