@@ -6,6 +6,8 @@ One module per step, in the order fit uses them:
   ``factory.patch_statistics`` to get one; the stores themselves in ``cpu_statistics``
   (numpy/OpenBLAS: staging, packed d = 550 storage, worker threads) and
   ``torch_statistics`` (accelerators), their block layout in ``layout``.
+- ``updated_sums``: ``UpdatedSums``, a fitted model's kept sums plus new images
+  (``partial_fit`` on the CPU), added block by block inside ``finalize``.
 - ``holdout``: ``HoldoutStore``, the calibration images' embeddings kept during fit.
 - ``fitting``: ``finalize``, statistics → ``PatchGaussian`` (``patch_gaussian``: mean and
   whitener per patch), block by block, through ``factorization`` (covariance → Cholesky →
