@@ -113,6 +113,7 @@ def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_siz
     in pinned memory when CUDA is present (ignored otherwise).
     """
     workers = default_decode_workers() if workers is None else max(0, int(workers))
+    workers = min(workers, len(images)) if len(images) > 1 else 0   # one image: no threads
     pin = bool(pin_memory) and torch.cuda.is_available()
     labels = [names[i] if names is not None else input_name(images[i], i)
               for i in range(len(images))]
