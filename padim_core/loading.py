@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .errors import InvalidInputError
 from .images import input_name, load_image, resize_and_crop
@@ -93,6 +94,19 @@ def decode_crop(source: Any, name: str, image_size: int, crop: int) -> np.ndarra
         return err.problem
 
 
+def _repeats_stateful_source(images: Sequence[Any]) -> bool:
+    """True if one open stream or PIL image object is given more than once: decoding it
+    seeks or loads it, which two threads must not do at the same time."""
+    seen: set[int] = set()
+    for source in images:
+        if isinstance(source, Image.Image) or (hasattr(source, "read")
+                                               and not hasattr(source, "getvalue")):
+            if id(source) in seen:
+                return True
+            seen.add(id(source))
+    return False
+
+
 def _stacked(crops: list[np.ndarray], crop: int, pin: bool) -> tuple[np.ndarray, torch.Tensor]:
     """``crops`` in one (b, crop, crop, 3) uint8 tensor (pinned when ``pin``) and its numpy view."""
     pixels = torch.empty((len(crops), crop, crop, 3), dtype=torch.uint8, pin_memory=pin)
@@ -114,6 +128,8 @@ def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_siz
     """
     workers = default_decode_workers() if workers is None else max(0, int(workers))
     workers = min(workers, len(images)) if len(images) > 1 else 0   # one image: no threads
+    if workers and _repeats_stateful_source(images):
+        workers = 0
     pin = bool(pin_memory) and torch.cuda.is_available()
     labels = [names[i] if names is not None else input_name(images[i], i)
               for i in range(len(images))]

@@ -209,3 +209,12 @@ def test_fit_and_predict_from_files_match_sequential_decoding(plates: Path, devi
     assert a.names == b.names and len(a.names) == len(test)
     assert a.scores.tobytes() == b.scores.tobytes()
     assert a.maps.tobytes() == b.maps.tobytes()
+
+
+def test_one_open_stream_given_twice_is_decoded_safely(files: list[Path]) -> None:
+    with open(files[1], "rb") as stream:
+        sources = [stream, files[2], stream] * 4
+        batches = list(decode_batches(sources, None, SIZE, CROP, batch_size=3, workers=4))
+    got = np.concatenate([b.crops for b in batches])
+    want = resize_and_crop(load_image(files[1]), SIZE, CROP)
+    assert len(got) == 12 and all(got[i].tobytes() == want.tobytes() for i in range(0, 12, 3))
