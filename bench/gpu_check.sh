@@ -67,9 +67,11 @@ step files 120 "$PY" -m bench.decoding --devices "$DEVICE" --data "$DATA" $SMOKE
     --json "$OUT/decoding_$DEVICE.json"
 step cli 90 "$PY" -c "
 import subprocess, sys, time
+from pathlib import Path
 work = '/tmp/padim-gpu-check'
+tests = sorted(str(p) for p in Path('$DATA/test').iterdir() if p.is_dir())
 runs = {'fit': ['fit', '$DATA', '-o', work + '/model.safetensors'],
-        'predict': ['predict', work + '/model.safetensors', '$DATA/test', '--out', work + '/pred']}
+        'predict': ['predict', work + '/model.safetensors', *tests, '--out', work + '/pred']}
 for name, args in runs.items():
     t0 = time.perf_counter()
     subprocess.run([sys.executable, '-m', 'padim_core', *args, '--device', '$DEVICE',
