@@ -18,7 +18,6 @@ nothing here is asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import warnings
@@ -39,6 +38,7 @@ from bench.common import (
     decode,
     image_set,
     make_synthetic,
+    report,
     synchronizer,
     timed,
 )
@@ -189,11 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  4 if args.smoke else args.batch_size,
                                                  1 if args.smoke else args.repeats))
     result["meta"]["load_average_end"] = load_average()
-    print(table(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    report(table(result), result, args.json)
     return 0
 
 
