@@ -122,12 +122,15 @@ def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_siz
     """``images`` decoded, resized and cropped in batches of ``batch_size`` inputs.
 
     ``workers`` threads decode (None: ``default_decode_workers()``; 0: one after another,
-    here), up to ``prefetch`` batches ahead of the consumer. ``names`` (one per image) name
+    here), up to ``prefetch`` batches ahead of the consumer; a single input, or arrays
+    only, are cropped here without threads. ``names`` (one per image) name
     the inputs in ``skipped``; else ``images.input_name``. ``pin_memory`` stacks the batches
     in pinned memory when CUDA is present (ignored otherwise).
     """
     workers = default_decode_workers() if workers is None else max(0, int(workers))
     workers = min(workers, len(images)) if len(images) > 1 else 0   # one image: no threads
+    if all(isinstance(source, np.ndarray) for source in images):
+        workers = 0      # decoded already: the crop costs less than starting threads
     if workers and _repeats_stateful_source(images):
         workers = 0
     pin = bool(pin_memory) and torch.cuda.is_available()

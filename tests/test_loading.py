@@ -218,3 +218,13 @@ def test_one_open_stream_given_twice_is_decoded_safely(files: list[Path]) -> Non
     got = np.concatenate([b.crops for b in batches])
     want = resize_and_crop(load_image(files[1]), SIZE, CROP)
     assert len(got) == 12 and all(got[i].tobytes() == want.tobytes() for i in range(0, 12, 3))
+
+
+def test_arrays_only_are_cropped_without_threads() -> None:
+    arrays = [np.full((70, 70, 3), i, np.uint8) for i in range(9)]
+    before = len(_decoders_alive())
+    batches = decode_batches(arrays, None, SIZE, CROP, batch_size=3, workers=4)
+    first = next(batches)
+    assert len(_decoders_alive()) == before        # no pool for already decoded images
+    assert [int(c[0, 0, 0]) for c in first.crops] == [0, 1, 2]
+    batches.close()
