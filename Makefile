@@ -79,8 +79,12 @@ test: setup chromium postgresql
 lint: setup
 	$(BIN)/ruff check .
 
+# `make bench BENCH_DEVICES=cuda` measures on the GPU only (auto: the CPU, plus CUDA when present).
+BENCH_DEVICES ?= auto
+
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --devices $(BENCH_DEVICES)
+	$(BIN)/python -m bench.decoding --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.update
 
 clean-venv:

@@ -44,6 +44,7 @@ from bench.common import (
     image_set,
     interleaved,
     make_synthetic,
+    report,
     synchronizer,
     timed,
 )
@@ -366,11 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["meta"]["load_average_end"] = load_average()
         result["meta"]["seconds"] = (datetime.now().astimezone() - started).total_seconds()
     result.setdefault("targets", {})
-    print(table(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    report(table(result), result, args.json)
     return 0
 
 

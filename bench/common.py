@@ -4,6 +4,7 @@ readings live in ``padim_core.machine``)."""
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -180,3 +181,12 @@ def engine_revision() -> str:
     if not head:
         return "unknown"
     return head + ("+changes" if git("status", "--porcelain", "--", "padim_core") else "")
+
+
+def report(summary: str, result: dict, path: Path | None) -> None:
+    """Print the summary and, when ``path`` is given, write every figure there as JSON."""
+    print(summary)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {path}")

@@ -28,7 +28,7 @@ Key = tuple[str, int, str]
 # (label, "module:qualified.name") — indentation in the label shows nesting.
 PREDICT_STEPS: list[tuple[str, str]] = [
     ("total predict", "model:PadimModel.predict"),
-    ("  decode/crop (arrays in)", "model:PadimModel._decoded_batches"),
+    ("  decode/crop (arrays in; wait for threads)", "loading:decode_batches"),
     ("  backbone forward", "backbones:FeatureExtractor.forward"),
     ("  embedding (gather, upsample, patch-major)", "embedding:Embedder.__call__"),
     ("  mahalanobis", "scoring:mahalanobis"),
@@ -39,7 +39,7 @@ PREDICT_STEPS: list[tuple[str, str]] = [
 
 FIT_STEPS: list[tuple[str, str]] = [
     ("total fit", "model:PadimModel.fit"),
-    ("  decode/crop (arrays in)", "model:PadimModel._decoded_batches"),
+    ("  decode/crop (arrays in; wait for threads)", "loading:decode_batches"),
     ("  backbone forward", "backbones:FeatureExtractor.forward"),
     ("  embedding (gather, upsample, patch-major)", "embedding:Embedder.__call__"),
     ("  accumulator update (staging; Σx, Σxxᵀ per 128 images)",

@@ -99,10 +99,12 @@ def _worker_extractor(backbone: str, weights: str | None, device: str,
 
 
 def _worker_model(config: dict[str, Any]) -> PadimModel:
-    """A model of ``config`` around the worker's cached backbone."""
+    """A model of ``config`` around the worker's cached backbone. It decodes in the task's
+    own thread: Dask already runs one task per worker thread, and code on a worker may
+    expect to run in it (``distributed.get_worker``)."""
     extractor = _worker_extractor(config["backbone"], config["weights"], config["device"],
                                   config["seed"])
-    return PadimModel(**config).use_extractor(extractor)
+    return PadimModel(**config, decode_workers=0).use_extractor(extractor)
 
 
 @dataclass
@@ -125,11 +127,12 @@ def _fit_shard(config: dict[str, Any], embedder: Embedder, images: list[Any],
     held: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     grid = None
-    for idx, _, crops, bad in model._decoded_batches(images, names):
-        skipped += bad
-        if not len(crops):
+    for batch in model._decoded_batches(images, names):
+        idx = batch.indices
+        skipped += batch.skipped
+        if not len(idx):
             continue
-        x, grid = model._patch_embeddings(crops, embedder)
+        x, grid = model._patch_embeddings(batch.pixels, embedder)
         x = x.cpu().numpy() if isinstance(x, torch.Tensor) else x
         if stats is None:
             stats = patch_statistics(x.shape[0], x.shape[2], "cpu", packed=packed)

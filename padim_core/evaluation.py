@@ -389,19 +389,36 @@ def _masks(items: Sequence[LabeledImage], image_size: int, crop: int,
            progress: Progress | None) -> tuple[list[NDArray[np.bool_] | None], dict[int, str]]:
     """Each item's mask cropped like its image (None without one), and why, by position,
     masks that exist could not be read."""
+    from padim_core.loading import default_decode_workers, ordered_map
+
     masks: list[NDArray[np.bool_] | None] = []
     problems: dict[int, str] = {}
-    for done, item in enumerate(items, start=1):
-        mask = None
-        if item.mask_path is not None:
-            try:
-                mask = _load_cropped_mask(item.mask_path, image_size, crop)
-            except InvalidInputError as err:
-                # a good image stays all-normal; an anomalous one loses its pixel ground truth
-                problems[len(masks)] = f"mask unreadable: {err.problem}"
+
+    def load(item: LabeledImage) -> NDArray[np.bool_] | str | None:
+        return _cropped_mask_or_problem(item.mask_path, image_size, crop)
+
+    # decoded in threads, a few ahead, in order (padim_core.loading)
+    loaded = ordered_map(load, items, default_decode_workers(), ahead=32)
+    for done, mask in enumerate(loaded, start=1):
+        if isinstance(mask, str):
+            # a good image stays all-normal; an anomalous one loses its pixel ground truth
+            problems[len(masks)] = f"mask unreadable: {mask}"
+            mask = None
         masks.append(mask)
         _notify(progress, done, len(items), "masks")
     return masks, problems
+
+
+def _cropped_mask_or_problem(path: str | Path | None, image_size: int,
+                             crop: int) -> NDArray[np.bool_] | str | None:
+    """The mask at ``path`` cropped like its image, None without a path, or the problem
+    that makes it unreadable."""
+    if path is None:
+        return None
+    try:
+        return _load_cropped_mask(path, image_size, crop)
+    except InvalidInputError as err:
+        return err.problem
 
 
 def _load_cropped_mask(path: str | Path, image_size: int, crop: int) -> NDArray[np.bool_]:

@@ -40,7 +40,7 @@ from .gaussian import (
     patch_statistics,
     statistics_from_sums,
 )
-from .images import input_name, load_image, resize_and_crop
+from .loading import DecodedBatch, decode_batches
 from .scoring import MapRenderer, image_scores, mahalanobis
 from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fpr
 from .updates import MB, UpdateData, update_entry
@@ -216,6 +216,10 @@ class PadimModel:
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
+    decode_workers : int, optional
+        Threads that decode, resize and crop images, one batch ahead of the backbone; None
+        for ``loading.default_decode_workers()``, 0 to decode one image after another. Not
+        part of the model (results are the same for any value).
 
     Attributes
     ----------
@@ -258,7 +262,9 @@ class PadimModel:
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
                  updatable: bool = DEFAULTS.updatable,
                  score_top_percent: float = DEFAULTS.score_top_percent,
-                 extractor: FeatureExtractor | None = None) -> None:
+                 extractor: FeatureExtractor | None = None,
+                 decode_workers: int | None = None) -> None:
+        self.decode_workers = decode_workers
         self.config = PadimConfig(
             backbone=backbone, d=None if d is None else int(d), image_size=int(image_size),
             crop=None if crop is None else int(crop),
@@ -308,33 +314,21 @@ class PadimModel:
                         state.projection)
 
     def _decoded_batches(self, images: Sequence[Any], names: Sequence[str] | None,
-                         ) -> Iterator[tuple[list[int], list[str], np.ndarray,
-                                             list[tuple[str, str]]]]:
-        """Yield (input indices, names, (b, crop, crop, 3) uint8, skipped) per batch."""
+                         ) -> Iterator[DecodedBatch]:
+        """``images`` decoded in batches by ``decode_workers`` threads, the next batch while
+        the caller runs the current one (pinned memory for CUDA; see ``loading``)."""
         cfg = self.config
-        for start in range(0, len(images), cfg.batch_size):
-            idx, batch_names, crops, skipped = [], [], [], []
-            for i in range(start, min(start + cfg.batch_size, len(images))):
-                name = names[i] if names is not None else input_name(images[i], i)
-                try:
-                    img = load_image(images[i], name)
-                    crops.append(resize_and_crop(img, cfg.image_size, cfg.crop))
-                except InvalidInputError as err:
-                    skipped.append((name, err.problem))
-                    continue
-                idx.append(i)
-                batch_names.append(name)
-            arr = (np.stack(crops) if crops
-                   else np.zeros((0, cfg.crop, cfg.crop, 3), np.uint8))
-            yield idx, batch_names, arr, skipped
+        return decode_batches(images, names, cfg.image_size, cfg.crop, cfg.batch_size,
+                              self.decode_workers, pin_memory=self.device.type == "cuda")
 
-    def _embed(self, crops: np.ndarray, embedder: Embedder,
+    def _embed(self, crops: np.ndarray | torch.Tensor, embedder: Embedder,
                out: torch.Tensor | None = None) -> torch.Tensor:
         """(b, crop, crop, 3) uint8 → embeddings (H, W, b, d), written into ``out`` if given."""
+        pixels = crops if isinstance(crops, torch.Tensor) else torch.from_numpy(crops)
         with torch.inference_mode():
-            return embedder(self.extractor(torch.from_numpy(crops)), out=out)
+            return embedder(self.extractor(pixels), out=out)
 
-    def _patch_embeddings(self, crops: np.ndarray, embedder: Embedder,
+    def _patch_embeddings(self, crops: np.ndarray | torch.Tensor, embedder: Embedder,
                           grid: tuple[int, int] | None = None, out: np.ndarray | None = None,
                           ) -> tuple[np.ndarray | torch.Tensor, tuple[int, int]]:
         """(b, crop, crop, 3) uint8 → patch-major embeddings (P, b, d) (numpy on the CPU) and
@@ -469,8 +463,9 @@ class PadimModel:
         stats = statistics_from_sums(kept.n, kept.total, kept.second, self.extractor.device)
         embedder = self._embedder(state)
         skipped: list[tuple[str, str]] = []
-        for idx, _, crops, bad in self._decoded_batches(images, names):
-            skipped += bad
+        for batch in self._decoded_batches(images, names):
+            idx, crops = batch.indices, batch.pixels
+            skipped += batch.skipped
             if len(crops):
                 x, grid = self._patch_embeddings(crops, embedder)
                 if tuple(grid) != tuple(state.grid):   # a backbone other than the model's
@@ -506,8 +501,9 @@ class PadimModel:
         held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
         grid = (0, 0)
-        for idx, _, crops, bad in self._decoded_batches(images, names):
-            skipped += bad
+        for batch in self._decoded_batches(images, names):
+            idx, crops = batch.indices, batch.pixels
+            skipped += batch.skipped
             if len(crops):
                 if stats is None:        # the grid is known from the first batch on
                     x, grid = self._patch_embeddings(crops, embedder)
@@ -604,9 +600,10 @@ class PadimModel:
         own before there is one)."""
         gaussian = self._on_scoring_device(gaussian)
         done = 0
-        for idx, batch_names, crops, bad in self._decoded_batches(images, names):
+        for batch in self._decoded_batches(images, names):
+            idx, crops, bad = batch.indices, batch.crops, batch.skipped
             if len(crops):
-                emb = self._embed(crops, embedder)
+                emb = self._embed(batch.pixels, embedder)
                 with torch.inference_mode():
                     maps = self._render(mahalanobis(emb, gaussian), grid)
                     scores = image_scores(maps, self.config.score_top_percent)
@@ -618,7 +615,7 @@ class PadimModel:
             done = idx[-1] + 1 if idx else done + len(bad)
             if progress:
                 progress(min(done, len(images)), len(images), "predict")
-            yield PredictResult(batch_names, scores_np, maps_np, crops, image_threshold,
+            yield PredictResult(batch.names, scores_np, maps_np, crops, image_threshold,
                                 pixel_threshold, bad)
 
     def _on_scoring_device(self, gaussian: PatchGaussian) -> PatchGaussian:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError, ModelFileError
-from .images import input_name, load_image, resize_and_crop
+from .loading import decode_batches
 from .model import PredictResult, Progress
 
 #: What ``metadata_props["padim.format"]`` says; files of other formats or versions are refused.
@@ -98,23 +98,15 @@ class OnnxModel:
         images = list(images)
         if names is not None and len(names) != len(images):
             raise InvalidInputError("names", "must have one name per image")
-        for start in range(0, len(images), self.batch_size):
-            batch_names, crops, skipped = [], [], []
-            for i in range(start, min(start + self.batch_size, len(images))):
-                name = names[i] if names is not None else input_name(images[i], i)
-                try:
-                    crops.append(resize_and_crop(load_image(images[i], name), self.image_size,
-                                                 self.crop))
-                    batch_names.append(name)
-                except InvalidInputError as err:
-                    skipped.append((name, err.problem))
-            arr = (np.stack(crops) if crops
-                   else np.zeros((0, self.crop, self.crop, 3), np.uint8))
-            scores, maps = self.score_crops(arr)
+        done = 0
+        for batch in decode_batches(images, names, self.image_size, self.crop,
+                                    self.batch_size):
+            scores, maps = self.score_crops(batch.crops)
+            done += len(batch.indices) + len(batch.skipped)
             if progress:
-                progress(min(start + self.batch_size, len(images)), len(images), "predict")
-            yield PredictResult(batch_names, scores, maps, arr, self.image_threshold_,
-                                self.pixel_threshold_, skipped)
+                progress(done, len(images), "predict")
+            yield PredictResult(batch.names, scores, maps, batch.crops, self.image_threshold_,
+                                self.pixel_threshold_, batch.skipped)
 
     def predict(self, images: Iterable[Any], progress: Progress | None = None,
                 names: Sequence[str] | None = None) -> PredictResult:

@@ -190,7 +190,7 @@ def test_bad_model_file_keeps_current_model(name: str, data: bytes, problem: str
 def test_upload_path_decodes_each_image_once(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The speed budget (upload training within 1.3x of the CLI fit) rests on this: uploads go
     to the engine as the bytes the browser sent, and each one is decoded exactly once."""
-    import padim_core.model as engine
+    import padim_core.loading as engine
 
     decoded: list[object] = []
     real = engine.load_image
