@@ -66,6 +66,43 @@ def _use_oas() -> None:
 SHRINK: list[np.ndarray] = []
 
 
+def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of an image of width x height inside a size x size letterbox."""
+    scale = size / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return (size - h) // 2, (size - w) // 2, h, w
+
+
+def _use_letterbox(pad_value: int) -> None:
+    """Replace fit/predict's square resize by an aspect-preserving one padded to a square."""
+    import cv2
+
+    from padim_core import model as model_module
+    from padim_core.images import _center_crop, _resize
+
+    def letterbox(image: np.ndarray, image_size: int, crop: int) -> np.ndarray:
+        top, left, h, w = letterbox_box(image.shape[1], image.shape[0], image_size)
+        inner = _resize(image, w, h)
+        out = cv2.copyMakeBorder(inner, top, image_size - h - top, left,
+                                 image_size - w - left, cv2.BORDER_CONSTANT,
+                                 value=(pad_value,) * 3)
+        return _center_crop(out, crop)
+
+    model_module.resize_and_crop = letterbox
+
+
+def unpad(maps: np.ndarray, sizes: list[tuple[int, int]], size: int) -> np.ndarray:
+    """Letterboxed (N, size, size) maps → the square-stretched geometry of the masks."""
+    import cv2
+
+    out = np.empty_like(maps)
+    for i, (width, height) in enumerate(sizes):
+        top, left, h, w = letterbox_box(width, height, size)
+        out[i] = cv2.resize(maps[i, top:top + h, left:left + w], (size, size),
+                            interpolation=cv2.INTER_LINEAR)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.quality_sweep")
     p.add_argument("data")
@@ -79,12 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", default="4")
     p.add_argument("--rules", default="max")
     p.add_argument("--shrinkage", default="eps", choices=("eps", "oas"))
+    p.add_argument("--resize", default="stretch", choices=("stretch", "pad"))
+    p.add_argument("--pad-value", type=int, default=0)
+    p.add_argument("--fp16-check", action="store_true",
+                   help="also score the test set with the whitener rounded to float16")
     p.add_argument("--tag", default="")
     p.add_argument("--out", default="docs/quality_runs.jsonl")
     args = p.parse_args(argv)
     category = MVTecCategory.from_folder(find_dataset_root(args.data))
     if args.shrinkage == "oas":
         _use_oas()
+    if args.resize == "pad":
+        if args.crop != args.size:
+            p.error("--resize pad needs --crop equal to --size")
+        _use_letterbox(args.pad_value)
     model = PadimModel(backbone=args.backbone, d=args.d, image_size=args.size, crop=args.crop,
                        reduction=args.reduction, eps=args.eps, seed=args.seed,
                        score_top_percent=0.0)
@@ -109,6 +154,32 @@ def main(argv: list[str] | None = None) -> int:
     rss_mb = peak_rss_mb()
 
     dist = torch.cat(distances)
+    fp16 = None
+    if args.fp16_check:
+        g = model.state_.gaussian
+        w = g.whitener
+        full = w.copy() if isinstance(w, np.ndarray) else w.clone()
+        if isinstance(w, np.ndarray):
+            w[...] = w.astype(np.float16).astype(w.dtype)
+        else:
+            w.copy_(w.half().to(w.dtype))
+        half = model.predict([item.path for item in category.test])
+        g.whitener[...] = full
+        ref = np.asarray(report.image_scores)
+        rel = np.abs(np.asarray(half.scores) - ref) / np.abs(ref)
+        lab = np.asarray(report.image_labels)
+        fp16 = {"image_auroc_fp16": round(metrics.image_auroc(lab, np.asarray(half.scores)), 4),
+                "image_auroc_fp32": round(metrics.image_auroc(lab, ref), 4),
+                "score_rel_change_max": float(rel.max()),
+                "score_rel_change_median": float(np.median(rel))}
+        print("fp16 whitener:", fp16, flush=True)
+    sizes = None
+    if args.resize == "pad":
+        from PIL import Image
+        sizes = []
+        for it in category.test:
+            with Image.open(it.path) as im:
+                sizes.append(im.size)
     labels = np.array([bool(it.is_anomalous) for it in category.test])
     from padim_core.evaluation import _load_cropped_mask
     masks = [(_load_cropped_mask(it.mask_path, args.size, args.crop)
@@ -116,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     types = [str(it.defect_type) for it in category.test]
     base = {"data": Path(category.root).name, "backbone": args.backbone, "d": args.d,
             "size": args.size, "crop": args.crop, "reduction": args.reduction, "eps": args.eps,
-            "seed": args.seed, "shrinkage": args.shrinkage,
+            "seed": args.seed, "shrinkage": args.shrinkage, "resize": args.resize,
+            "pad_value": args.pad_value if args.resize == "pad" else None, "fp16": fp16,
             "oas_rho_median": float(np.median(np.concatenate(SHRINK))) if SHRINK else None,
             "tag": args.tag, "fit_s": round(fit_s, 1),
             "ms_per_image": round(ms_per_image, 1), "peak_rss_mb": round(rss_mb),
@@ -126,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "a", encoding="utf-8") as out:
         for sigma in [float(s) for s in args.sigmas.split(",")]:
             maps = MapRenderer(model.state_.grid, args.crop, sigma)(dist).numpy()
+            if sizes is not None:
+                maps = unpad(maps, sizes, args.size)
             pix = evaluate_predictions(labels, maps.reshape(len(maps), -1).max(1), masks,
                                        maps, types)
             for rule in args.rules.split(","):
@@ -138,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                     .per_defect_type.items() if v["image_auroc"] is not None}}
                 out.write(json.dumps(row) + "\n")
                 print(f"{row['data']:<22} {args.backbone:<19} d={args.d:<4} {args.size}->"
-                      f"{args.crop} {args.reduction:<10} {args.shrinkage} eps={args.eps:<6} "
+                      f"{args.crop} {args.resize} {args.reduction:<10} {args.shrinkage} "
+                      f"eps={args.eps:<6} "
                       f"sigma={sigma:<4} "
                       f"{rule:<7} img {row['image_auroc']:.4f} pix {row['pixel_auroc']:.4f} "
                       f"pro {row['aupro']:.4f} fit {base['fit_s']} s "

@@ -213,6 +213,10 @@ class PadimModel:
     score_top_percent : float, default 0.0
         Image score = mean of the top share (in %) of its map's pixels; 0 = the maximum
         (the PaDiM paper). Model files from before this setting load with 0.
+    resize : str, default "stretch"
+        "stretch": square resize (the PaDiM paper); "pad": aspect-preserving resize of the
+        long side, centred on black (for non-square parts of varying size; the crop is then
+        the whole image). Model files from before this setting load with "stretch".
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
@@ -258,6 +262,7 @@ class PadimModel:
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
                  updatable: bool = DEFAULTS.updatable,
                  score_top_percent: float = DEFAULTS.score_top_percent,
+                 resize: str = DEFAULTS.resize,
                  extractor: FeatureExtractor | None = None) -> None:
         self.config = PadimConfig(
             backbone=backbone, d=None if d is None else int(d), image_size=int(image_size),
@@ -266,7 +271,7 @@ class PadimModel:
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
             sigma=float(sigma), updatable=bool(updatable),
-            score_top_percent=float(score_top_percent))
+            score_top_percent=float(score_top_percent), resize=str(resize))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         # (fitted Gaussians, device, the same on that device): see _on_scoring_device
@@ -318,7 +323,7 @@ class PadimModel:
                 name = names[i] if names is not None else input_name(images[i], i)
                 try:
                     img = load_image(images[i], name)
-                    crops.append(resize_and_crop(img, cfg.image_size, cfg.crop))
+                    crops.append(resize_and_crop(img, cfg.image_size, cfg.crop, cfg.resize))
                 except InvalidInputError as err:
                     skipped.append((name, err.problem))
                     continue
@@ -669,7 +674,8 @@ class PadimModel:
         return {
             "backbone": self.config.backbone, "d": self.config.d,
             "reduction": self.config.reduction, "image_size": self.config.image_size,
-            "crop": self.config.crop, "grid": list(s.grid), "eps": self.config.eps,
+            "crop": self.config.crop, "resize": self.config.resize, "grid": list(s.grid),
+            "eps": self.config.eps,
             "sigma": self.config.sigma, "score_top_percent": self.config.score_top_percent,
             "n_train_images": s.n_train_images, "n_calibration_images": s.n_calibration_images,
             "calibrated_on": s.calibrated_on, "fit_seconds": round(s.fit_seconds, 3),

@@ -67,6 +67,7 @@ class OnnxModel:
         try:
             self.image_size = int(self.metadata["padim.image_size"])
             self.crop = int(self.metadata["padim.crop"])
+            self.resize = self.metadata.get("padim.resize", "stretch")   # older exports
             self.image_threshold_ = float(self.metadata["padim.image_threshold"])
             self.pixel_threshold_ = float(self.metadata["padim.pixel_threshold"])
         except (KeyError, ValueError) as err:
@@ -104,7 +105,7 @@ class OnnxModel:
                 name = names[i] if names is not None else input_name(images[i], i)
                 try:
                     crops.append(resize_and_crop(load_image(images[i], name), self.image_size,
-                                                 self.crop))
+                                                 self.crop, self.resize))
                     batch_names.append(name)
                 except InvalidInputError as err:
                     skipped.append((name, err.problem))
