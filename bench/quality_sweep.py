@@ -27,6 +27,7 @@ import torch
 from padim_core import metrics
 from padim_core.datasets import MVTecCategory, find_dataset_root
 from padim_core.evaluation import evaluate_model, evaluate_predictions
+from padim_core.images import unpad_map
 from padim_core.machine import peak_rss_mb
 from padim_core.model import PadimModel
 from padim_core.scoring import MapRenderer
@@ -66,41 +67,9 @@ def _use_oas() -> None:
 SHRINK: list[np.ndarray] = []
 
 
-def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of an image of width x height inside a size x size letterbox."""
-    scale = size / max(width, height)
-    w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    return (size - h) // 2, (size - w) // 2, h, w
-
-
-def _use_letterbox(pad_value: int) -> None:
-    """Replace fit/predict's square resize by an aspect-preserving one padded to a square."""
-    import cv2
-
-    from padim_core import model as model_module
-    from padim_core.images import _center_crop, _resize
-
-    def letterbox(image: np.ndarray, image_size: int, crop: int) -> np.ndarray:
-        top, left, h, w = letterbox_box(image.shape[1], image.shape[0], image_size)
-        inner = _resize(image, w, h)
-        out = cv2.copyMakeBorder(inner, top, image_size - h - top, left,
-                                 image_size - w - left, cv2.BORDER_CONSTANT,
-                                 value=(pad_value,) * 3)
-        return _center_crop(out, crop)
-
-    model_module.resize_and_crop = letterbox
-
-
-def unpad(maps: np.ndarray, sizes: list[tuple[int, int]], size: int) -> np.ndarray:
+def unpad(maps: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
     """Letterboxed (N, size, size) maps → the square-stretched geometry of the masks."""
-    import cv2
-
-    out = np.empty_like(maps)
-    for i, (width, height) in enumerate(sizes):
-        top, left, h, w = letterbox_box(width, height, size)
-        out[i] = cv2.resize(maps[i, top:top + h, left:left + w], (size, size),
-                            interpolation=cv2.INTER_LINEAR)
-    return out
+    return np.stack([unpad_map(m, w, h) for m, (w, h) in zip(maps, sizes, strict=True)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", default="max")
     p.add_argument("--shrinkage", default="eps", choices=("eps", "oas"))
     p.add_argument("--resize", default="stretch", choices=("stretch", "pad"))
-    p.add_argument("--pad-value", type=int, default=0)
     p.add_argument("--fp16-check", action="store_true",
                    help="also score the test set with the whitener rounded to float16")
     p.add_argument("--tag", default="")
@@ -126,13 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     category = MVTecCategory.from_folder(find_dataset_root(args.data))
     if args.shrinkage == "oas":
         _use_oas()
-    if args.resize == "pad":
-        if args.crop != args.size:
-            p.error("--resize pad needs --crop equal to --size")
-        _use_letterbox(args.pad_value)
+    if args.resize == "pad" and args.crop != args.size:
+        p.error("--resize pad needs --crop equal to --size")
     model = PadimModel(backbone=args.backbone, d=args.d, image_size=args.size, crop=args.crop,
                        reduction=args.reduction, eps=args.eps, seed=args.seed,
-                       score_top_percent=0.0)
+                       score_top_percent=0.0, resize=args.resize)
     model.fit(category.train)
     fit_s = model.fit_seconds_
 
@@ -188,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {"data": Path(category.root).name, "backbone": args.backbone, "d": args.d,
             "size": args.size, "crop": args.crop, "reduction": args.reduction, "eps": args.eps,
             "seed": args.seed, "shrinkage": args.shrinkage, "resize": args.resize,
-            "pad_value": args.pad_value if args.resize == "pad" else None, "fp16": fp16,
+            "fp16": fp16,
             "oas_rho_median": float(np.median(np.concatenate(SHRINK))) if SHRINK else None,
             "tag": args.tag, "fit_s": round(fit_s, 1),
             "ms_per_image": round(ms_per_image, 1), "peak_rss_mb": round(rss_mb),
@@ -199,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         for sigma in [float(s) for s in args.sigmas.split(",")]:
             maps = MapRenderer(model.state_.grid, args.crop, sigma)(dist).numpy()
             if sizes is not None:
-                maps = unpad(maps, sizes, args.size)
+                maps = unpad(maps, sizes)
             pix = evaluate_predictions(labels, maps.reshape(len(maps), -1).max(1), masks,
                                        maps, types)
             for rule in args.rules.split(","):
