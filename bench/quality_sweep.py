@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shrinkage", default="eps", choices=("eps", "oas"))
     p.add_argument("--resize", default="stretch", choices=("stretch", "pad"))
     p.add_argument("--fp16-check", action="store_true",
-                   help="also score the test set with the whitener rounded to float16")
+                   help="also score the first 64 test images with the whitener rounded to "
+                        "float16 and report how far the image scores move")
     p.add_argument("--tag", default="")
     p.add_argument("--out", default="docs/quality_runs.jsonl")
     args = p.parse_args(argv)
@@ -129,14 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             w[...] = w.astype(np.float16).astype(w.dtype)
         else:
             w.copy_(w.half().to(w.dtype))
-        half = model.predict([item.path for item in category.test])
+        n = min(64, len(category.test))   # the images of the timing pass, for time's sake
+        half = model.predict([item.path for item in category.test[:n]])
         g.whitener[...] = full
-        ref = np.asarray(report.image_scores)
+        ref = np.asarray(report.image_scores)[:n]
         rel = np.abs(np.asarray(half.scores) - ref) / np.abs(ref)
-        lab = np.asarray(report.image_labels)
-        fp16 = {"image_auroc_fp16": round(metrics.image_auroc(lab, np.asarray(half.scores)), 4),
-                "image_auroc_fp32": round(metrics.image_auroc(lab, ref), 4),
-                "score_rel_change_max": float(rel.max()),
+        fp16 = {"images": n, "score_rel_change_max": float(rel.max()),
                 "score_rel_change_median": float(np.median(rel))}
         print("fp16 whitener:", fp16, flush=True)
     sizes = None
