@@ -27,7 +27,7 @@ import torch
 from padim_core import metrics
 from padim_core.datasets import MVTecCategory, find_dataset_root
 from padim_core.evaluation import evaluate_model, evaluate_predictions
-from padim_core.images import unpad_map
+from padim_core.images import RESIZE_MODES, unpad_map
 from padim_core.machine import peak_rss_mb
 from padim_core.model import PadimModel
 from padim_core.scoring import MapRenderer
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", default="4")
     p.add_argument("--rules", default="max")
     p.add_argument("--shrinkage", default="eps", choices=("eps", "oas"))
-    p.add_argument("--resize", default="stretch", choices=("stretch", "pad"))
+    p.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
     p.add_argument("--fp16-check", action="store_true",
                    help="also score the first 64 test images with the whitener rounded to "
                         "float16 and report how far the image scores move")
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     category = MVTecCategory.from_folder(find_dataset_root(args.data))
     if args.shrinkage == "oas":
         _use_oas()
-    if args.resize == "pad" and args.crop != args.size:
-        p.error("--resize pad needs --crop equal to --size")
+    if args.resize != "stretch" and args.crop != args.size:
+        p.error("--resize pad* needs --crop equal to --size")
     model = PadimModel(backbone=args.backbone, d=args.d, image_size=args.size, crop=args.crop,
                        reduction=args.reduction, eps=args.eps, seed=args.seed,
                        score_top_percent=0.0, resize=args.resize)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 "score_rel_change_median": float(np.median(rel))}
         print("fp16 whitener:", fp16, flush=True)
     sizes = None
-    if args.resize == "pad":
+    if args.resize != "stretch":
         from PIL import Image
         sizes = []
         for it in category.test:

@@ -29,7 +29,7 @@ def parse_setting(text: str) -> dict[str, object]:
         key, value = pair.split("=", 1)
         kwargs[names.get(key, key)] = (value if not value.replace(".", "").isdigit()
                                        else float(value) if "." in value else int(value))
-    if "image_size" in kwargs and "crop" not in kwargs and kwargs.get("resize") != "pad":
+    if "image_size" in kwargs and "crop" not in kwargs:
         kwargs["crop"] = kwargs["image_size"]
     return kwargs
 

@@ -13,7 +13,8 @@ import streamlit as st
 from padim_core.config import DEFAULTS
 from padim_core.images import RESIZE_MODES
 
-RESIZE_LABELS = {"stretch": "Square resize (stretch)", "pad": "Keep aspect ratio (pad)"}
+RESIZE_LABELS = {"stretch": "Square resize (stretch)", "pad": "Keep aspect ratio, black bands",
+                 "pad-reflect": "Keep aspect ratio, mirrored bands"}
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ def fit_options(prefix: str) -> FitOptions:
             "Resize", list(RESIZE_MODES), index=list(RESIZE_MODES).index(DEFAULTS.resize),
             format_func=RESIZE_LABELS.get, key=f"{prefix}_resize",
             help="Square resize stretches non-square parts; keeping the aspect ratio pads "
-                 "them with black to a square (then no centre crop: the whole part is seen). "
-                 "Use it for parts of varying shape.")
+                 "them to a square with black or with their own mirror image (then no centre "
+                 "crop: the whole part is seen). For parts of varying shape; docs/quality.md "
+                 "has the measurements.")
         sigma = c2.number_input(
             "Map blur σ (px)", min_value=0.0, max_value=32.0, value=float(DEFAULTS.sigma),
             step=1.0, key=f"{prefix}_sigma",

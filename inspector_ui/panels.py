@@ -68,7 +68,7 @@ def fit_settings(prefix: str) -> FitSettings | None:
                             key=f"{prefix}_size", help="Images are resized to this first.")
     options = fit_options(prefix)
     crops, crop_default = _crop_choices(size)
-    if options.resize == "pad":
+    if options.resize != "stretch":
         crop = size
         c4.caption(f"No centre crop with padding: {size} px")
     elif len(crops) > 1:

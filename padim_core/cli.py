@@ -92,7 +92,8 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resize", choices=list(RESIZE_MODES),
                    help="stretch: square resize (the PaDiM paper); pad: keep the aspect ratio, "
                         "long side to --size, centred on black, no crop (for non-square parts "
-                        f"of varying size) (default {DEFAULTS.resize})")
+                        "of varying size); pad-reflect: the same with the part's mirror image "
+                        f"in the bands (default {DEFAULTS.resize})")
     g.add_argument("--crop", type=int, metavar="C",
                    help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} "
                         f"for {DEFAULTS.image_size}; --crop equal to --size keeps the border)")
@@ -304,7 +305,7 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """PadimModel keyword arguments from the fit options that were given."""
     kwargs = {field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
               if getattr(args, dest) is not None}
-    pads = kwargs.get("resize", DEFAULTS.resize) == "pad"
+    pads = kwargs.get("resize", DEFAULTS.resize) != "stretch"
     if "image_size" in kwargs and "crop" not in kwargs and not pads:
         kwargs["crop"] = default_crop(kwargs["image_size"])
     return kwargs

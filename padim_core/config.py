@@ -41,7 +41,7 @@ class PadimConfig:
     sigma: float = 4.0
     updatable: bool = True
     score_top_percent: float = 0.0
-    resize: str = "stretch"    # images.RESIZE_MODES; "pad" keeps the aspect ratio
+    resize: str = "stretch"    # images.RESIZE_MODES; "pad…" keep the aspect ratio
 
     def __post_init__(self) -> None:
         def bad(field_name: str, problem: str) -> InvalidInputError:
@@ -57,11 +57,12 @@ class PadimConfig:
         if self.resize not in RESIZE_MODES:
             raise bad("resize", f"must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.crop is None:
-            object.__setattr__(self, "crop", self.image_size if self.resize == "pad"
+            object.__setattr__(self, "crop", self.image_size if self.resize != "stretch"
                                else default_crop(self.image_size))
-        if self.resize == "pad" and self.crop != self.image_size:
-            raise bad("crop", f"must equal image_size={self.image_size} with resize='pad' (a "
-                              f"padded image is not centre-cropped), got {self.crop}")
+        if self.resize != "stretch" and self.crop != self.image_size:
+            raise bad("crop", f"must equal image_size={self.image_size} with resize="
+                              f"{self.resize!r} (a padded image is not centre-cropped), got "
+                              f"{self.crop}")
         total = sum(SPECS[self.backbone].channels)
         if not 1 <= self.d <= total:
             raise bad("d", f"must be between 1 and {total} for {self.backbone}, got {self.d}")

@@ -366,7 +366,7 @@ def evaluate_model(
     labels = [bool(items[i].is_anomalous) for i in kept]
     names = [unique[i] for i in kept]
     maps = np.asarray(res.maps)
-    if getattr(model.config, "resize", "stretch") == "pad":
+    if getattr(model.config, "resize", "stretch") != "stretch":
         maps = _unpadded([items[i] for i in kept], maps)
     report = evaluate_predictions(
         labels,

@@ -405,9 +405,10 @@ def _center_crop(image: np.ndarray, crop: int) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + crop, top : top + crop])
 
 
-RESIZE_MODES = ("stretch", "pad")
+RESIZE_MODES = ("stretch", "pad", "pad-reflect")
 """``stretch``: square resize, as in the PaDiM reference; ``pad``: the long side to the size,
-the short side in proportion, centred on black (aspect-preserving letterbox)."""
+the short side in proportion, centred on black (aspect-preserving letterbox); ``pad-reflect``:
+the same, the bands filled with the part's own mirror image instead of black."""
 
 
 def _check_resize(resize: str) -> None:
@@ -423,13 +424,14 @@ def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, in
 
 
 def _square(image: np.ndarray, size: int, resize: str, nearest: bool = False) -> np.ndarray:
-    """image → size x size by ``resize`` (see RESIZE_MODES); padding is 0."""
+    """image → size x size by ``resize`` (see RESIZE_MODES); masks (``nearest``) pad with 0."""
     if resize == "stretch":
         return _resize(image, size, size, nearest=nearest)
     top, left, h, w = letterbox_box(image.shape[1], image.shape[0], size)
-    out = np.zeros((size, size, *image.shape[2:]), image.dtype)
-    out[top:top + h, left:left + w] = _resize(image, w, h, nearest=nearest)
-    return out
+    border = cv2.BORDER_REFLECT_101 if resize == "pad-reflect" and not nearest \
+        else cv2.BORDER_CONSTANT
+    return cv2.copyMakeBorder(_resize(image, w, h, nearest=nearest), top, size - h - top,
+                              left, size - w - left, border, value=0)
 
 
 def resize_and_crop(image: np.ndarray, image_size: int, crop: int,

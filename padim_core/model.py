@@ -216,7 +216,8 @@ class PadimModel:
     resize : str, default "stretch"
         "stretch": square resize (the PaDiM paper); "pad": aspect-preserving resize of the
         long side, centred on black (for non-square parts of varying size; the crop is then
-        the whole image). Model files from before this setting load with "stretch".
+        the whole image); "pad-reflect": the same with the part's mirror image in the bands.
+        Model files from before this setting load with "stretch".
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.

@@ -35,6 +35,16 @@ def test_wide_image_is_centred_between_black_bands() -> None:
     assert not out[:24].any() and not out[40:].any()
 
 
+def test_reflect_fills_the_bands_with_the_part_and_masks_with_nothing() -> None:
+    image = np.full((50, 200, 3), 200, np.uint8)
+    image[:4] = 10                     # a dark top edge, mirrored into the band above
+    out = resize_and_crop(image, 64, 64, "pad-reflect")
+    assert (out[24:40, :, 0] > 0).all() and (out[:24] > 0).all() and (out[40:] > 0).all()
+    assert out[23, 0, 0] < 200 and out[8, 0, 0] == 200
+    mask = resize_and_crop_mask(np.ones((50, 200), bool), 64, 64, "pad-reflect")
+    assert mask[24:40].all() and not mask[:24].any() and not mask[40:].any()
+
+
 def test_tall_mask_is_padded_like_its_image() -> None:
     mask = np.zeros((300, 100), bool)
     mask[:, 50:] = True
@@ -60,7 +70,7 @@ def test_pad_means_no_crop_and_unknown_modes_are_named() -> None:
     assert PadimModel(resize="pad").config.crop == 256
     assert PadimModel(resize="pad", image_size=320).config.crop == 320
     with pytest.raises(InvalidInputError, match="crop") as err:
-        PadimModel(resize="pad", crop=224)
+        PadimModel(resize="pad-reflect", crop=224)
     assert err.value.source == "crop"
     with pytest.raises(InvalidInputError) as err:
         PadimModel(resize="fit")
