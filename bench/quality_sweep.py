@@ -27,6 +27,7 @@ import torch
 from padim_core import metrics
 from padim_core.datasets import MVTecCategory, find_dataset_root
 from padim_core.evaluation import evaluate_model, evaluate_predictions
+from padim_core.images import RESIZE_MODES, unpad_map
 from padim_core.machine import peak_rss_mb
 from padim_core.model import PadimModel
 from padim_core.scoring import MapRenderer
@@ -66,6 +67,11 @@ def _use_oas() -> None:
 SHRINK: list[np.ndarray] = []
 
 
+def unpad(maps: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
+    """Letterboxed (N, size, size) maps → the square-stretched geometry of the masks."""
+    return np.stack([unpad_map(m, w, h) for m, (w, h) in zip(maps, sizes, strict=True)])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.quality_sweep")
     p.add_argument("data")
@@ -79,15 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", default="4")
     p.add_argument("--rules", default="max")
     p.add_argument("--shrinkage", default="eps", choices=("eps", "oas"))
+    p.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
+    p.add_argument("--fp16-check", action="store_true",
+                   help="also score the first 64 test images with the whitener rounded to "
+                        "float16 and report how far the image scores move")
     p.add_argument("--tag", default="")
     p.add_argument("--out", default="docs/quality_runs.jsonl")
     args = p.parse_args(argv)
     category = MVTecCategory.from_folder(find_dataset_root(args.data))
     if args.shrinkage == "oas":
         _use_oas()
+    if args.resize != "stretch" and args.crop != args.size:
+        p.error("--resize pad* needs --crop equal to --size")
     model = PadimModel(backbone=args.backbone, d=args.d, image_size=args.size, crop=args.crop,
                        reduction=args.reduction, eps=args.eps, seed=args.seed,
-                       score_top_percent=0.0)
+                       score_top_percent=0.0, resize=args.resize)
     model.fit(category.train)
     fit_s = model.fit_seconds_
 
@@ -109,6 +121,30 @@ def main(argv: list[str] | None = None) -> int:
     rss_mb = peak_rss_mb()
 
     dist = torch.cat(distances)
+    fp16 = None
+    if args.fp16_check:
+        g = model.state_.gaussian
+        w = g.whitener
+        full = w.copy() if isinstance(w, np.ndarray) else w.clone()
+        if isinstance(w, np.ndarray):
+            w[...] = w.astype(np.float16).astype(w.dtype)
+        else:
+            w.copy_(w.half().to(w.dtype))
+        n = min(64, len(category.test))   # the images of the timing pass, for time's sake
+        half = model.predict([item.path for item in category.test[:n]])
+        g.whitener[...] = full
+        ref = np.asarray(report.image_scores)[:n]
+        rel = np.abs(np.asarray(half.scores) - ref) / np.abs(ref)
+        fp16 = {"images": n, "score_rel_change_max": float(rel.max()),
+                "score_rel_change_median": float(np.median(rel))}
+        print("fp16 whitener:", fp16, flush=True)
+    sizes = None
+    if args.resize != "stretch":
+        from PIL import Image
+        sizes = []
+        for it in category.test:
+            with Image.open(it.path) as im:
+                sizes.append(im.size)
     labels = np.array([bool(it.is_anomalous) for it in category.test])
     from padim_core.evaluation import _load_cropped_mask
     masks = [(_load_cropped_mask(it.mask_path, args.size, args.crop)
@@ -116,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     types = [str(it.defect_type) for it in category.test]
     base = {"data": Path(category.root).name, "backbone": args.backbone, "d": args.d,
             "size": args.size, "crop": args.crop, "reduction": args.reduction, "eps": args.eps,
-            "seed": args.seed, "shrinkage": args.shrinkage,
+            "seed": args.seed, "shrinkage": args.shrinkage, "resize": args.resize,
+            "fp16": fp16,
             "oas_rho_median": float(np.median(np.concatenate(SHRINK))) if SHRINK else None,
             "tag": args.tag, "fit_s": round(fit_s, 1),
             "ms_per_image": round(ms_per_image, 1), "peak_rss_mb": round(rss_mb),
@@ -126,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "a", encoding="utf-8") as out:
         for sigma in [float(s) for s in args.sigmas.split(",")]:
             maps = MapRenderer(model.state_.grid, args.crop, sigma)(dist).numpy()
+            if sizes is not None:
+                maps = unpad(maps, sizes)
             pix = evaluate_predictions(labels, maps.reshape(len(maps), -1).max(1), masks,
                                        maps, types)
             for rule in args.rules.split(","):
@@ -138,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                                     .per_defect_type.items() if v["image_auroc"] is not None}}
                 out.write(json.dumps(row) + "\n")
                 print(f"{row['data']:<22} {args.backbone:<19} d={args.d:<4} {args.size}->"
-                      f"{args.crop} {args.reduction:<10} {args.shrinkage} eps={args.eps:<6} "
+                      f"{args.crop} {args.resize} {args.reduction:<10} {args.shrinkage} "
+                      f"eps={args.eps:<6} "
                       f"sigma={sigma:<4} "
                       f"{rule:<7} img {row['image_auroc']:.4f} pix {row['pixel_auroc']:.4f} "
                       f"pro {row['aupro']:.4f} fit {base['fit_s']} s "

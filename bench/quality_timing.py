@@ -27,7 +27,8 @@ def parse_setting(text: str) -> dict[str, object]:
     names = {"size": "image_size", "top": "score_top_percent"}
     for pair in pairs:
         key, value = pair.split("=", 1)
-        kwargs[names.get(key, key)] = float(value) if "." in value else int(value)
+        kwargs[names.get(key, key)] = (value if not value.replace(".", "").isdigit()
+                                       else float(value) if "." in value else int(value))
     if "image_size" in kwargs and "crop" not in kwargs:
         kwargs["crop"] = kwargs["image_size"]
     return kwargs

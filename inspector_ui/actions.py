@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from padim_core import PadimModel
+from padim_core.config import DEFAULTS
 from padim_core.errors import InvalidInputError, PadimError, WeightsUnavailableError
 
 from . import resources, state, uploads, views
@@ -53,6 +54,9 @@ class FitSettings:
     d: int
     image_size: int
     crop: int
+    resize: str = DEFAULTS.resize
+    sigma: float = DEFAULTS.sigma
+    score_top_percent: float = DEFAULTS.score_top_percent
 
 
 # --------------------------------------------------------------------------- demo set
@@ -105,6 +109,8 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
     try:
         model = PadimModel(backbone=settings.backbone, d=settings.d,
                            image_size=settings.image_size, crop=settings.crop,
+                           resize=settings.resize, sigma=settings.sigma,
+                           score_top_percent=settings.score_top_percent,
                            extractor=resources.get_extractor(settings.backbone))
         model.fit(batch.data, progress=progress, names=batch.names)
     except PadimError as err:

@@ -15,6 +15,7 @@ from padim_core.config import DEFAULTS, default_crop
 
 from . import actions, resources, state, uploads
 from .actions import FitSettings
+from .fit_options import fit_options
 from .uploads import ImageBatch
 from .widgets import UPLOAD_HELP, Progress, attempt, show_problems
 
@@ -65,15 +66,20 @@ def fit_settings(prefix: str) -> FitSettings | None:
                              "smaller is faster and smaller on disk.")
     size = c3.select_slider("Image size", options=_size_choices(), value=DEFAULTS.image_size,
                             key=f"{prefix}_size", help="Images are resized to this first.")
+    options = fit_options(prefix)
     crops, crop_default = _crop_choices(size)
-    if len(crops) > 1:
+    if options.resize != "stretch":
+        crop = size
+        c4.caption(f"No centre crop with padding: {size} px")
+    elif len(crops) > 1:
         crop = c4.select_slider("Centre crop", options=crops, value=crop_default,
                                 key=f"{prefix}_crop_{size}",
                                 help="Then centre-cropped to this; maps have this size.")
     else:
         crop = crops[0]
         c4.caption(f"Centre crop: {crop} px")
-    return FitSettings(str(backbone), int(d), int(size), int(crop))
+    return FitSettings(str(backbone), int(d), int(size), int(crop), options.resize,
+                       options.sigma, options.score_top_percent)
 
 
 def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings) -> bool:

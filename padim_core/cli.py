@@ -32,7 +32,7 @@ from .devices import resolve_device
 from .embedding import REDUCTIONS
 from .errors import InvalidInputError, PadimError
 from .evaluation import EvaluationReport, evaluate_model
-from .images import iter_image_files
+from .images import RESIZE_MODES, iter_image_files
 from .machine import machine_info, ru_maxrss_mb
 from .model import PadimModel, PredictResult, __version__
 from .names import relative_names
@@ -49,14 +49,14 @@ _OPTION_OF_FIELD = {
     "backbone": "--backbone", "d": "--d", "image_size": "--size", "crop": "--crop",
     "device": "--device", "seed": "--seed", "weights": "--weights", "reduction": "--reduction",
     "batch_size": "--batch-size", "calibration_fraction": "--calibration-fraction",
-    "sigma": "--sigma", "score_top_percent": "--score-top-percent",
+    "sigma": "--sigma", "score_top_percent": "--score-top-percent", "resize": "--resize",
 }
 #: Fit options and their PadimConfig fields (argparse dest -> field).
 _FIT_FIELDS = {
     "backbone": "backbone", "weights": "weights", "d": "d", "size": "image_size",
     "crop": "crop", "seed": "seed", "reduction": "reduction", "batch_size": "batch_size",
     "calibration_fraction": "calibration_fraction", "sigma": "sigma",
-    "score_top_percent": "score_top_percent",
+    "score_top_percent": "score_top_percent", "resize": "resize",
 }
 
 
@@ -89,6 +89,11 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         f"{DEFAULTS.backbone}; 192, all channels, for efficientnet_lite2)")
     g.add_argument("--size", type=int, metavar="S",
                    help=f"square resize before cropping (default {DEFAULTS.image_size})")
+    g.add_argument("--resize", choices=list(RESIZE_MODES),
+                   help="stretch: square resize (the PaDiM paper); pad: keep the aspect ratio, "
+                        "long side to --size, centred on black, no crop (for non-square parts "
+                        "of varying size); pad-reflect: the same with the part's mirror image "
+                        f"in the bands (default {DEFAULTS.resize})")
     g.add_argument("--crop", type=int, metavar="C",
                    help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} "
                         f"for {DEFAULTS.image_size}; --crop equal to --size keeps the border)")
@@ -303,7 +308,8 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """PadimModel keyword arguments from the fit options that were given."""
     kwargs = {field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
               if getattr(args, dest) is not None}
-    if "image_size" in kwargs and "crop" not in kwargs:
+    pads = kwargs.get("resize", DEFAULTS.resize) != "stretch"
+    if "image_size" in kwargs and "crop" not in kwargs and not pads:
         kwargs["crop"] = default_crop(kwargs["image_size"])
     return kwargs
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .backbones import DEFAULT_BACKBONE, SPECS
 from .embedding import REDUCTIONS
 from .errors import InvalidInputError
+from .images import RESIZE_MODES
 
 
 def default_crop(image_size: int) -> int:
@@ -40,6 +41,7 @@ class PadimConfig:
     sigma: float = 4.0
     updatable: bool = True
     score_top_percent: float = 0.0
+    resize: str = "stretch"    # images.RESIZE_MODES; "pad…" keep the aspect ratio
 
     def __post_init__(self) -> None:
         def bad(field_name: str, problem: str) -> InvalidInputError:
@@ -52,8 +54,15 @@ class PadimConfig:
             raise bad("reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
         if self.d is None:
             object.__setattr__(self, "d", SPECS[self.backbone].default_d)
+        if self.resize not in RESIZE_MODES:
+            raise bad("resize", f"must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.crop is None:
-            object.__setattr__(self, "crop", default_crop(self.image_size))
+            object.__setattr__(self, "crop", self.image_size if self.resize != "stretch"
+                               else default_crop(self.image_size))
+        if self.resize != "stretch" and self.crop != self.image_size:
+            raise bad("crop", f"must equal image_size={self.image_size} with resize="
+                              f"{self.resize!r} (a padded image is not centre-cropped), got "
+                              f"{self.crop}")
         total = sum(SPECS[self.backbone].channels)
         if not 1 <= self.d <= total:
             raise bad("d", f"must be between 1 and {total} for {self.backbone}, got {self.d}")
@@ -79,7 +88,7 @@ class PadimConfig:
 
 DEFAULTS = PadimConfig()
 
-FIELDS_ADDED_LATER: dict[str, object] = {"score_top_percent": 0.0}
+FIELDS_ADDED_LATER: dict[str, object] = {"score_top_percent": 0.0, "resize": "stretch"}
 """Fields that model files written before them lack, with the value those files were fitted
 under (the old behaviour). Loading such a file uses these, never today's default, so an old
 model scores exactly as it did."""

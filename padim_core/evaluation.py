@@ -334,7 +334,9 @@ def evaluate_model(
     ``image_labels``, ``image_defect_types``) and the time of the model's predict call
     (``predict_seconds``, ``ms_per_image``). Images the model cannot read are reported in
     ``skipped`` and left out. Masks are loaded, square-resized and centre-cropped exactly
-    like the images (``model.config.image_size``, ``model.config.crop``).
+    like the images (``model.config.image_size``, ``model.config.crop``). A model that pads
+    (``resize="pad"``) has its maps mapped back to the square geometry first, so that padding
+    never counts as normal pixels and its metrics compare with square-resized models'.
     ``progress(done, total, stage)`` gets the model's own stages, then ``"masks"`` and
     ``"metrics"``.
     """
@@ -363,11 +365,14 @@ def evaluate_model(
                                   int(model.config.crop), progress)
     labels = [bool(items[i].is_anomalous) for i in kept]
     names = [unique[i] for i in kept]
+    maps = np.asarray(res.maps)
+    if getattr(model.config, "resize", "stretch") != "stretch":
+        maps = _unpadded([items[i] for i in kept], maps)
     report = evaluate_predictions(
         labels,
         np.asarray(res.scores, dtype=np.float64),
         masks,
-        np.asarray(res.maps),
+        maps,
         [str(items[i].defect_type) for i in kept],
         names=names,
         image_threshold=getattr(model, "image_threshold_", None),
@@ -419,6 +424,22 @@ def _cropped_mask_or_problem(path: str | Path | None, image_size: int,
         return _load_cropped_mask(path, image_size, crop)
     except InvalidInputError as err:
         return err.problem
+
+
+def _unpadded(items: Sequence[LabeledImage], maps: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Letterboxed maps → the square geometry of the masks (sizes read from file headers)."""
+    from PIL import Image
+
+    from padim_core.images import unpad_map
+
+    out = np.empty_like(maps)
+    for n, item in enumerate(items):
+        with Image.open(item.path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):   # decoded turned a quarter
+                width, height = height, width
+        out[n] = unpad_map(maps[n], width, height)
+    return out
 
 
 def _load_cropped_mask(path: str | Path, image_size: int, crop: int) -> NDArray[np.bool_]:

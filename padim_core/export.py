@@ -203,13 +203,16 @@ def _metadata(model: PadimModel) -> dict[str, str]:
         "padim.reduction": cfg.reduction,
         "padim.image_size": str(cfg.image_size),
         "padim.crop": str(cfg.crop),
+        "padim.resize": cfg.resize,
         "padim.grid": json.dumps(list(model.state_.grid)),
         "padim.sigma": repr(float(cfg.sigma)),
         "padim.score_top_percent": repr(float(cfg.score_top_percent)),
         "padim.image_threshold": repr(float(card["image_threshold"])),
         "padim.pixel_threshold": repr(float(card["pixel_threshold"])),
-        "padim.input": (f"{INPUT_NAME}: (N, {cfg.crop}, {cfg.crop}, 3) uint8 RGB; square "
-                        f"resize to {cfg.image_size} (OpenCV INTER_AREA shrinking, INTER_LINEAR "
+        "padim.input": (f"{INPUT_NAME}: (N, {cfg.crop}, {cfg.crop}, 3) uint8 RGB; "
+                        + ("square resize" if cfg.resize == "stretch" else
+                           "aspect-preserving resize of the long side, centred on black,")
+                        + f" to {cfg.image_size} (OpenCV INTER_AREA shrinking, INTER_LINEAR "
                         f"growing), centre crop {cfg.crop}"),
         "padim.outputs": "scores: (N,) float32, max of each map; maps: (N, crop, crop) float32",
         "padim.verdict": "NG when score >= image_threshold or score is not a number",

@@ -405,28 +405,72 @@ def _center_crop(image: np.ndarray, crop: int) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + crop, top : top + crop])
 
 
-def resize_and_crop(image: np.ndarray, image_size: int, crop: int) -> np.ndarray:
-    """Square-resize to image_size x image_size, then centre-crop to crop x crop.
+RESIZE_MODES = ("stretch", "pad", "pad-reflect")
+"""``stretch``: square resize, as in the PaDiM reference; ``pad``: the long side to the size,
+the short side in proportion, centred on black (aspect-preserving letterbox); ``pad-reflect``:
+the same, the bands filled with the part's own mirror image instead of black."""
 
-    Matches the PaDiM reference (``Resize((size, size))`` then ``CenterCrop(crop)``);
-    images smaller than the crop are enlarged. HxWx3 (or HxW) uint8 in, uint8 out.
+
+def _check_resize(resize: str) -> None:
+    if resize not in RESIZE_MODES:
+        raise InvalidInputError("resize", f"must be one of {RESIZE_MODES}, got {resize!r}")
+
+
+def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a width x height image inside its size x size letterbox."""
+    scale = size / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return (size - h) // 2, (size - w) // 2, h, w
+
+
+def _square(image: np.ndarray, size: int, resize: str, nearest: bool = False) -> np.ndarray:
+    """image → size x size by ``resize`` (see RESIZE_MODES); masks (``nearest``) pad with 0."""
+    if resize == "stretch":
+        return _resize(image, size, size, nearest=nearest)
+    top, left, h, w = letterbox_box(image.shape[1], image.shape[0], size)
+    border = cv2.BORDER_REFLECT_101 if resize == "pad-reflect" and not nearest \
+        else cv2.BORDER_CONSTANT
+    return cv2.copyMakeBorder(_resize(image, w, h, nearest=nearest), top, size - h - top,
+                              left, size - w - left, border, value=0)
+
+
+def resize_and_crop(image: np.ndarray, image_size: int, crop: int,
+                    resize: str = "stretch") -> np.ndarray:
+    """Resize to image_size x image_size (square, or letterboxed with ``resize="pad"``),
+    then centre-crop to crop x crop.
+
+    The default matches the PaDiM reference (``Resize((size, size))`` then
+    ``CenterCrop(crop)``); images smaller than the crop are enlarged. HxWx3 (or HxW) uint8
+    in, uint8 out.
     """
     _check_geometry(image_size, crop)
+    _check_resize(resize)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise InvalidInputError(
             "image", f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}"
         )
-    return _center_crop(_resize(image, int(image_size), int(image_size)), int(crop))
+    return _center_crop(_square(image, int(image_size), resize), int(crop))
 
 
-def resize_and_crop_mask(mask: np.ndarray, image_size: int, crop: int) -> np.ndarray:
+def resize_and_crop_mask(mask: np.ndarray, image_size: int, crop: int,
+                         resize: str = "stretch") -> np.ndarray:
     """Same geometry as :func:`resize_and_crop` for a bool HxW mask (nearest neighbour)."""
     _check_geometry(image_size, crop)
+    _check_resize(resize)
     if mask.ndim != 2:
         raise InvalidInputError("mask", f"expected an HxW array, got shape {mask.shape}")
     as_bytes = (np.asarray(mask) != 0).astype(np.uint8)
-    resized = _resize(as_bytes, int(image_size), int(image_size), nearest=True)
+    resized = _square(as_bytes, int(image_size), resize, nearest=True)
     return _center_crop(resized, int(crop)).astype(bool)
+
+
+def unpad_map(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A letterboxed (size, size) map of a width x height image → the (size, size) square
+    geometry of ``resize="stretch"``, so that it lines up with square-resized masks."""
+    size = values.shape[0]
+    top, left, h, w = letterbox_box(width, height, size)
+    return cv2.resize(np.ascontiguousarray(values[top:top + h, left:left + w]), (size, size),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

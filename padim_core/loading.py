@@ -86,10 +86,11 @@ class DecodedBatch:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def decode_crop(source: Any, name: str, image_size: int, crop: int) -> np.ndarray | str:
+def decode_crop(source: Any, name: str, image_size: int, crop: int,
+                resize: str = "stretch") -> np.ndarray | str:
     """One input as a (crop, crop, 3) uint8 array, or the problem that makes it unreadable."""
     try:
-        return resize_and_crop(load_image(source, name), image_size, crop)
+        return resize_and_crop(load_image(source, name), image_size, crop, resize)
     except InvalidInputError as err:
         return err.problem
 
@@ -118,14 +119,16 @@ def _stacked(crops: list[np.ndarray], crop: int, pin: bool) -> tuple[np.ndarray,
 
 def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_size: int,
                    crop: int, batch_size: int, workers: int | None = None,
-                   prefetch: int = 1, pin_memory: bool = False) -> Iterator[DecodedBatch]:
+                   prefetch: int = 1, pin_memory: bool = False,
+                   resize: str = "stretch") -> Iterator[DecodedBatch]:
     """``images`` decoded, resized and cropped in batches of ``batch_size`` inputs.
 
     ``workers`` threads decode (None: ``default_decode_workers()``; 0: one after another,
     here), up to ``prefetch`` batches ahead of the consumer; a single input, or arrays
     only, are cropped here without threads. ``names`` (one per image) name
     the inputs in ``skipped``; else ``images.input_name``. ``pin_memory`` stacks the batches
-    in pinned memory when CUDA is present (ignored otherwise).
+    in pinned memory when CUDA is present (ignored otherwise). ``resize`` is
+    ``images.resize_and_crop``'s (stretch or letterbox).
     """
     workers = default_decode_workers() if workers is None else max(0, int(workers))
     workers = min(workers, len(images)) if len(images) > 1 else 0   # one image: no threads
@@ -138,7 +141,7 @@ def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_siz
               for i in range(len(images))]
 
     def work(i: int) -> np.ndarray | str:
-        return decode_crop(images[i], labels[i], image_size, crop)
+        return decode_crop(images[i], labels[i], image_size, crop, resize)
 
     ahead = batch_size * (1 + max(0, int(prefetch)))
     with closing(ordered_map(work, range(len(images)), workers, ahead)) as results:

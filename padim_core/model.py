@@ -213,6 +213,11 @@ class PadimModel:
     score_top_percent : float, default 0.0
         Image score = mean of the top share (in %) of its map's pixels; 0 = the maximum
         (the PaDiM paper). Model files from before this setting load with 0.
+    resize : str, default "stretch"
+        "stretch": square resize (the PaDiM paper); "pad": aspect-preserving resize of the
+        long side, centred on black (for non-square parts of varying size; the crop is then
+        the whole image); "pad-reflect": the same with the part's mirror image in the bands.
+        Model files from before this setting load with "stretch".
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
@@ -262,6 +267,7 @@ class PadimModel:
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
                  updatable: bool = DEFAULTS.updatable,
                  score_top_percent: float = DEFAULTS.score_top_percent,
+                 resize: str = DEFAULTS.resize,
                  extractor: FeatureExtractor | None = None,
                  decode_workers: int | None = None) -> None:
         self.decode_workers = decode_workers
@@ -272,7 +278,7 @@ class PadimModel:
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
             sigma=float(sigma), updatable=bool(updatable),
-            score_top_percent=float(score_top_percent))
+            score_top_percent=float(score_top_percent), resize=str(resize))
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         # (fitted Gaussians, device, the same on that device): see _on_scoring_device
@@ -319,7 +325,8 @@ class PadimModel:
         the caller runs the current one (pinned memory for CUDA; see ``loading``)."""
         cfg = self.config
         return decode_batches(images, names, cfg.image_size, cfg.crop, cfg.batch_size,
-                              self.decode_workers, pin_memory=self.device.type == "cuda")
+                              self.decode_workers, pin_memory=self.device.type == "cuda",
+                              resize=cfg.resize)
 
     def _embed(self, crops: np.ndarray | torch.Tensor, embedder: Embedder,
                out: torch.Tensor | None = None) -> torch.Tensor:
@@ -667,7 +674,8 @@ class PadimModel:
         return {
             "backbone": self.config.backbone, "d": self.config.d,
             "reduction": self.config.reduction, "image_size": self.config.image_size,
-            "crop": self.config.crop, "grid": list(s.grid), "eps": self.config.eps,
+            "crop": self.config.crop, "resize": self.config.resize, "grid": list(s.grid),
+            "eps": self.config.eps,
             "sigma": self.config.sigma, "score_top_percent": self.config.score_top_percent,
             "n_train_images": s.n_train_images, "n_calibration_images": s.n_calibration_images,
             "calibrated_on": s.calibrated_on, "fit_seconds": round(s.fit_seconds, 3),

@@ -67,6 +67,7 @@ class OnnxModel:
         try:
             self.image_size = int(self.metadata["padim.image_size"])
             self.crop = int(self.metadata["padim.crop"])
+            self.resize = self.metadata.get("padim.resize", "stretch")   # older exports
             self.image_threshold_ = float(self.metadata["padim.image_threshold"])
             self.pixel_threshold_ = float(self.metadata["padim.pixel_threshold"])
         except (KeyError, ValueError) as err:
@@ -100,7 +101,8 @@ class OnnxModel:
             raise InvalidInputError("names", "must have one name per image")
         done = 0
         for batch in decode_batches(images, names, self.image_size, self.crop,
-                                    self.batch_size):
+                                    self.batch_size,
+                                    resize=self.resize):
             scores, maps = self.score_crops(batch.crops)
             done += len(batch.indices) + len(batch.skipped)
             if progress:

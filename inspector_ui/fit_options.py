@@ -1,0 +1,50 @@
+"""The fit panel's less common settings: how images are resized and how a map becomes a score.
+
+Kept apart from the backbone / d / size / crop row so that the row stays short; every
+control starts at the engine's default (``padim_core.config.DEFAULTS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from padim_core.config import DEFAULTS
+from padim_core.images import RESIZE_MODES
+
+RESIZE_LABELS = {"stretch": "Square resize (stretch)", "pad": "Keep aspect ratio, black bands",
+                 "pad-reflect": "Keep aspect ratio, mirrored bands"}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Resize mode, map blur and image-score rule picked by the user."""
+
+    resize: str
+    sigma: float
+    score_top_percent: float
+
+
+def fit_options(prefix: str) -> FitOptions:
+    """Draw the options in a collapsed expander and return what is picked."""
+    with st.expander("Resize and scoring options"):
+        c1, c2, c3 = st.columns(3)
+        resize = c1.radio(
+            "Resize", list(RESIZE_MODES), index=list(RESIZE_MODES).index(DEFAULTS.resize),
+            format_func=RESIZE_LABELS.get, key=f"{prefix}_resize",
+            help="Square resize stretches non-square parts; keeping the aspect ratio pads "
+                 "them to a square with black or with their own mirror image (then no centre "
+                 "crop: the whole part is seen). For parts of varying shape; docs/quality.md "
+                 "has the measurements.")
+        sigma = c2.number_input(
+            "Map blur σ (px)", min_value=0.0, max_value=32.0, value=float(DEFAULTS.sigma),
+            step=1.0, key=f"{prefix}_sigma",
+            help="Gaussian blur of the anomaly map; more blur means smoother maps and "
+                 "fewer single hot pixels. 0 = none.")
+        top = c3.number_input(
+            "Image score: top % of the map", min_value=0.0, max_value=100.0,
+            value=float(DEFAULTS.score_top_percent), step=0.5, key=f"{prefix}_top",
+            help="Image score = mean of this share of the map's hottest pixels; 0 = its "
+                 "maximum (the PaDiM paper). A small share (0.5 %) ignores single hot pixels.")
+    return FitOptions(str(resize), float(sigma), float(top))

@@ -1,0 +1,30 @@
+"""The fit panel's resize and scoring options reach the settings a model is fitted with."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from inspector_ui import testing as t
+
+
+def _panel() -> None:
+    import streamlit as st
+
+    from inspector_ui.panels import fit_settings
+
+    st.session_state["settings"] = fit_settings("t")
+
+
+def test_defaults_then_padding_drops_the_crop() -> None:
+    at = AppTest.from_function(_panel, default_timeout=t.TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = at.session_state["settings"]
+    assert (first.resize, first.sigma, first.score_top_percent) == ("stretch", 4.0, 0.0)
+    assert first.crop < first.image_size
+    at.radio(key="t_resize").set_value("pad")
+    at.number_input(key="t_sigma").set_value(6.0)
+    at.number_input(key="t_top").set_value(0.5)
+    at.run()
+    picked = at.session_state["settings"]
+    assert (picked.resize, picked.sigma, picked.score_top_percent) == ("pad", 6.0, 0.5)
+    assert picked.crop == picked.image_size
