@@ -21,7 +21,7 @@ import numpy as np
 from padim_core import PadimModel
 from padim_core.errors import InvalidInputError, PadimError, WeightsUnavailableError
 
-from . import resources, state, uploads, views
+from . import access, resources, state, uploads, views
 from .uploads import ImageBatch
 
 if TYPE_CHECKING:
@@ -95,8 +95,9 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
     """Fit a new model on ``batch``; it replaces slot ``slot_key`` only when the fit succeeds.
 
     The new slot's ``skipped`` lists the batch's problems and the files the engine could not
-    read.
+    read. Needs the engineer role (``access.require_role``).
     """
+    access.require_role("engineer", "Train a model")
     if not batch:
         raise ActionError("Nothing to train on: no usable image in the upload.")
     try:
