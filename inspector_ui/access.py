@@ -133,7 +133,7 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
         with st.form("access_sign_in"):
             name = st.text_input("User name", key="access_name", max_chars=200)
             password = st.text_input("Password", type="password", key="access_password")
-            go = st.form_submit_button("Sign in", type="primary")
+            go = st.form_submit_button("Sign in", type="primary", key="access_submit")
         if not go:
             return False
         try:
