@@ -67,15 +67,17 @@ def allowed(role: str) -> bool:
     return who is not None and who.may(role)
 
 
-def require_role(role: str, action: str) -> Viewer:
+def require_role(role: str, action: str = "") -> Viewer:
     """The session's user when they may do ``action`` (needs ``role`` or above); otherwise
-    AccessDeniedError naming the action and who may do it. Called by every shared-state action."""
+    AccessDeniedError naming the action and who may do it. Called by every shared-state
+    action."""
     who = viewer()
+    prefix = f"{action}: " if action else ""
     if who is None:
-        raise AccessDeniedError(f"{action}: sign in first.")
+        raise AccessDeniedError(f"{prefix}sign in first.")
     if not who.may(role):
-        raise AccessDeniedError(f"{action}: not allowed for {who.name} ({who.role}); only "
-                           f"{ROLE_WORDS[role]} may do this.")
+        raise AccessDeniedError(f"{prefix}not allowed for {who.name} ({who.role}); only "
+                                f"{ROLE_WORDS[role]} may do this.")
     return who
 
 

@@ -303,7 +303,7 @@ def run_action(action: str, fn, *args, role: str) -> bool:  # type: ignore[no-un
     """Call a library change the session's user needs ``role`` for; an error (or a role too
     low) becomes one message, the page goes on."""
     try:
-        access.require_role(role, action.removeprefix("Not ").capitalize())
+        access.require_role(role)
         fn(*args)
     except PadimError as err:
         report(action, err)
