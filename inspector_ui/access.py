@@ -25,6 +25,9 @@ from padim_core.store import LockedOutError, SignInError, Store, User
 #: this tab" (the browser's cookie is then ignored for the rest of the session).
 USER_KEY = "_access_user"
 SIGNED_OUT_KEY = "_access_signed_out"
+#: The cookie (value, max age) this session issued: set again on every run while signed in,
+#: since a script element of one run may not reach the browser before the next run.
+COOKIE_KEY = "_access_cookie"
 ROLE_WORDS = {"operator": "operators (and above)", "engineer": "engineers and admins",
               "admin": "admins"}
 
@@ -116,6 +119,7 @@ def _restore(store: Store, cookies: policy.SessionCookies) -> None:
         user = store.users.get(found[0])
         if user is None or user.password_stamp != found[2]:
             st.session_state.pop(USER_KEY, None)   # removed, or the password changed
+            st.session_state.pop(COOKIE_KEY, None)
         else:
             st.session_state[USER_KEY] = (user.name, user.role, user.password_stamp)
         return
@@ -147,9 +151,24 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
             st.error(str(err), icon=":material/error:")
             return False
     holder.empty()
-    st.html(_cookie_script(cookies.issue(user), int(cookies.max_age_s)),
-            unsafe_allow_javascript=True)
+    st.session_state[COOKIE_KEY] = (cookies.issue(user), int(cookies.max_age_s))
     return True
+
+
+def _signed_in_corner() -> bool:
+    """Who is signed in and a Sign out button, in the sidebar (with this session's cookie,
+    set again); True when Sign out was clicked."""
+    name, role, _ = st.session_state[USER_KEY]
+    corner = st.sidebar.empty()
+    with corner.container():
+        st.caption(f"Signed in as **{name}** ({role})")
+        clicked = st.button("Sign out", key="access_sign_out")
+        if COOKIE_KEY in st.session_state:
+            st.html(_cookie_script(*st.session_state[COOKIE_KEY]),
+                    unsafe_allow_javascript=True)
+    if clicked:
+        corner.empty()
+    return clicked
 
 
 def gate() -> bool:
@@ -173,23 +192,16 @@ def gate() -> bool:
         return False
     _restore(store, cookies)
     if USER_KEY in st.session_state:
-        name, role, _ = st.session_state[USER_KEY]
-        corner = st.sidebar.empty()
-        with corner.container():
-            st.caption(f"Signed in as **{name}** ({role})")
-            signing_out = st.button("Sign out", key="access_sign_out")
-        if not signing_out:
+        if not _signed_in_corner():
             return True
-        corner.empty()
         st.session_state.pop(USER_KEY, None)
+        st.session_state.pop(COOKIE_KEY, None)
         st.session_state[SIGNED_OUT_KEY] = True
-        st.html(_cookie_script("", 0), unsafe_allow_javascript=True)
+    if st.session_state.get(SIGNED_OUT_KEY):   # every run, for the same reason as above
+        st.sidebar.html(_cookie_script("", 0), unsafe_allow_javascript=True)
     if not _sign_in_form(store, cookies):
         return False
-    name, role, _ = st.session_state[USER_KEY]
-    with st.sidebar:
-        st.caption(f"Signed in as **{name}** ({role})")
-        st.button("Sign out", key="access_sign_out")
+    _signed_in_corner()
     return True
 
 

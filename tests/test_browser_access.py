@@ -39,7 +39,7 @@ def test_sign_in_survives_a_reload_and_a_tampered_cookie_does_not(
             with streamlit_app(demo, tmp_path / "app.log", data_dir=data_dir) as url:
                 context = browser.new_context(viewport={"width": 1300, "height": 900})
                 page = context.new_page()
-                page.set_default_timeout(90_000)
+                page.set_default_timeout(180_000)
                 page.goto(f"{url}/train")
                 page.get_by_label("User name").fill("otto")
                 page.get_by_label("Password", exact=True).fill("wrong")
@@ -52,6 +52,7 @@ def test_sign_in_survives_a_reload_and_a_tampered_cookie_does_not(
                 signed_in.wait_for()
                 page.get_by_text("Training is for engineers and admins").wait_for()
                 assert page.get_by_role("button", name="Train on the demo set").count() == 0
+                page.wait_for_function(f"document.cookie.includes('{access.COOKIE_NAME}=ey')")
                 cookie = next(c for c in context.cookies() if c["name"] == access.COOKIE_NAME)
                 assert cookie["sameSite"] == "Strict"
 
