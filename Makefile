@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+# 127.0.0.1: only this machine, no sign-in. Any other address (HOST=0.0.0.0) requires sign-in
+# and an admin account in the workspace (padim users add NAME --role admin); see docs/access.md.
+HOST   ?= 127.0.0.1
 CHROMIUM ?= /usr/bin/chromium
 
 STAMP_REQ := $(VENV)/.stamp-requirements
@@ -16,6 +19,7 @@ STAMP_PKG := $(VENV)/.stamp-editable
 
 help:
 	@echo "make run    # set up .venv and open the app on http://localhost:$(PORT)"
+	@echo "make run HOST=0.0.0.0  # serve it on the network (sign-in required, docs/access.md)"
 	@echo "make test   # set up, then run the whole test suite (browser test included)"
 	@echo "make setup  # only create .venv with runtime + dev requirements"
 	@echo "make lint   # ruff check ."
@@ -48,7 +52,8 @@ setup: $(STAMP_REQ) $(STAMP_DEV) $(STAMP_PKG)
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824
 
 run: setup-runtime
-	$(MALLOC_ENV) PADIM_DEMO_MODEL=$${PADIM_DEMO_MODEL:-1} $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
+	@$(BIN)/python -m padim_core access check --host $(HOST)
+	$(MALLOC_ENV) PADIM_DEMO_MODEL=$${PADIM_DEMO_MODEL:-1} $(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 # apt_install(shell test that says it is there, Debian package, who needs it): install the
 # package as root (or with sudo) when the test fails; otherwise say how.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from inspector_ui import access
 from padim_core.allocator import keep_freed_memory
 
 keep_freed_memory()   # best effort here; `make run` sets the same for every thread
@@ -36,4 +37,7 @@ pages = [
 # .streamlit/config.toml hides the menu Streamlit builds from pages/ file names; our own
 # sidebar menu needs the option on (see inspector_ui/app_frame.py).
 st.set_option("client.showSidebarNavigation", True)
-st.navigation(pages).run()
+may_see = access.gate()   # on a network address: the sign-in form until somebody signs in
+navigation = st.navigation(pages, position="sidebar" if may_see else "hidden")
+if may_see:
+    navigation.run()

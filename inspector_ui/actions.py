@@ -23,7 +23,7 @@ from padim_core import PadimModel
 from padim_core.config import DEFAULTS
 from padim_core.errors import InvalidInputError, PadimError, WeightsUnavailableError
 
-from . import resources, state, uploads, views
+from . import access, resources, state, uploads, views
 from .uploads import ImageBatch
 
 if TYPE_CHECKING:
@@ -102,8 +102,9 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
     """Fit a new model on ``batch``; it replaces slot ``slot_key`` only when the fit succeeds.
 
     The new slot's ``skipped`` lists the batch's problems and the files the engine could not
-    read.
+    read. Needs the engineer role (``access.require_role``).
     """
+    access.require_role("engineer", "Train a model")
     if not batch:
         raise ActionError("Nothing to train on: no usable image in the upload.")
     try:
@@ -278,6 +279,8 @@ def accept_as_normal(store: Store, slot_key: str, names: list[str], data: list[s
     """
     from padim_core.feedback import accept_as_normal as learn
 
+    access.require_role("engineer", "Accept as normal")
+    operator = access.actor(operator)
     slot = _require_slot(slot_key)
     if slot.library_ref is None:
         raise ActionError("Accept as normal saves a new version in the model library: open "
@@ -296,7 +299,8 @@ def accept_as_normal(store: Store, slot_key: str, names: list[str], data: list[s
             accepted.model, name,
             note=f"{previous} + {len(accepted.names)} image(s) accepted as normal"
                  + (f" by {operator}" if operator else "") + ": "
-                 + ", ".join(accepted.names[:5]) + (" …" if len(accepted.names) > 5 else ""))
+                 + ", ".join(accepted.names[:5]) + (" …" if len(accepted.names) > 5 else ""),
+            created_by=operator)
     except PadimError as err:
         raise ActionError(f"Learned, but not saved to the library — {err}. {previous} stays "
                           "in use.") from err
@@ -318,9 +322,11 @@ def accept_as_normal(store: Store, slot_key: str, names: list[str], data: list[s
 def record_decision(store: Store, inspection_id: int, decision: str, operator: str = "",
                     ) -> Inspection:
     """Record the operator's decision on a history row, keeping its comment."""
+    access.require_role("operator", "Record a decision")
     try:
         row = store.history.get(inspection_id)
-        return store.history.decide(inspection_id, decision, row.comment, operator)
+        return store.history.decide(inspection_id, decision, row.comment,
+                                    access.actor(operator))
     except PadimError as err:
         raise ActionError(f"Decision not saved — {err}") from err
 

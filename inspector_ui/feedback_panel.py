@@ -16,7 +16,7 @@ import streamlit as st
 from padim_core.errors import PadimError
 from padim_core.store import DECISIONS, Store
 
-from . import actions, state, views, widgets
+from . import access, actions, state, views, widgets
 from .workspace import OPERATOR_KEY
 
 #: The Evaluate page's last "evaluate on history" result (kept across reruns).
@@ -61,6 +61,8 @@ def _accept(store: Store, names: list[str], data: list[state.ImageData],
 
 def _model_a_caption() -> str | None:
     """Why accepting is not possible now (None when it is)."""
+    if not access.allowed("engineer"):
+        return "Accept as normal changes the model: engineers and admins only."
     slot = state.get_slot("A")
     if slot is None or slot.library_ref is None:
         return ("Accept as normal adds the image to model A and saves a new library version: "

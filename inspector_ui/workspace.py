@@ -31,7 +31,7 @@ from padim_core.store import (
 )
 from padim_core.store.store import resolve_data_dir, resolve_url
 
-from . import actions, state, views, widgets
+from . import access, actions, state, views, widgets
 
 if TYPE_CHECKING:
     from padim_core import PadimModel
@@ -82,6 +82,7 @@ def versions_table(entries: list[ModelEntry]) -> pd.DataFrame:
                 else "calibrated",
                 "fit (s)": round(v.fit_seconds, 1), "device": v.device,
                 "created (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M"),
+                "by": v.created_by,
                 "MB": round(v.size_bytes / 2**20, 1), "file": v.status, "note": v.note})
     return pd.DataFrame(rows)
 
@@ -110,7 +111,8 @@ def save_slot(store: Store, slot_key: str, name: str, note: str = "") -> ModelVe
     if slot is None:
         return None
     try:
-        saved = store.library.save(slot.model, name, note=note)
+        access.require_role("engineer", "Save a model to the library")
+        saved = store.library.save(slot.model, name, note=note, created_by=_actor())
     except PadimError as err:
         report("Not saved to the library (the model stays usable in this session, "
                "until a reload)", err)
@@ -145,7 +147,7 @@ def ensure_demo_model(store: Store) -> None:
     newcomer lands on a working model. One fit per workspace, behind a spinner; a failure
     is one warning and the page goes on without a model."""
     if (os.environ.get(DEMO_MODEL_ENV) != "1" or state.get_slot("A") is not None
-            or st.query_params.get(MODEL_PARAM)):
+            or st.query_params.get(MODEL_PARAM) or not access.allowed("engineer")):
         return
     with _first_start_lock():
         if store.library.models():
@@ -228,8 +230,9 @@ def record_inspection(store: Store, slot: state.ModelSlot, inspection: state.Ins
                       operator: str = "") -> None:
     """Add one history row per scored image (with thumbnails) when the model is a library
     version; the rows' ids go on ``inspection``. A failure is one warning; results stay."""
-    if slot.library_ref is None:
+    if slot.library_ref is None or not access.allowed("operator"):
         return
+    operator = access.actor(operator)
     name, version = slot.library_ref
     thr = state.get_thresholds("A")
     image_thr = thr.image if thr else float(slot.model.image_threshold_)
@@ -275,7 +278,8 @@ def latest_inspections(store: Store, name: str, version: int) -> list[Inspection
 
 def save_model(store: Store, model: PadimModel, name: str, note: str = "") -> ModelVersion | None:
     try:
-        return store.library.save(model, name, note=note)
+        access.require_role("engineer", "Save a model to the library")
+        return store.library.save(model, name, note=note, created_by=_actor())
     except PadimError as err:
         report("Not saved", err)
         return None
@@ -283,15 +287,23 @@ def save_model(store: Store, model: PadimModel, name: str, note: str = "") -> Mo
 
 def upload_model(store: Store, data: bytes, file_name: str, name: str) -> ModelVersion | None:
     try:
-        return store.library.import_bytes(data, name, file_name=file_name)
+        access.require_role("engineer", "Add a model file to the library")
+        return store.library.import_bytes(data, name, file_name=file_name,
+                                          created_by=_actor())
     except PadimError as err:
         report("Not added", err)
         return None
 
 
-def run_action(action: str, fn, *args) -> bool:  # type: ignore[no-untyped-def]
-    """Call a library change; an error becomes one message, the page goes on."""
+def _actor() -> str:
+    return access.actor(st.session_state.get(OPERATOR_KEY, ""))
+
+
+def run_action(action: str, fn, *args, role: str) -> bool:  # type: ignore[no-untyped-def]
+    """Call a library change the session's user needs ``role`` for; an error (or a role too
+    low) becomes one message, the page goes on."""
     try:
+        access.require_role(role)
         fn(*args)
     except PadimError as err:
         report(action, err)
@@ -336,6 +348,11 @@ def model_names(store: Store) -> list[str]:
 def operator_input(where: Any, key: str) -> str:
     """"Your name" for decisions: one value for the whole session, on every page (a plain
     widget key would be dropped by Streamlit on pages that do not draw it)."""
+    who = access.viewer()
+    if who is not None and who.signed_in:
+        where.caption(f"Decided by **{who.name}** (signed in)")
+        return who.name
+
     def keep(value: str) -> None:
         st.session_state[OPERATOR_KEY] = value
 
@@ -371,7 +388,8 @@ def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
 def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
            operator: str) -> bool:
     try:
-        store.history.decide(inspection_id, decision, comment, operator)
+        access.require_role("operator", "Record a decision")
+        store.history.decide(inspection_id, decision, comment, access.actor(operator))
     except PadimError as err:
         report("Decision not saved", err)
         return False

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import store_commands
+from . import access_commands, store_commands
 from .allocator import keep_freed_memory
 from .backbones import SPECS
 from .config import DEFAULTS, default_crop
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ev)
     _add_export_and_serve(sub)
     store_commands.add_parsers(sub)
+    access_commands.add_parsers(sub)
     return parser
 
 
@@ -233,6 +234,10 @@ def _add_export_and_serve(sub: Any) -> None:
                      help="how long a batch waits for more requests (default 5)")
     srv.add_argument("--device", default="auto", metavar="D",
                      help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    srv.add_argument("--require-token", action="store_true",
+                     help="ask for an API token (Authorization: Bearer) on loopback too; on "
+                          "any other --host tokens are always required (padim tokens add)")
+    store_commands.add_data_dir(srv)
     srv.set_defaults(progress=None)
 
 
@@ -585,9 +590,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from .service import create_app
 
+    check_token = access_commands.token_checker(args)
     model = _load_model(args.model, args.device)
-    app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    _say(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs)")
+    app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                     check_token=check_token)
+    _say(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs"
+         f"{'; API token required' if check_token else ''})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
@@ -740,6 +748,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command in store_commands.COMMANDS:
             return store_commands.run(args)
+        if args.command in access_commands.COMMANDS:
+            return access_commands.run(args)
         return _cmd_evaluate(args, progress, args_list)
     except UsageError as err:
         progress.close()

@@ -6,6 +6,9 @@
   verdict (``thresholds.is_ng``), thresholds and model id; ``?overlay=png`` returns the
   overlay PNG instead (score and verdict in ``X-Padim-*`` headers).
 - ``GET /health``, ``GET /model`` (the card), OpenAPI page at ``/docs``.
+- With ``check_token`` (``padim serve`` on a network address, or ``--require-token``) every
+  request but the API description (``/docs``, ``/openapi.json``) needs
+  ``Authorization: Bearer TOKEN``; without a valid token: 401, before any body is read.
 
 Concurrent requests are micro-batched: each request decodes its image in a worker thread
 of the server and queues it; one scoring thread takes whatever arrived within
@@ -174,12 +177,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
 
 
-async def _send_error(send: Send, status: int, message: str) -> None:
+async def _send_error(send: Send, status: int, message: str,
+                      extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = _error_body(message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *extra_headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -239,13 +243,43 @@ class UploadGuard:
                 raise
 
 
+class BearerGuard:
+    """ASGI middleware: 401 unless ``Authorization: Bearer TOKEN`` carries a token that
+    ``check_token`` accepts (checked in a worker thread: it may read the store)."""
+
+    OPEN_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
+
+    def __init__(self, app: ASGIApp, check_token: Callable[[str], bool]) -> None:
+        self.app, self.check_token = app, check_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await _send_error(send, 401, "request: an API token is required (header "
+                                         "'Authorization: Bearer TOKEN'; padim tokens add)",
+                              [(b"www-authenticate", b'Bearer realm="padim"')])
+            return
+        if not await run_in_threadpool(self.check_token, token):
+            await _send_error(send, 401, "request: the API token is not valid (unknown or "
+                                         "revoked)",
+                              [(b"www-authenticate", b'Bearer error="invalid_token"')])
+            return
+        await self.app(scope, receive, send)
+
+
 # --------------------------------------------------------------------------- the app
 
 
 def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-               max_upload_bytes: int = MAX_UPLOAD_MB * 2**20) -> FastAPI:
+               max_upload_bytes: int = MAX_UPLOAD_MB * 2**20,
+               check_token: Callable[[str], bool] | None = None) -> FastAPI:
     """A FastAPI app scoring images with the fitted ``model`` (see the module docstring).
+    ``check_token``: when given, every request needs a bearer token it accepts.
 
     The scoring thread starts and stops with the app's lifespan (uvicorn, or ``with
     TestClient(app)``).
@@ -272,6 +306,8 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
                   description="Anomaly score, verdict and heat-map overlay for one image per "
                               "request, from one fitted PaDiM model.")
     app.add_middleware(UploadGuard, path="/predict", max_bytes=max_upload_bytes)
+    if check_token is not None:   # added last: runs first, before any body is read
+        app.add_middleware(BearerGuard, check_token=check_token)
     app.state.batcher = batcher
 
     @app.exception_handler(RequestValidationError)

@@ -9,6 +9,7 @@ export``, and the library side of ``fit --save-as``, ``update [NAME@V] --save-as
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import os
 from collections.abc import Sequence
@@ -118,6 +119,15 @@ def _say(line: str) -> None:
     say(line)
 
 
+def cli_user() -> str:
+    """Who saved a version from the command line: the login name, marked as the CLI's (it is
+    not an account of the app)."""
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "(cli)"
+
+
 def open_store(args: argparse.Namespace) -> Store:
     return Store.open(getattr(args, "data_dir", None))
 
@@ -169,7 +179,8 @@ def _models_show(store: Store, args: argparse.Namespace) -> int:
         f"model        {v.ref}{' (default)' if v.is_default else ''}",
         f"file         {store.blobs.path(v.sha256)} ({v.status}, {v.size_bytes} bytes)",
         f"sha256       {v.sha256}",
-        f"source       {v.source}, created {v.created_at.isoformat(timespec='seconds')}",
+        f"source       {v.source}, created {v.created_at.isoformat(timespec='seconds')}"
+        + (f" by {v.created_by}" if v.created_by else ""),
         f"backbone     {v.backbone}, d={v.d}, resize {v.image_size} -> crop {v.crop}",
         f"images       {v.n_train_images} (training set fingerprint "
         f"{v.training_fingerprint or 'not recorded'})",
@@ -205,7 +216,7 @@ def _models_export(store: Store, args: argparse.Namespace) -> int:
 def _models_import(store: Store, args: argparse.Namespace) -> int:
     path = Path(args.file).expanduser()
     name = args.name if args.name is not None else path.name.removesuffix(".safetensors")
-    v = store.library.import_file(path, name, note=args.note)
+    v = store.library.import_file(path, name, note=args.note, created_by=cli_user())
     _say(f"imported {path} as {v.ref}")
     return 0
 
@@ -269,7 +280,7 @@ def _save(args: argparse.Namespace, model: PadimModel, note: str,
           fingerprint: str = "") -> None:
     with open_store(args) as store:
         v = store.library.save(model, args.save_as, note=note,
-                               training_fingerprint=fingerprint)
+                               training_fingerprint=fingerprint, created_by=cli_user())
         _say(f"library      {v.ref} in {store.data_dir}")
 
 

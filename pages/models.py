@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import state, widgets, workspace
+from inspector_ui import access, state, widgets, workspace
 
 widgets.page_start("Models")
 store = workspace.get_store()
@@ -15,34 +15,35 @@ st.caption(f"Workspace: `{store.data_dir}` · database `{store.url}`")
 entries = store.library.models(verify=True)
 slot = state.get_slot("A")
 
-with st.expander("Add a model to the library", expanded=not entries):
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Model A of this session**")
-        if slot is None:
-            st.caption("No model A yet: train one on the Train page, or upload a file.")
-        else:
-            st.caption(slot.origin)
-        save_name = st.text_input("Name", key="models_save_name", max_chars=200,
-                                  placeholder="e.g. transistor line 3")
-        note = st.text_input("Note (optional)", key="models_save_note")
-        if st.button("Save model A to the library", key="models_save", disabled=slot is None):
-            saved = workspace.save_model(store, slot.model, save_name, note)
-            if saved is not None:
-                state.flash("success", f"Saved as {saved.ref}.")
-                st.rerun()
-    with right:
-        st.markdown("**A model file (.safetensors)**")
-        upload = st.file_uploader("Model file", type=["safetensors"], key="models_upload")
-        upload_name = st.text_input("Name", key="models_upload_name", max_chars=200,
-                                    placeholder="default: the file name")
-        if st.button("Add the file to the library", key="models_upload_go",
-                     disabled=upload is None):
-            name = upload_name or upload.name.removesuffix(".safetensors")
-            added = workspace.upload_model(store, upload.getvalue(), upload.name, name)
-            if added is not None:
-                state.flash("success", f"Added as {added.ref}.")
-                st.rerun()
+if access.allowed("engineer"):   # adding versions is for engineers and admins
+    with st.expander("Add a model to the library", expanded=not entries):
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Model A of this session**")
+            if slot is None:
+                st.caption("No model A yet: train one on the Train page, or upload a file.")
+            else:
+                st.caption(slot.origin)
+            save_name = st.text_input("Name", key="models_save_name", max_chars=200,
+                                      placeholder="e.g. transistor line 3")
+            note = st.text_input("Note (optional)", key="models_save_note")
+            if st.button("Save model A to the library", key="models_save", disabled=slot is None):
+                saved = workspace.save_model(store, slot.model, save_name, note)
+                if saved is not None:
+                    state.flash("success", f"Saved as {saved.ref}.")
+                    st.rerun()
+        with right:
+            st.markdown("**A model file (.safetensors)**")
+            upload = st.file_uploader("Model file", type=["safetensors"], key="models_upload")
+            upload_name = st.text_input("Name", key="models_upload_name", max_chars=200,
+                                        placeholder="default: the file name")
+            if st.button("Add the file to the library", key="models_upload_go",
+                         disabled=upload is None):
+                name = upload_name or upload.name.removesuffix(".safetensors")
+                added = workspace.upload_model(store, upload.getvalue(), upload.name, name)
+                if added is not None:
+                    state.flash("success", f"Added as {added.ref}.")
+                    st.rerun()
 
 if not entries:
     st.info("The library is empty. Train a model and save it here, or add a model file.")
@@ -80,15 +81,19 @@ with st.container(border=True):
     if (c1.button("Open as model A", key="models_open", type="primary", disabled=not usable)
             and workspace.open_version(store, version)):
         st.rerun()
-    if (c2.button("Set as default", key="models_default", disabled=version.is_default)
-            and workspace.run_action("Not changed", store.library.set_default, name, number)):
+    engineer, admin = access.allowed("engineer"), access.allowed("admin")
+    if (engineer and c2.button("Set as default", key="models_default",
+                               disabled=version.is_default)
+            and workspace.run_action("Not changed", store.library.set_default, name, number,
+                                     role="engineer")):
         st.rerun()
     thr = state.get_thresholds("A")
-    if (c3.button("Save model A's thresholds here", key="models_save_thr",
-                  disabled=thr is None,
-                  help="The image / pixel thresholds set with the sliders on Inspect.")
+    if (engineer and c3.button("Save model A's thresholds here", key="models_save_thr",
+                               disabled=thr is None,
+                               help="The image / pixel thresholds set with the sliders on "
+                                    "Inspect.")
             and workspace.run_action("Not saved", store.library.set_thresholds, version,
-                                     thr.image, thr.pixel)):
+                                     thr.image, thr.pixel, role="engineer")):
         state.flash("success", f"Thresholds {thr.image:.3f} / {thr.pixel:.3f} saved on "
                                f"{version.ref}.")
         st.rerun()
@@ -97,15 +102,18 @@ with st.container(border=True):
                            file_name=f"{name}-v{number}.safetensors",
                            mime="application/octet-stream", key="models_download")
 
-    rename_col, delete_col = st.columns(2)
-    new_name = rename_col.text_input("New name", key="models_new_name", max_chars=200)
-    if (rename_col.button("Rename model", key="models_rename", disabled=not new_name)
-            and workspace.run_action("Not renamed", store.library.rename, name, new_name)):
-        state.flash("success", f"Renamed {name} to {new_name.strip()}.")
-        st.rerun()
-    sure = delete_col.checkbox(f"Yes, delete {version.ref}", key="models_delete_sure",
-                               help="Its history rows are kept.")
-    if (delete_col.button("Delete this version", key="models_delete", disabled=not sure)
-            and workspace.run_action("Not deleted", store.library.delete, name, number)):
-        state.flash("success", f"Deleted {version.ref}; its history rows are kept.")
-        st.rerun()
+    if admin:   # renaming and deleting
+        rename_col, delete_col = st.columns(2)
+        new_name = rename_col.text_input("New name", key="models_new_name", max_chars=200)
+        if (rename_col.button("Rename model", key="models_rename", disabled=not new_name)
+                and workspace.run_action("Not renamed", store.library.rename, name, new_name,
+                                         role="admin")):
+            state.flash("success", f"Renamed {name} to {new_name.strip()}.")
+            st.rerun()
+        sure = delete_col.checkbox(f"Yes, delete {version.ref}", key="models_delete_sure",
+                                   help="Its history rows are kept.")
+        if (delete_col.button("Delete this version", key="models_delete", disabled=not sure)
+                and workspace.run_action("Not deleted", store.library.delete, name, number,
+                                         role="admin")):
+            state.flash("success", f"Deleted {version.ref}; its history rows are kept.")
+            st.rerun()

@@ -19,11 +19,12 @@ from .library import (
     training_fingerprint,
 )
 from .store import DATA_DIR_ENV, DATABASE_URL_ENV, THUMBNAIL_CAP_ENV, Store
+from .users import ROLES, ApiToken, LockedOutError, SignInError, User, Users
 
 __all__ = [
     "DAMAGED", "DATABASE_URL_ENV", "DATA_DIR_ENV", "DECISIONS", "MISSING", "OK",
-    "THUMBNAIL_CAP_ENV", "VERDICTS", "BlobUnavailableError", "Filters", "History",
-    "Inspection", "Library", "ModelEntry", "ModelVersion", "NewInspection", "NotFoundError",
-    "SchemaTooNewError", "Store", "StoreError", "check_name", "parse_ref",
-    "training_fingerprint",
+    "ROLES", "THUMBNAIL_CAP_ENV", "VERDICTS", "ApiToken", "BlobUnavailableError", "Filters",
+    "History", "Inspection", "Library", "LockedOutError", "ModelEntry", "ModelVersion",
+    "NewInspection", "NotFoundError", "SchemaTooNewError", "SignInError", "Store", "StoreError",
+    "User", "Users", "check_name", "parse_ref", "training_fingerprint",
 ]

@@ -108,6 +108,8 @@ class ModelVersion:
     card: dict[str, Any] = field(repr=False)
     #: ``ok``, ``file missing`` or ``damaged``.
     status: str = OK
+    #: The signed-in user who saved it ("" when nobody was signed in).
+    created_by: str = ""
 
     @property
     def ref(self) -> str:
@@ -230,30 +232,31 @@ class Library:
 
     # ------------------------------------------------------------------ adding
     def save(self, model: PadimModel, name: str, *, note: str = "",
-             training_fingerprint: str = "") -> ModelVersion:
+             training_fingerprint: str = "", created_by: str = "") -> ModelVersion:
         """Add a fitted model as the next version of ``name`` (created if new)."""
         return self._add(name, model.to_bytes(), model.card(), "fit", note,
-                         training_fingerprint)
+                         training_fingerprint, created_by=created_by)
 
     def import_file(self, path: str | os.PathLike, name: str, *, note: str = "",
-                    ) -> ModelVersion:
+                    created_by: str = "") -> ModelVersion:
         """Add an existing ``.safetensors`` file from this machine (validated first)."""
         from ..model import PadimModel
 
         model = PadimModel.load(path, device="cpu")
-        return self._add(name, Path(path).read_bytes(), model.card(), "file", note, "")
+        return self._add(name, Path(path).read_bytes(), model.card(), "file", note, "",
+                         created_by=created_by)
 
     def import_bytes(self, data: bytes, name: str, *, file_name: str = "upload.safetensors",
-                     note: str = "") -> ModelVersion:
+                     note: str = "", created_by: str = "") -> ModelVersion:
         """Add an uploaded model file (validated by ``PadimModel.from_bytes``, errors name
         ``file_name``)."""
         from ..model import PadimModel
 
         model = PadimModel.from_bytes(data, name=file_name, device="cpu")
-        return self._add(name, data, model.card(), "upload", note, "")
+        return self._add(name, data, model.card(), "upload", note, "", created_by=created_by)
 
     def _add(self, name: str, data: bytes, card: dict[str, Any], source: str, note: str,
-             fingerprint: str) -> ModelVersion:
+             fingerprint: str, *, created_by: str = "") -> ModelVersion:
         name = check_name(name)
         note = str(note)
         with self._blobs.staged(data) as (sha, tmp), self._blobs.locked():
@@ -270,6 +273,7 @@ class Library:
                         model.last_version += 1
                         row = _version_row(model, model.last_version, sha, len(data), source,
                                            card, note, fingerprint)
+                        row.created_by = str(created_by)[:200]
                         s.add(row)
                         s.flush()
                         return self._version(row, model, status=OK)
@@ -394,7 +398,8 @@ class Library:
             pixel_threshold=v.pixel_threshold,
             operating_image_threshold=v.operating_image_threshold,
             operating_pixel_threshold=v.operating_pixel_threshold,
-            created_at=v.created_at, note=v.note, card=card, status=status)
+            created_at=v.created_at, note=v.note, card=card, status=status,
+            created_by=v.created_by or "")
 
 
 def _with_status(v: ModelVersion, status: str) -> ModelVersion:

@@ -22,6 +22,7 @@ from .database import Database, head_revision, make_engine, safe_url, upgrade
 from .errors import StoreError
 from .history import DEFAULT_THUMBNAIL_CAP_MB, History
 from .library import Library
+from .users import Users
 
 DATA_DIR_ENV = "PADIM_DATA_DIR"
 DATABASE_URL_ENV = "PADIM_DATABASE_URL"
@@ -60,8 +61,9 @@ def _thumbnail_cap(cap_bytes: int | None) -> int:
 
 
 class Store:
-    """The workspace: ``library`` (models, versions, files) and ``history`` (inspections,
-    decisions, thumbnails). Thread-safe; open one per process and share it."""
+    """The workspace: ``library`` (models, versions, files), ``history`` (inspections,
+    decisions, thumbnails) and ``users`` (accounts, roles, API tokens). Thread-safe; open
+    one per process and share it."""
 
     def __init__(self, data_dir: Path, db: Database, thumbnail_cap_bytes: int) -> None:
         self.data_dir = data_dir
@@ -69,6 +71,7 @@ class Store:
         self.blobs = BlobStore(data_dir / "blobs")
         self.library = Library(db, self.blobs)
         self.history = History(db, thumbnail_cap_bytes)
+        self.users = Users(db)
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike | None = None, url: str | None = None, *,

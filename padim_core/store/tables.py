@@ -2,8 +2,10 @@
 ``migrations/versions``; the tests check that the two agree.
 
 History rows copy the model's name and version number, so they stay readable after the
-version is deleted (``version_id`` then becomes NULL). Users, roles and tokens come later as
-their own tables (a new revision); nothing here assumes there are none.
+version is deleted (``version_id`` then becomes NULL). Who did what is kept as the user's
+name, copied (``created_by``, ``operator``, ``decided_by``), so it stays readable after the
+account is removed. Accounts, API tokens and failed sign-ins (for lock-out) live in ``users``,
+``api_tokens`` and ``sign_in_failures`` (revision 0003, see ``users.py``).
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ class VersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     note: Mapped[str] = mapped_column(Text, default="")
     card_json: Mapped[str] = mapped_column(Text, default="{}")
+    #: The signed-in user who saved this version ("" before sign-in existed, or from the CLI
+    #: without ``--user``).
+    created_by: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), default="",
+                                            server_default="")
     model: Mapped[ModelRow] = relationship(back_populates="versions")
 
 
@@ -162,4 +168,45 @@ class ThumbnailRow(Base):
     n_bytes: Mapped[int] = mapped_column(Integer)
 
 
-__all__ = ["Base", "InspectionRow", "ModelRow", "ThumbnailRow", "VersionRow"]
+class UserRow(Base):
+    """An account: a name, a role and an argon2 hash of its password (never the password)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiTokenRow(Base):
+    """A bearer token for ``padim serve``: only its sha256 is kept (the token itself is shown
+    once, when made), and a short prefix to tell tokens apart in lists."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SignInFailureRow(Base):
+    """One failed sign-in (user name as typed, client address, time): counted per name and per
+    address for the lock-out, cleared for a name by its next successful sign-in."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+__all__ = ["ApiTokenRow", "Base", "InspectionRow", "ModelRow", "SignInFailureRow",
+           "ThumbnailRow", "UserRow", "VersionRow"]

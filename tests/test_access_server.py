@@ -1,0 +1,97 @@
+"""Secure by default (issue 20): ``make run`` listens on 127.0.0.1 only, and serving on a
+network address refuses to start until the workspace is ready for sign-in.
+
+The commands are the ones ``make -n run`` prints (so a change to the Makefile is what is
+tested); ``make`` itself is only asked, never run, because it would set up the venv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from streamlit_server import ROOT, free_port, wait_healthy
+
+from padim_core.store import DATA_DIR_ENV, DATABASE_URL_ENV, Store
+
+pytestmark = pytest.mark.skipif(subprocess.run(["which", "make"], capture_output=True)
+                                .returncode != 0, reason="no make on this machine")
+
+
+def make_run_lines(*variables: str) -> tuple[str, str]:
+    """(the access check command, the streamlit command) that ``make run`` would run."""
+    out = subprocess.run(["make", "-n", "run", *variables], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    check = next(line for line in out if "access check" in line)
+    serve = next(line for line in out if "streamlit run app.py" in line)
+    assert out.index(check) < out.index(serve), "the check must run before the server"
+    return check, serve
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, DATA_DIR_ENV: str(data_dir), "PYTHONPATH": str(ROOT),
+           "PADIM_DEMO_MODEL": "0"}
+    env.pop(DATABASE_URL_ENV, None)
+    env.pop("PADIM_SIGN_IN", None)
+    return env
+
+
+def _listening(pid: int) -> set[str]:
+    addresses = set()
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            addresses |= {c.laddr.ip for c in proc.net_connections(kind="inet")
+                          if c.status == psutil.CONN_LISTEN}
+    return addresses
+
+
+def test_make_run_listens_only_on_loopback(tmp_path: Path) -> None:
+    check, serve = make_run_lines()
+    assert "--host 127.0.0.1" in check and "--server.address 127.0.0.1" in serve
+    port = free_port()
+    command = re.sub(r"--server\.port \S+", f"--server.port {port}", serve)
+    command = command.replace(".venv/bin/streamlit", f"{sys.executable} -m streamlit")
+    env = _env(tmp_path / "ws")
+    assert subprocess.run(check, shell=True, cwd=ROOT, env=env).returncode == 0
+    log = (tmp_path / "log").open("wb")
+    proc = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=90)
+        deadline = time.monotonic() + 10
+        while not (found := _listening(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert found == {"127.0.0.1"}, found
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_a_network_address_without_sign_in_set_up_refuses_to_start(tmp_path: Path) -> None:
+    check, serve = make_run_lines("HOST=0.0.0.0")
+    assert "--server.address 0.0.0.0" in serve
+    check = check.replace(".venv/bin/python", sys.executable)
+    env = _env(tmp_path / "ws")
+    env.pop("PADIM_SECRET", None)
+    refused = subprocess.run(check, shell=True, cwd=ROOT, env=env, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2
+    assert "refusing to serve on 0.0.0.0" in refused.stderr
+    assert "no admin account" in refused.stderr and "padim users add" in refused.stderr
+    added = subprocess.run([sys.executable, "-m", "padim_core", "users", "add", "ann",
+                            "--role", "admin"], input="a good password\n", cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    assert subprocess.run(check, shell=True, cwd=ROOT, env=env).returncode == 0
+    with Store.open(tmp_path / "ws") as store:
+        assert [u.role for u in store.users.list()] == ["admin"]
