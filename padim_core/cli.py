@@ -215,7 +215,8 @@ def _add_export_and_serve(sub: Any) -> None:
     srv = sub.add_parser(
         "serve", help="serve a model over HTTP (FastAPI)",
         description="Score images sent to POST /predict; OpenAPI page at /docs.")
-    srv.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    srv.add_argument("model", nargs="?", metavar="MODEL",
+                     help="model file written by 'padim fit' (left out with --model NAME)")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on "
                                                           "(default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -225,6 +226,7 @@ def _add_export_and_serve(sub: Any) -> None:
                      help="how long a batch waits for more requests (default 5)")
     srv.add_argument("--device", default="auto", metavar="D",
                      help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    store_commands.add_serve_options(srv)
     srv.set_defaults(progress=None)
 
 
@@ -570,9 +572,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from .service import create_app
 
-    model = _load_model(args.model, args.device)
+    _check_device(args.device)
+    model, what = store_commands.served_model(args)
     app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    _say(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs)")
+    _say(f"serving {what} on http://{args.host}:{args.port} (API docs at /docs)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
