@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import cards, panels, resources, state, widgets, workspace
+from inspector_ui import cards, cluster_panel, panels, resources, state, widgets, workspace
 
 widgets.page_start("Train")
 store = workspace.get_store()
@@ -14,7 +14,8 @@ workspace.ensure_demo_model(store)
 st.caption(f"Runs on **{resources.device_text()}**.")
 with st.container(border=True):
     st.subheader("Learn from good parts")
-    panels.training_panel("A", save_to_library=True)
+    settings = panels.training_panel("A", save_to_library=True)
+cluster_panel.cluster_section("A", settings, save_to_library=True)
 
 with st.expander("…or open a model from the library, or load a model file",
                  expanded=state.get_slot("A") is None):
