@@ -87,6 +87,8 @@ def cluster_info(address: str) -> tuple[Client, ClusterInfo]:
             for addr, w in sorted(info.get("workers", {}).items())]
     workers = pd.DataFrame(rows, columns=["worker", "address", "threads", "memory limit (GB)",
                                           "memory used (GB)"])
+    if (workers["worker"] == workers["address"]).all():   # `dask worker --nworkers N` names
+        workers = workers.drop(columns="worker")
     return client, ClusterInfo(address, workers, int(workers["threads"].sum()),
                                int(sum(float(w.get("memory_limit") or 0)
                                        for w in info.get("workers", {}).values())))
