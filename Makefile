@@ -23,7 +23,7 @@ help:
 	@echo "make test   # set up, then run the whole test suite (browser test included)"
 	@echo "make setup  # only create .venv with runtime + dev requirements"
 	@echo "make lint   # ruff check ."
-	@echo "make bench  # speed / memory benchmark (python -m bench, bench.update)"
+	@echo "make bench  # speed / memory benchmark (python -m bench, bench.update, bench.line)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,7 @@ bench: setup
 	$(BIN)/python -m bench --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.decoding --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.update
+	$(BIN)/python -m bench.line
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -98,11 +98,12 @@ def share_extractor(model: PadimModel) -> PadimModel:
 
 
 def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
-                  progress: ProgressFn | None = None) -> state.ModelSlot:
+                  progress: ProgressFn | None = None, client: Any = None) -> state.ModelSlot:
     """Fit a new model on ``batch``; it replaces slot ``slot_key`` only when the fit succeeds.
 
     The new slot's ``skipped`` lists the batch's problems and the files the engine could not
-    read. Needs the engineer role (``access.require_role``).
+    read. ``client``: a Dask client whose workers do the image work (docs/cluster.md). Needs
+    the engineer role (``access.require_role``).
     """
     access.require_role("engineer", "Train a model")
     if not batch:
@@ -113,12 +114,18 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
                            resize=settings.resize, sigma=settings.sigma,
                            score_top_percent=settings.score_top_percent,
                            extractor=resources.get_extractor(settings.backbone))
-        model.fit(batch.data, progress=progress, names=batch.names)
+        if client is None:
+            model.fit(batch.data, progress=progress, names=batch.names)
+        else:
+            from padim_core import distributed
+
+            distributed.fit(model, batch.data, client, progress=progress, names=batch.names)
     except PadimError as err:
         raise ActionError(f"Training failed — {err}") from err
+    where = "" if client is None else " on the Dask cluster"
     return state.set_slot(slot_key, model, skipped=[*batch.problems, *model.skipped_],
                           origin=f"trained on {int(model.n_train_images_)} images from "
-                                 f"{batch.label}")
+                                 f"{batch.label}{where}")
 
 
 def load_model_bytes(slot_key: str, name: str, data: bytes) -> state.ModelSlot:

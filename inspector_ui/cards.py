@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from . import plots, state, views
+from . import onnx_download, plots, state, views
 from .widgets import show_problems
 
 
@@ -53,10 +53,12 @@ def model_card(slot_key: str) -> None:
         with st.expander(f"{len(slot.skipped)} file(s) skipped while training", expanded=True):
             show_problems(slot.skipped)
     cfg = model.config
+    stem = f"padim_{cfg.backbone}_d{cfg.d}_{cfg.crop}px"
     st.download_button("Download model (.safetensors)", data=model.to_bytes,
-                       file_name=f"padim_{cfg.backbone}_d{cfg.d}_{cfg.crop}px.safetensors",
+                       file_name=f"{stem}.safetensors",
                        mime="application/octet-stream", on_click="ignore",
                        key=f"card{slot_key}_download")
+    onnx_download.onnx_panel(slot_key, stem)
 
 
 def comparison_side(column: Any, title: str, pred: state.Prediction, amap: np.ndarray,

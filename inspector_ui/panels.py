@@ -7,7 +7,7 @@ Each panel draws its inputs, a progress bar and the outcome, and leaves the work
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -82,11 +82,15 @@ def fit_settings(prefix: str) -> FitSettings | None:
                        options.sigma, options.score_top_percent)
 
 
-def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings) -> bool:
-    """Fit a new model on ``batch`` with a progress bar; the slot changes only on success."""
+def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
+                  client: Any = None) -> bool:
+    """Fit a new model on ``batch`` with a progress bar; the slot changes only on success.
+    ``client``: fit on this Dask cluster (the bar then moves as its shards finish)."""
     show_problems(batch.problems)
-    progress = Progress(f"Training {state.SLOT_NAMES[slot_key]} on {len(batch)} images")
-    slot = attempt(actions.fit_into_slot, slot_key, batch, settings, progress=progress)
+    where = "" if client is None else " on the cluster"
+    progress = Progress(f"Training {state.SLOT_NAMES[slot_key]} on {len(batch)} images{where}")
+    slot = attempt(actions.fit_into_slot, slot_key, batch, settings, progress=progress,
+                   client=client)
     if slot is None:
         progress.fail()
         return False
@@ -100,10 +104,11 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings) -> bo
     return True
 
 
-def training_panel(slot_key: str, save_to_library: bool = False) -> None:
+def training_panel(slot_key: str, save_to_library: bool = False) -> FitSettings | None:
     """Pick data and settings, then fit a model into slot ``slot_key``; with
     ``save_to_library`` the fitted model also becomes a new version in the workspace library
-    (under the typed name, else the data set's name)."""
+    (under the typed name, else the data set's name). Returns the settings picked (None when
+    no backbone is usable), for other ways to fit (the cluster)."""
     prefix = f"train{slot_key}"
     settings = fit_settings(prefix)
     save_name = ""
@@ -124,22 +129,32 @@ def training_panel(slot_key: str, save_to_library: bool = False) -> None:
     go_demo = right.button("Train on the demo set", key=f"{prefix}_demo",
                            disabled=settings is None)
     if settings is None:
-        return
+        return None
     batch = None
     if go_upload:
         batch = uploads.uploaded_batch(files)
     elif go_demo:
         batch = attempt(actions.load_demo, "train")
-    if batch is not None and fit_into_slot(slot_key, batch, settings):
-        if save_to_library:
-            from . import workspace
+    if batch is not None:
+        fit_and_save(slot_key, batch, settings, save_name if save_to_library else None)
+    return settings
 
-            name = save_name.strip() or workspace.default_model_name(batch.label)
-            saved = workspace.save_slot(workspace.get_store(), slot_key, name)
-            if saved is None:
-                return      # the error stays on screen; the new model is in the slot
-            state.flash("success", f"Saved in the library as **{saved.ref}**.")
-        st.rerun()
+
+def fit_and_save(slot_key: str, batch: ImageBatch, settings: FitSettings,
+                 save_name: str | None, client: Any = None) -> None:
+    """Fit into slot ``slot_key`` (on ``client``'s cluster if given); unless ``save_name`` is
+    None, save the model in the library under it (else the data set's name); rerun."""
+    if not fit_into_slot(slot_key, batch, settings, client=client):
+        return
+    if save_name is not None:
+        from . import workspace
+
+        name = save_name.strip() or workspace.default_model_name(batch.label)
+        saved = workspace.save_slot(workspace.get_store(), slot_key, name)
+        if saved is None:
+            return      # the error stays on screen; the new model is in the slot
+        state.flash("success", f"Saved in the library as **{saved.ref}**.")
+    st.rerun()
 
 
 def model_loader(slot_key: str) -> None:

@@ -224,7 +224,8 @@ def _add_export_and_serve(sub: Any) -> None:
     srv = sub.add_parser(
         "serve", help="serve a model over HTTP (FastAPI)",
         description="Score images sent to POST /predict; OpenAPI page at /docs.")
-    srv.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    srv.add_argument("model", nargs="?", metavar="MODEL",
+                     help="model file written by 'padim fit' (left out with --model NAME)")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on "
                                                           "(default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -237,7 +238,7 @@ def _add_export_and_serve(sub: Any) -> None:
     srv.add_argument("--require-token", action="store_true",
                      help="ask for an API token (Authorization: Bearer) on loopback too; on "
                           "any other --host tokens are always required (padim tokens add)")
-    store_commands.add_data_dir(srv)
+    store_commands.add_serve_options(srv)
     srv.set_defaults(progress=None)
 
 
@@ -590,11 +591,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from .service import create_app
 
+    _check_device(args.device)
     check_token = access_commands.token_checker(args)
-    model = _load_model(args.model, args.device)
+    model, what = store_commands.served_model(args)
     app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                      check_token=check_token)
-    _say(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs"
+    _say(f"serving {what} on http://{args.host}:{args.port} (API docs at /docs"
          f"{'; API token required' if check_token else ''})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK

@@ -63,15 +63,20 @@ def connect(where: str) -> Iterator[Client]:
               Client(cluster) as client):
             yield client
         return
-    try:
-        client = Client(where, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError) as err:
-        raise InvalidInputError(where, f"no Dask scheduler answered within "
-                                       f"{CONNECT_TIMEOUT_S} s ({type(err).__name__})") from None
-    except ValueError as err:       # not an address
-        raise InvalidInputError(where, f"not a scheduler address ({err})") from None
-    with client:
+    with open_client(where) as client:
         yield client
+
+
+def open_client(address: str) -> Client:
+    """A client of the scheduler at ``address`` (the caller closes it). An unreachable
+    scheduler is one InvalidInputError after at most ``CONNECT_TIMEOUT_S``."""
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as err:
+        raise InvalidInputError(address, f"no Dask scheduler answered within "
+                                         f"{CONNECT_TIMEOUT_S} s ({type(err).__name__})") from None
+    except ValueError as err:       # not an address
+        raise InvalidInputError(address, f"not a scheduler address ({err})") from None
 
 
 def _for_workers(images: Sequence[Any]) -> list[Any]:

@@ -347,19 +347,48 @@ def library_model(args: argparse.Namespace) -> tuple[PadimModel, Recorder | None
     a recorder when ``--record`` is given, and the open store (the caller closes it)."""
     store = open_store(args)
     try:
-        v = _version(store, args.library_model)
-        model = store.library.load(v, device=args.device)
-        image, pixel = v.thresholds
-        model.state_.image_threshold, model.state_.pixel_threshold = image, pixel
-        _say(f"model {v.ref}: thresholds image {image:.4g}, pixel {pixel:.4g}"
-             + (" (saved on the version)" if v.operating_image_threshold is not None else ""))
+        v, model = _load_version(store, args.library_model, args.device)
         return model, (Recorder(store, v, args.operator) if args.record else None), store
     except BaseException:
         store.close()
         raise
 
 
+def _load_version(store: Store, ref: str, device: str) -> tuple[ModelVersion, PadimModel]:
+    """Version ``ref`` (NAME or NAME@VERSION) loaded, its operating thresholds applied."""
+    v = _version(store, ref)
+    model = store.library.load(v, device=device)
+    image, pixel = v.thresholds
+    model.state_.image_threshold, model.state_.pixel_threshold = image, pixel
+    _say(f"model {v.ref}: thresholds image {image:.4g}, pixel {pixel:.4g}"
+         + (" (saved on the version)" if v.operating_image_threshold is not None else ""))
+    return v, model
+
+
+def add_serve_options(srv: argparse.ArgumentParser) -> None:
+    g = srv.add_argument_group("library")
+    g.add_argument("--model", dest="library_model", metavar="NAME[@VERSION]",
+                   help="serve this library model (its default or newest version, or VERSION) "
+                        "instead of a MODEL file; its saved operating thresholds apply")
+    add_data_dir(g)
+
+
+def served_model(args: argparse.Namespace) -> tuple[PadimModel, str]:
+    """``serve``: the model from the MODEL file or from ``--model NAME[@VERSION]`` (exactly
+    one of them), and what to call it in the log."""
+    from .cli import _load_model
+
+    if (args.model is None) == (args.library_model is None):
+        raise _usage("give a MODEL file or --model NAME[@VERSION] (one of them)")
+    if args.library_model is None:
+        return _load_model(args.model, args.device), str(args.model)
+    with open_store(args) as store:
+        v, model = _load_version(store, args.library_model, args.device)
+    _ = model.extractor      # a missing backbone fails here, before the server starts
+    return model, f"{v.ref} from {store.data_dir}"
+
+
 __all__ = ["COMMANDS", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",
-           "add_predict_options", "check_fit_args", "check_predict_args", "library_model",
-           "model_to_update", "save_updated",
-           "open_store", "parse_since", "run", "save_fitted"]
+           "add_predict_options", "add_serve_options", "check_fit_args", "check_predict_args",
+           "library_model", "model_to_update", "open_store", "parse_since", "run", "save_fitted",
+           "save_updated", "served_model"]

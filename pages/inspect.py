@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from inspector_ui import feedback_panel, panels, plots, state, views, widgets, workspace
+from inspector_ui import camera, feedback_panel, panels, plots, state, views, widgets, workspace
 from inspector_ui.uploads import ImageBatch
 
 GALLERY_PAGE = 12
@@ -20,6 +20,7 @@ slot = widgets.require_model("A")
 
 with st.container(border=True):
     panels.inspect_panel("A")
+    camera.camera_panel("A")
 
 insp = state.get_inspection()
 if insp is None and slot.library_ref is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import access, cards, panels, resources, state, widgets, workspace
+from inspector_ui import access, cards, cluster_panel, panels, resources, state, widgets, workspace
 
 widgets.page_start("Train")
 store = workspace.get_store()
@@ -14,10 +14,13 @@ workspace.ensure_demo_model(store)
 st.caption(f"Runs on **{resources.device_text()}**.")
 with st.container(border=True):
     st.subheader("Learn from good parts")
+    settings = None
     if access.allowed("engineer"):
-        panels.training_panel("A", save_to_library=True)
+        settings = panels.training_panel("A", save_to_library=True)
     else:
         st.info("Training is for engineers and admins; open a library model below.")
+if settings is not None:
+    cluster_panel.cluster_section("A", settings, save_to_library=True)
 
 with st.expander("…or open a model from the library, or load a model file",
                  expanded=state.get_slot("A") is None):
