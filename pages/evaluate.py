@@ -6,9 +6,10 @@ import json
 
 import streamlit as st
 
-from inspector_ui import panels, plots, state, views, widgets
+from inspector_ui import panels, plots, state, views, widgets, workspace
 
 widgets.page_start("Evaluate")
+workspace.sync_url(workspace.get_store())
 slot = state.get_slot("A")
 
 st.markdown(
