@@ -40,7 +40,7 @@ if mode == TWO_MODELS:
         tab_train, tab_library, tab_load = st.tabs(
             ["Train model B", "Model B from the library", "Load model B"])
         with tab_train:
-            panels.training_panel("B")
+            panels.training_panel("B", save_to_library=True)
         with tab_library:
             workspace.library_picker(store, "B", "compareB")
         with tab_load:
