@@ -166,36 +166,39 @@ def ensure_demo_model(store: Store) -> None:
 # --------------------------------------------------------------------------- the URL
 
 MODEL_PARAM, VERSION_PARAM = "model", "v"
+#: The query parameters that name each slot's library version (model B only on Compare).
+URL_PARAMS = {"A": (MODEL_PARAM, VERSION_PARAM), "B": ("b", "bv")}
 
 
-def sync_url(store: Store) -> None:
-    """Keep model A in the URL (``?model=NAME&v=N``) so a reload or a new tab gets it back:
-    a library model in the session is written to the URL (any other model clears it); an
-    empty session with a model in the URL opens that version from the library. Every page
-    that shows model A calls this first."""
-    slot = state.get_slot("A")
+def sync_url(store: Store, slot_key: str = "A") -> None:
+    """Keep a slot's model in the URL (model A: ``?model=NAME&v=N``, B: ``&b=NAME&bv=N``)
+    so a reload or a new tab gets it back: a library model in the session is written to the
+    URL (any other model clears it); an empty slot with a model in the URL opens that
+    version from the library. Every page that shows model A calls this first."""
+    keys = URL_PARAMS[slot_key]
+    slot = state.get_slot(slot_key)
     if slot is not None:
         wanted = {} if slot.library_ref is None else \
-            {MODEL_PARAM: slot.library_ref[0], VERSION_PARAM: str(slot.library_ref[1])}
-        if {k: st.query_params.get(k) for k in (MODEL_PARAM, VERSION_PARAM)
-                if k in st.query_params} != wanted:
+            dict(zip(keys, (slot.library_ref[0], str(slot.library_ref[1])), strict=True))
+        if {k: st.query_params.get(k) for k in keys if k in st.query_params} != wanted:
             # A model that is not in the library (a loaded file, an unsaved fit) must not
             # leave a link to the previous one: a reload would open that instead.
-            for k in (MODEL_PARAM, VERSION_PARAM):
+            for k in keys:
                 st.query_params.pop(k, None)
             st.query_params.update(wanted)
         return
-    name = st.query_params.get(MODEL_PARAM)
+    name = st.query_params.get(keys[0])
     if not name:
         return
-    number = st.query_params.get(VERSION_PARAM)
+    number = st.query_params.get(keys[1])
     try:
         v = store.library.version(name, int(number) if number and number.isdigit() else None)
     except PadimError as err:
         report(f"The model in the link ({name}@{number or 'default'}) cannot be opened", err)
         return
-    if open_version(store, v):
-        state.flash("info", f"Reopened {v.ref} from the library (the link names it).")
+    if open_version(store, v, slot_key):
+        where = "" if slot_key == "A" else f" as {state.SLOT_NAMES[slot_key].lower()}"
+        state.flash("info", f"Reopened {v.ref} from the library{where} (the link names it).")
         st.rerun()
 
 
@@ -401,4 +404,4 @@ __all__ = ["DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "decide", 
            "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
            "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
            "operator_input", "record_inspection", "record_prediction", "report", "run_action",
-           "save_slot", "sync_url", "upload_model", "version_refs", "versions_table"]
+           "save_slot", "sync_url", "URL_PARAMS", "upload_model", "version_refs", "versions_table"]

@@ -12,6 +12,7 @@ TWO_MODELS = "One image, two models"
 widgets.page_start("Compare")
 store = workspace.get_store()
 workspace.sync_url(store)
+workspace.sync_url(store, "B")
 with st.expander("Model A from the library", expanded=state.get_slot("A") is None):
     workspace.library_picker(store, "A", "compareA")
 slot_a = widgets.require_model("A")

@@ -69,7 +69,7 @@ def test_a_model_not_in_the_library_clears_the_link() -> None:
     assert params(at) == {}          # a reload must not bring demo@1 back in its place
 
 
-def test_compare_saves_model_b_and_records_its_inspections() -> None:
+def test_compare_saves_model_b_records_its_inspections_and_links_it() -> None:
     at = t.train_demo(t.open_page(t.new_app(), "train"))            # A = demo@1
     at = t.open_page(at, "compare")
     at.radio(key="compare_mode").set_value("One image, two models").run()
@@ -95,6 +95,12 @@ def test_compare_saves_model_b_and_records_its_inspections() -> None:
     with workspace() as store:
         assert [r.file_name for r in store.history.find(Filters(model_name="plates B"))] == \
             [other, shown]
+
+    assert params(at) == {"model": "demo", "v": "1", "b": "plates B", "bv": "1"}
+    again = reloaded(at, "compare")                    # F5 on Compare: both models back
+    assert not t.exceptions(again) and not t.errors(again)
+    assert (t.slot(again).library_ref, t.slot(again, "B").library_ref) == \
+        (("demo", 1), ("plates B", 1))
 
 
 def test_reload_redraws_the_last_batch_with_thumbnails_and_decisions() -> None:
