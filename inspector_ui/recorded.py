@@ -25,6 +25,20 @@ def _thumbnails(store: Store, rows: list[Inspection]) -> dict[int, tuple[bytes |
     return {r.id: store.history.thumbnails(r.id) for r in rows}
 
 
+def thumbnail_pair(image: bytes | None, overlay: bytes | None, image_caption: str,
+                   overlay_caption: str) -> None:
+    """A history row's two JPEGs side by side, or a note that the size cap pruned them."""
+    if image is None and overlay is None:
+        st.caption("The thumbnails of this image were pruned (the history's size cap keeps "
+                   "the newest); its row is kept.")
+        return
+    c1, c2 = st.columns(2)
+    if image is not None:
+        c1.image(image, caption=image_caption, width="stretch")
+    if overlay is not None:
+        c2.image(overlay, caption=overlay_caption, width="stretch")
+
+
 def _badge(verdict: str) -> str:
     return ":red-badge[**NG**]" if verdict == "NG" else ":green-badge[**OK**]"
 
@@ -59,18 +73,9 @@ def last_batch(store: Store, rows: list[Inspection]) -> None:
                           format_func=lambda k: f"{by_id[k].file_name} — score "
                                                 f"{by_id[k].score:.3f} — {by_id[k].verdict}")
     row = by_id[int(picked if picked is not None else rows[0].id)]
-    image, overlay = thumbs[row.id]
-    if image is None and overlay is None:
-        st.caption("The thumbnails of this image were pruned (the history's size cap keeps "
-                   "the newest); its row is kept.")
-    else:
-        c1, c2 = st.columns(2)
-        if image is not None:
-            c1.image(image, caption=f"{row.file_name} (thumbnail)", width="stretch")
-        if overlay is not None:
-            c2.image(overlay, width="stretch",
-                     caption=f"Heatmap overlay — score {row.score:.3f} "
-                             f"({row.normalized_score:.2f} × threshold)")
+    thumbnail_pair(*thumbs[row.id], f"{row.file_name} (thumbnail)",
+                   f"Heatmap overlay — score {row.score:.3f} "
+                   f"({row.normalized_score:.2f} × threshold)")
     st.markdown("Verdict: " + _badge(row.verdict))
     with st.container(border=True):
         workspace.decision_panel(store, row.id, "inspect_rec")
@@ -97,4 +102,4 @@ def last_batch(store: Store, rows: list[Inspection]) -> None:
     st.page_link("pages/history.py", label="Open the History page", icon=":material/history:")
 
 
-__all__ = ["last_batch"]
+__all__ = ["last_batch", "thumbnail_pair"]

@@ -127,3 +127,16 @@ def test_reload_redraws_the_last_batch_with_thumbnails_and_decisions() -> None:
     assert t.metric(again, "Decisions") == "1"
     with workspace() as store:
         assert store.history.get(row_id).decision == "missed_defect"
+
+
+def test_a_reloaded_batch_whose_thumbnails_were_pruned_still_shows_its_rows() -> None:
+    at = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
+    at.button(key="inspect_demo").click().run()
+    n_images = int(t.metric(at, "Images"))
+    with workspace() as store:
+        store.history.prune_thumbnails(0)              # the size cap took them all
+    again = reloaded(at, "inspect")
+    assert not t.exceptions(again) and not t.errors(again)
+    assert int(t.metric(again, "Images")) == n_images and len(again.image) == 0
+    assert any("thumbnails of this image were pruned" in c.value for c in again.caption)
+    assert len([c for c in again.caption if "(thumbnail pruned)" in c.value]) == n_images
