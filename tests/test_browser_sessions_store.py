@@ -5,7 +5,8 @@ at the same moment, every model version and every history row must land, none ma
 or swapped between sessions, and nobody may see "database is locked". Three sessions save
 under the same name at once (they must get three distinct versions), one under a name with
 quotes and an emoji. Afterwards the store is read directly, not through the app.
-Bounded: the five sessions together have 6 minutes. Screenshots go to test-artifacts/.
+Bounded: the five sessions together have 9 minutes (about 2.5 on a lightly loaded 2-core
+machine; the margin is for a machine 10x oversubscribed). Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 ARTIFACTS = ROOT / "test-artifacts"
 NAMES = ["line", "line", "line", "Émile's \"line\" 🙂", "bench 4"]
 N_TEST = 4                                    # demo test images each session inspects
-BUDGET_S = 360
+BUDGET_S = 540
 
 
 async def one_session(browser, url: str, k: int, name: str) -> tuple[str, int, str]:  # type: ignore[no-untyped-def]
