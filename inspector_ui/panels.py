@@ -190,7 +190,8 @@ def run_inspection(slot_key: str, batch: ImageBatch) -> bool:
         from . import workspace
 
         workspace.record_inspection(workspace.get_store(), slot, inspection,
-                                    operator=st.session_state.get(workspace.OPERATOR_KEY, ""))
+                                    operator=st.session_state.get(workspace.OPERATOR_KEY, ""),
+                                    slot_key=slot_key)
     return True
 
 
@@ -215,9 +216,17 @@ def inspect_panel(slot_key: str) -> None:
 
 def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Prediction | None:
     """Score one image under slot ``slot_key`` (or re-use its earlier score); None after an
-    error, which is shown."""
+    error, which is shown. A fresh score by a library model is recorded in the history."""
+    slot = state.get_slot(slot_key)
+    fresh = slot is not None and state.cached_prediction(slot.token, name) is None
     with st.spinner(f"Scoring {name} with {state.SLOT_NAMES[slot_key]}…"):
-        return attempt(actions.predict_one, slot_key, name, data)
+        prediction = attempt(actions.predict_one, slot_key, name, data)
+    if prediction is not None and fresh and slot is not None and slot.library_ref is not None:
+        from . import workspace
+
+        workspace.record_prediction(workspace.get_store(), slot_key, prediction, data,
+                                    operator=st.session_state.get(workspace.OPERATOR_KEY, ""))
+    return prediction
 
 
 def compare_sources_panel(pool: dict[str, state.ImageData]) -> None:

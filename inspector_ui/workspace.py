@@ -13,7 +13,7 @@ import os
 import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -32,9 +32,6 @@ from padim_core.store import (
 from padim_core.store.store import resolve_data_dir, resolve_url
 
 from . import access, actions, state, views, widgets
-
-if TYPE_CHECKING:
-    from padim_core import PadimModel
 
 ERROR_ICON = ":material/error:"
 #: Most history rows one page shows (newest first); the CSV export has them all.
@@ -171,31 +168,39 @@ def ensure_demo_model(store: Store) -> None:
 # --------------------------------------------------------------------------- the URL
 
 MODEL_PARAM, VERSION_PARAM = "model", "v"
+#: The query parameters that name each slot's library version (model B only on Compare).
+URL_PARAMS = {"A": (MODEL_PARAM, VERSION_PARAM), "B": ("b", "bv")}
 
 
-def sync_url(store: Store) -> None:
-    """Keep model A in the URL (``?model=NAME&v=N``) so a reload or a new tab gets it back:
-    a library model in the session is written to the URL; an empty session with a model in
-    the URL opens that version from the library."""
-    slot = state.get_slot("A")
+def sync_url(store: Store, slot_key: str = "A") -> None:
+    """Keep a slot's model in the URL (model A: ``?model=NAME&v=N``, B: ``&b=NAME&bv=N``)
+    so a reload or a new tab gets it back: a library model in the session is written to the
+    URL (any other model clears it); an empty slot with a model in the URL opens that
+    version from the library. Every page that shows model A calls this first."""
+    keys = URL_PARAMS[slot_key]
+    slot = state.get_slot(slot_key)
     if slot is not None:
-        if slot.library_ref is not None:
-            name, version = slot.library_ref
-            if (st.query_params.get(MODEL_PARAM) != name
-                    or st.query_params.get(VERSION_PARAM) != str(version)):
-                st.query_params.from_dict({MODEL_PARAM: name, VERSION_PARAM: str(version)})
+        wanted = {} if slot.library_ref is None else \
+            dict(zip(keys, (slot.library_ref[0], str(slot.library_ref[1])), strict=True))
+        if {k: st.query_params.get(k) for k in keys if k in st.query_params} != wanted:
+            # A model that is not in the library (a loaded file, an unsaved fit) must not
+            # leave a link to the previous one: a reload would open that instead.
+            for k in keys:
+                st.query_params.pop(k, None)
+            st.query_params.update(wanted)
         return
-    name = st.query_params.get(MODEL_PARAM)
+    name = st.query_params.get(keys[0])
     if not name:
         return
-    number = st.query_params.get(VERSION_PARAM)
+    number = st.query_params.get(keys[1])
     try:
         v = store.library.version(name, int(number) if number and number.isdigit() else None)
     except PadimError as err:
         report(f"The model in the link ({name}@{number or 'default'}) cannot be opened", err)
         return
-    if open_version(store, v):
-        state.flash("info", f"Reopened {v.ref} from the library (the link names it).")
+    if open_version(store, v, slot_key):
+        where = "" if slot_key == "A" else f" as {state.SLOT_NAMES[slot_key].lower()}"
+        state.flash("info", f"Reopened {v.ref} from the library{where} (the link names it).")
         st.rerun()
 
 
@@ -227,30 +232,55 @@ def library_picker(store: Store, slot_key: str, prefix: str) -> None:
 
 
 def record_inspection(store: Store, slot: state.ModelSlot, inspection: state.Inspection,
-                      operator: str = "") -> None:
+                      operator: str = "", slot_key: str = "A") -> None:
     """Add one history row per scored image (with thumbnails) when the model is a library
     version; the rows' ids go on ``inspection``. A failure is one warning; results stay."""
-    if slot.library_ref is None or not access.allowed("operator"):
-        return
-    operator = access.actor(operator)
-    name, version = slot.library_ref
-    thr = state.get_thresholds("A")
-    image_thr = thr.image if thr else float(slot.model.image_threshold_)
-    pixel_thr = thr.pixel if thr else float(slot.model.pixel_threshold_)
     res = inspection.result
     display = views.Display(inspection.scale[0], inspection.scale[1], 0.5,
                             views.colormaps()[0])
+    ids = _record(store, slot, slot_key, operator, [
+        (str(n), float(res.scores[i]), res.images[i], res.maps[i], inspection.sources.get(n))
+        for i, n in enumerate(res.names)], display)
+    if ids:
+        inspection.history_ids = dict(zip((str(n) for n in res.names), ids, strict=True))
+
+
+def record_prediction(store: Store, slot_key: str, prediction: state.Prediction,
+                      data: state.ImageData | None, operator: str = "") -> int | None:
+    """One history row for an image scored singly (Compare, models A and B) when the slot
+    holds a library version; its id, or None (not a library model, or the store failed)."""
+    slot = state.get_slot(slot_key)
+    if slot is None:
+        return None
+    lo, hi = views.shared_scale([prediction.amap])
+    display = views.Display(lo, hi, 0.5, views.colormaps()[0])
+    ids = _record(store, slot, slot_key, operator, [
+        (prediction.name, prediction.score, prediction.image, prediction.amap, data)], display)
+    return ids[0] if ids else None
+
+
+def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
+            scored: list[tuple[str, float, Any, Any, state.ImageData | None]],
+            display: views.Display) -> list[int]:
+    """History rows for ``(name, score, image, map, source)`` under the slot's library
+    version and its current thresholds; [] when not a library model or on a store error."""
+    if slot.library_ref is None or not access.allowed("operator"):
+        return []
+    operator = access.actor(operator)
+    name, version = slot.library_ref
+    thr = state.get_thresholds(slot_key)
+    image_thr = thr.image if thr else float(slot.model.image_threshold_)
+    pixel_thr = thr.pixel if thr else float(slot.model.pixel_threshold_)
     entries = [NewInspection(
-        str(n), float(res.scores[i]), name, version, image_thr, pixel_thr,
-        image_sha256=_sha256(inspection.sources.get(n)), operator=operator,
-        image=res.images[i], overlay=views.overlay_image(res.images[i], res.maps[i], display))
-        for i, n in enumerate(res.names)]
+        file_name, score, name, version, image_thr, pixel_thr,
+        image_sha256=_sha256(source), operator=operator,
+        image=image, overlay=views.overlay_image(image, amap, display))
+        for file_name, score, image, amap, source in scored]
     try:
-        ids = store.history.record(entries)
+        return store.history.record(entries)
     except PadimError as err:
         st.warning(f"Not recorded in the history: {err}")
-        return
-    inspection.history_ids = dict(zip((str(n) for n in res.names), ids, strict=True))
+        return []
 
 
 def _sha256(data: state.ImageData | None) -> str:
@@ -274,15 +304,6 @@ def latest_inspections(store: Store, name: str, version: int) -> list[Inspection
             break
         batch.append(r)
     return batch
-
-
-def save_model(store: Store, model: PadimModel, name: str, note: str = "") -> ModelVersion | None:
-    try:
-        access.require_role("engineer", "Save a model to the library")
-        return store.library.save(model, name, note=note, created_by=_actor())
-    except PadimError as err:
-        report("Not saved", err)
-        return None
 
 
 def upload_model(store: Store, data: bytes, file_name: str, name: str) -> ModelVersion | None:
@@ -399,5 +420,5 @@ def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
 __all__ = ["DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "decide", "decision_panel",
            "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
            "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
-           "operator_input", "record_inspection", "report", "run_action", "save_model", "save_slot",
-           "sync_url", "upload_model", "version_refs", "versions_table"]
+           "operator_input", "record_inspection", "record_prediction", "report", "run_action",
+           "save_slot", "sync_url", "URL_PARAMS", "upload_model", "version_refs", "versions_table"]

@@ -12,6 +12,7 @@ TWO_MODELS = "One image, two models"
 widgets.page_start("Compare")
 store = workspace.get_store()
 workspace.sync_url(store)
+workspace.sync_url(store, "B")
 with st.expander("Model A from the library", expanded=state.get_slot("A") is None):
     workspace.library_picker(store, "A", "compareA")
 slot_a = widgets.require_model("A")
@@ -40,7 +41,7 @@ if mode == TWO_MODELS:
         tab_train, tab_library, tab_load = st.tabs(
             ["Train model B", "Model B from the library", "Load model B"])
         with tab_train:
-            panels.training_panel("B")
+            panels.training_panel("B", save_to_library=True)
         with tab_library:
             workspace.library_picker(store, "B", "compareB")
         with tab_load:

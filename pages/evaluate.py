@@ -9,6 +9,7 @@ import streamlit as st
 from inspector_ui import feedback_panel, panels, plots, state, views, widgets, workspace
 
 widgets.page_start("Evaluate")
+workspace.sync_url(workspace.get_store())
 slot = state.get_slot("A")
 
 st.markdown(

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import streamlit as st
 
-from inspector_ui import feedback_panel, widgets, workspace
+from inspector_ui import feedback_panel, recorded, widgets, workspace
 from padim_core.store import DECISIONS, VERDICTS
 
 widgets.page_start("History")
@@ -58,14 +58,6 @@ with st.container(border=True):
                 f"(threshold {row.image_threshold:.3f}) · **{row.verdict}** · "
                 f"{row.inspected_at.astimezone():%Y-%m-%d %H:%M:%S}"
                 + (f" · by {row.operator}" if row.operator else ""))
-    if image is None and overlay is None:
-        st.caption("The thumbnails of this row were pruned (the history's size cap keeps "
-                   "the newest); the row itself is kept.")
-    else:
-        a, b = st.columns(2)
-        if image is not None:
-            a.image(image, caption="image", width="stretch")
-        if overlay is not None:
-            b.image(overlay, caption="heat map", width="stretch")
+    recorded.thumbnail_pair(image, overlay, "image", "heat map")
     workspace.decision_panel(store, row.id, "hist")
     feedback_panel.show(store, row.id, "hist", image=feedback_panel.session_image(row.id))

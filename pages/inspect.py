@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from inspector_ui import camera, feedback_panel, panels, plots, state, views, widgets, workspace
+from inspector_ui import (
+    camera,
+    feedback_panel,
+    panels,
+    plots,
+    recorded,
+    state,
+    views,
+    widgets,
+    workspace,
+)
 from inspector_ui.uploads import ImageBatch
 
 GALLERY_PAGE = 12
@@ -24,24 +34,9 @@ with st.container(border=True):
 
 insp = state.get_inspection()
 if insp is None and slot.library_ref is not None:
-    recorded = workspace.latest_inspections(store, *slot.library_ref)
-    if recorded:
-        st.subheader(f"Last recorded inspection with {recorded[0].model_ref}")
-        st.caption(f"From the history ({len(recorded)} image(s), "
-                   f"{recorded[-1].inspected_at.astimezone():%Y-%m-%d %H:%M}): scores, "
-                   "verdicts and decisions as recorded. Inspect again for full-size heat "
-                   "maps, or open the History page for thumbnails.")
-        st.dataframe(workspace.history_table(recorded), hide_index=True,
-                     key="inspect_recorded")
-        by_id = {r.id: r for r in recorded}
-        picked = st.selectbox("Image", list(by_id), key="inspect_recorded_row",
-                              format_func=lambda k: f"{by_id[k].file_name} — score "
-                                                    f"{by_id[k].score:.3f} — {by_id[k].verdict}")
-        if picked is not None:
-            workspace.decision_panel(store, int(picked), "inspect_rec")
-            feedback_panel.show(store, int(picked), "inspect_rec")
-        st.page_link("pages/history.py", label="Open the History page",
-                     icon=":material/history:")
+    recorded_rows = workspace.latest_inspections(store, *slot.library_ref)
+    if recorded_rows:
+        recorded.last_batch(store, recorded_rows)
         st.stop()
 if insp is None:
     st.info("Upload images (or a .zip) to inspect, or use the demo test set.")

@@ -10,6 +10,7 @@ from inspector_ui import access, state, widgets, workspace
 
 widgets.page_start("Models")
 store = workspace.get_store()
+workspace.sync_url(store)
 st.caption(f"Workspace: `{store.data_dir}` · database `{store.url}`")
 
 entries = store.library.models(verify=True)
@@ -28,7 +29,7 @@ if access.allowed("engineer"):   # adding versions is for engineers and admins
                                       placeholder="e.g. transistor line 3")
             note = st.text_input("Note (optional)", key="models_save_note")
             if st.button("Save model A to the library", key="models_save", disabled=slot is None):
-                saved = workspace.save_model(store, slot.model, save_name, note)
+                saved = workspace.save_slot(store, "A", save_name, note)
                 if saved is not None:
                     state.flash("success", f"Saved as {saved.ref}.")
                     st.rerun()

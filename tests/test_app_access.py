@@ -127,7 +127,7 @@ def _operator_triggers_everything() -> None:
     """An AppTest script: an operator's session calls each action a hidden button would."""
     import streamlit as st
 
-    from inspector_ui import access, actions, state, workspace
+    from inspector_ui import access, actions, workspace
     from padim_core.errors import PadimError
 
     st.session_state[access.USER_KEY] = ("otto", "operator", "")
@@ -140,9 +140,8 @@ def _operator_triggers_everything() -> None:
                               actions.FitSettings("efficientnet_lite0", 32, 128, 112))
     except PadimError as err:
         messages.append(str(err))
-    slot = state.get_slot("A")
     messages.append(str(workspace.save_slot(store, "A", "stolen")))
-    messages.append(str(workspace.save_model(store, slot.model, "stolen")))
+    messages.append(str(workspace.upload_model(store, b"x", "x.safetensors", "stolen")))
     messages.append(str(workspace.run_action("Not deleted", store.library.delete, "demo", 1,
                                              role="admin")))
     messages.append(str(workspace.run_action("Not renamed", store.library.rename, "demo",

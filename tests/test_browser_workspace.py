@@ -59,6 +59,9 @@ def test_model_and_results_survive_reload_and_restart(tmp_path: Path) -> None:
                 page.reload()
                 page.get_by_text("Last recorded inspection with demo@1").wait_for()
                 page.get_by_text("library: demo@1").first.wait_for()
+                # the batch comes back drawn, from the stored thumbnails, with the decision
+                page.get_by_text(re.compile(r"^Heatmap overlay — score")).wait_for()
+                page.get_by_text(re.compile(r"· false alarm$")).wait_for()   # in the gallery
                 no_exception(page)
                 page.screenshot(path=str(ARTIFACTS / "workspace-2-reloaded.png"),
                                 full_page=True)

@@ -1,0 +1,142 @@
+"""AppTest: every page that shows model A keeps it in the URL, Compare's model B lives in the
+library and its inspections in the history, and a reload redraws the last recorded batch.
+
+Why: an operator reloads or shares a link from whichever page they are on (Models,
+Evaluate), not only from Inspect; a model B trained for a comparison is work worth keeping;
+and after F5 the Inspect page must still show what was inspected (images, heat maps,
+verdicts, decisions), not a bare table.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from inspector_ui import testing as t
+from padim_core.store import DATA_DIR_ENV, Filters, Store
+
+pytestmark = pytest.mark.usefixtures("demo_env")
+
+
+def workspace() -> Store:
+    return Store.open(os.environ[DATA_DIR_ENV])
+
+
+def params(at: AppTest) -> dict[str, str]:
+    return {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
+
+
+def reloaded(at: AppTest, page: str) -> AppTest:
+    """A new browser session opened on ``page`` with ``at``'s query string (a reload)."""
+    fresh = AppTest.from_file(str(t.APP), default_timeout=t.TIMEOUT)
+    for key, value in params(at).items():
+        fresh.query_params[key] = value
+    fresh.run()
+    return fresh.switch_page(f"pages/{page}.py").run()
+
+
+def test_models_and_evaluate_keep_the_open_model_in_the_url() -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    t.train_demo(at)                                   # demo@1 and demo@2; A is demo@2
+    models = t.open_page(at, "models")
+    assert params(models) == {"model": "demo", "v": "2"}
+    models.selectbox(key="models_version_demo").set_value(1).run()
+    models.button(key="models_open").click().run()
+    assert not t.exceptions(models) and not t.errors(models)
+    assert params(models) == {"model": "demo", "v": "1"}
+
+    again = reloaded(models, "models")                 # F5 on the Models page
+    assert not t.exceptions(again) and not t.errors(again)
+    assert t.slot(again).library_ref == ("demo", 1)
+    evaluate = reloaded(again, "evaluate")             # a shared link to Evaluate
+    assert not t.exceptions(evaluate) and not t.errors(evaluate)
+    assert t.slot(evaluate).library_ref == ("demo", 1)
+    assert params(evaluate) == {"model": "demo", "v": "1"}
+
+
+def test_a_model_not_in_the_library_clears_the_link() -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    assert params(at) == {"model": "demo", "v": "1"}
+    with workspace() as store:
+        data = store.library.read_bytes(store.library.resolve("demo@1"))
+    at.file_uploader(key="loadA_file").set_value(
+        ("plain.safetensors", data, "application/octet-stream")).run()
+    at.button(key="loadA_go").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.slot(at).library_ref is None
+    assert params(at) == {}          # a reload must not bring demo@1 back in its place
+
+
+def test_compare_saves_model_b_records_its_inspections_and_links_it() -> None:
+    at = t.train_demo(t.open_page(t.new_app(), "train"))            # A = demo@1
+    at = t.open_page(at, "compare")
+    at.radio(key="compare_mode").set_value("One image, two models").run()
+    at.button(key="compare_demo").click().run()
+    at.text_input(key="trainB_save_name").set_value("plates B")
+    t.train_demo(at, prefix="trainB")
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.slot(at, "B").library_ref == ("plates B", 1)
+    assert any("Saved in the library as **plates B@1**" in s.value for s in at.success)
+    shown = at.selectbox(key="compare_image").value
+    with workspace() as store:
+        assert [v.ref for e in store.library.models() for v in e.versions] == \
+            ["demo@1", "plates B@1"]
+        [row_b] = store.history.find(Filters(model_name="plates B"))
+        [row_a] = store.history.find(Filters(model_name="demo"))
+    assert (row_b.model_version, row_b.file_name) == (1, shown)
+    assert row_a.file_name == shown
+    assert store.history.thumbnails(row_b.id)[1] is not None    # its heat-map overlay kept
+
+    other = next(o for o in at.selectbox(key="compare_image").options if o != shown)
+    at.selectbox(key="compare_image").set_value(other).run()
+    at.selectbox(key="compare_image").set_value(shown).run()    # scored already: no new row
+    with workspace() as store:
+        assert [r.file_name for r in store.history.find(Filters(model_name="plates B"))] == \
+            [other, shown]
+
+    assert params(at) == {"model": "demo", "v": "1", "b": "plates B", "bv": "1"}
+    again = reloaded(at, "compare")                    # F5 on Compare: both models back
+    assert not t.exceptions(again) and not t.errors(again)
+    assert (t.slot(again).library_ref, t.slot(again, "B").library_ref) == \
+        (("demo", 1), ("plates B", 1))
+
+
+def test_reload_redraws_the_last_batch_with_thumbnails_and_decisions() -> None:
+    at = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
+    at.button(key="inspect_demo").click().run()
+    n_images, n_ng = int(t.metric(at, "Images")), int(t.metric(at, "NG count"))
+    again = reloaded(at, "inspect")
+    assert not t.exceptions(again) and not t.errors(again)
+    assert int(t.metric(again, "Images")) == n_images
+    assert int(t.metric(again, "NG count")) == n_ng
+    assert t.metric(again, "Decisions") == "0"
+    captions = [c for img in again.image for c in img.captions]
+    assert any(c.startswith("Heatmap overlay — score") for c in captions)
+    gallery = [c for c in captions if c.startswith(("NG ·", "OK ·"))]
+    assert len(gallery) == n_images
+    again.radio(key="recorded_gallery_filter").set_value("NG only").run()
+    assert len([c for img in again.image for c in img.captions
+                if c.startswith(("NG ·", "OK ·"))]) == n_ng
+
+    row_id = int(again.selectbox(key="inspect_recorded_row").value)
+    again.radio(key=f"inspect_rec_choice_{row_id}").set_value("missed_defect")
+    again.button(key="inspect_rec_decide").click().run()
+    assert not t.exceptions(again) and not t.errors(again)
+    assert t.metric(again, "Decisions") == "1"
+    with workspace() as store:
+        assert store.history.get(row_id).decision == "missed_defect"
+
+
+def test_a_reloaded_batch_whose_thumbnails_were_pruned_still_shows_its_rows() -> None:
+    at = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
+    at.button(key="inspect_demo").click().run()
+    n_images = int(t.metric(at, "Images"))
+    with workspace() as store:
+        store.history.prune_thumbnails(0)              # the size cap took them all
+    again = reloaded(at, "inspect")
+    assert not t.exceptions(again) and not t.errors(again)
+    assert int(t.metric(again, "Images")) == n_images and len(again.image) == 0
+    assert any("thumbnails of this image were pruned" in c.value for c in again.caption)
+    assert len([c for c in again.caption if "(thumbnail pruned)" in c.value]) == n_images
