@@ -232,6 +232,7 @@ def fit(model: PadimModel, images: Sequence[Any], client: Client,
     shard sends); None chooses by size as a local fit does.
     """
     remote = _FitOnCluster(client, asdict(model.config), shard_images, packed)
+    remote.region = model.region
     remote.use_extractor(model.extractor)
     remote.fit(images, progress=progress, names=names)
     model.state_ = remote.state_
