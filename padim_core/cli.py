@@ -436,6 +436,9 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         f"pixel {card['pixel_threshold']:.4g} (FPR {card['pixel_fpr']:g})",
         f"fit          {card['fit_seconds']:.1f} s on {card['device']}",
     ]
+    if card.get("region", "whole image") != "whole image" or card.get("min_defect_area"):
+        lines.append(f"region       {card['region']}; defects from {card['min_defect_area']} "
+                     f"px; verdict by {card['verdict_rule']}")
     skipped = card.get("skipped") or []
     if skipped:
         lines.append(f"skipped      {len(skipped)} unreadable file(s):")
