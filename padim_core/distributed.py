@@ -174,7 +174,7 @@ class _FitOnCluster(PadimModel):
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
                     ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
-                               list[tuple[str, str]]]:
+                               list[tuple[str, str]], None]:
         names = list(names) if names is not None else [input_name(im, i)
                                                         for i, im in enumerate(images)]
         images = _for_workers(images)
@@ -216,7 +216,7 @@ class _FitOnCluster(PadimModel):
             held.close()
             raise too_few_readable(used, skipped)
         stats.workers = default_workers()   # the client's threads finalize it
-        return stats, held, grid, skipped
+        return stats, held, grid, skipped, None      # no mean image from a cluster
 
 
 def fit(model: PadimModel, images: Sequence[Any], client: Client,

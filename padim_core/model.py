@@ -90,6 +90,7 @@ class FittedState:
     # (H, h, w) float32 patch distances of the calibration images: thresholds for another
     # region without the images (None in files from before regions)
     calibration_distances: np.ndarray | None = None
+    mean_image: np.ndarray | None = None       # (crop, crop, 3) uint8 mean training crop
 
 
 @dataclass
@@ -437,8 +438,8 @@ class PadimModel:
         embedder = Embedder(self.extractor.channels, channel_index, projection)
         cal_idx = (calibration_split(len(images), cfg.calibration_fraction, cfg.seed)[1]
                    if calibration is None else _checked_calibration(calibration, len(images)))
-        stats, held, grid, skipped = self._accumulate(images, names, embedder, cal_idx,
-                                                      progress)
+        stats, held, grid, skipped, mean_image = self._accumulate(images, names, embedder,
+                                                                  cal_idx, progress)
         n_used = stats.n
         update_data = (UpdateData(*stats.packed_sums(), held.to_array())
                        if cfg.updatable and _holds_out(stats, held) else None)
@@ -457,7 +458,7 @@ class PadimModel:
             weights_origin=self.extractor.weights_origin,
             created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
             warnings=notes, update_data=update_data, region=self.region,
-            calibration_distances=cal_dist)
+            calibration_distances=cal_dist, mean_image=mean_image)
         for note in notes:
             warnings.warn(note, stacklevel=2)
         if progress:
@@ -551,11 +552,12 @@ class PadimModel:
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
                     ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
-                               list[tuple[str, str]]]:
+                               list[tuple[str, str]], np.ndarray | None]:
         """Decode, embed and add every readable image to the per-patch statistics, keeping
         a copy of the calibration images' (``cal_idx``) embeddings.
 
-        Returns (statistics, calibration embeddings, grid, skipped inputs); a clear error,
+        Returns (statistics, calibration embeddings, grid, skipped inputs, the mean crop
+        (crop, crop, 3) uint8: the background a region is drawn on); a clear error,
         listing every unreadable input, when fewer than 2 images could be read.
         """
         is_cal = np.zeros(len(images), bool)
@@ -565,9 +567,11 @@ class PadimModel:
         held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
         grid = (0, 0)
+        crop_sum = np.zeros((self.config.crop, self.config.crop, 3), np.float64)
         for idx, _, crops, bad in self._decoded_batches(images, names):
             skipped += bad
             if len(crops):
+                crop_sum += crops.sum(axis=0, dtype=np.float64)
                 if stats is None:        # the grid is known from the first batch on
                     x, grid = self._patch_embeddings(crops, embedder)
                     stats = patch_statistics(x.shape[0], x.shape[2], device).update(x)
@@ -587,7 +591,7 @@ class PadimModel:
         if used < 2:
             held.close()
             raise too_few_readable(used, skipped)
-        return stats, held, grid, skipped
+        return stats, held, grid, skipped, np.rint(crop_sum / used).astype(np.uint8)
 
     def _factorize(self, stats: PatchStatistics, held: HoldoutStore,
                    progress: Progress | None) -> tuple[PatchGaussian, Array | None]:
@@ -763,6 +767,8 @@ class PadimModel:
     skipped_ = _fitted("skipped", "(name, reason) of every input fit could not read.")
     warnings_ = _fitted("warnings", "What fit warned about, in words.")
     region_ = _fitted("region", "(crop, crop) bool inspected pixels, or None: the whole crop.")
+    mean_image_ = _fitted("mean_image", "(crop, crop, 3) uint8 mean training crop, or None "
+                                        "(files from before regions, a cluster fit).")
 
     @property
     def is_fitted(self) -> bool:
@@ -807,6 +813,8 @@ class PadimModel:
                    "calibration_scores": np.asarray(s.calibration_scores, np.float64)}
         if s.region is not None:
             tensors["region"] = s.region.astype(np.uint8)
+        if s.mean_image is not None:
+            tensors["mean_image"] = s.mean_image
         if s.calibration_distances is not None:
             tensors["calibration_distances"] = np.asarray(s.calibration_distances, np.float32)
         if s.channel_index is not None:
@@ -893,7 +901,8 @@ class PadimModel:
                 update_data=model_files.update_data(tensors, meta),
                 updates=[dict(u) for u in meta.get("updates", [])],
                 region=tensors["region"].astype(bool) if "region" in tensors else None,
-                calibration_distances=tensors.get("calibration_distances"))
+                calibration_distances=tensors.get("calibration_distances"),
+                mean_image=tensors.get("mean_image"))
         except ModelFileError:
             raise
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as err:

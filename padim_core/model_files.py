@@ -12,6 +12,7 @@ Format version 2 adds what ``PadimModel.partial_fit`` needs (``updates.UpdateDat
            "updates" (the update log).
 Format version 3 adds the inspection region and defect rule (docs/regions.md):
   tensors  region (crop, crop) u8, 1 = inspect, 0 = ignore (absent: the whole image);
+           mean_image (crop, crop, 3) u8, the mean training crop a region is drawn on;
   metadata config.min_defect_area, config.verdict_rule.
 Every file written now also holds calibration_distances (H, h, w) f32, the calibration
 images' patch distances, so the thresholds can be recomputed for another region.
@@ -238,6 +239,12 @@ def _validate_region(tensors: dict[str, np.ndarray], cfg: dict[str, Any], name: 
             raise ModelFileError(name, "tensor 'region' holds values other than 0 and 1")
         if not region.any():
             raise ModelFileError(name, "region has nothing to inspect (all 0)")
+    crop = cfg.get("crop")
+    if "mean_image" in tensors and (tensors["mean_image"].dtype != np.uint8
+                                    or tensors["mean_image"].shape != (crop, crop, 3)):
+        raise ModelFileError(name, f"tensor 'mean_image' has shape "
+                                   f"{tensors['mean_image'].shape}, expected ({crop}, {crop}, "
+                                   "3) uint8")
     if "calibration_distances" in tensors:
         dist = tensors["calibration_distances"]
         shape = (tensors["calibration_scores"].shape[0], *grid)
