@@ -41,9 +41,12 @@ def metric_value(page, label: str) -> str:  # type: ignore[no-untyped-def]
 
 def select_image(page, name: str) -> str:  # type: ignore[no-untyped-def]
     """Pick ``name`` in Inspect's "Image" box; returns the verdict shown under it."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Image").first.click()
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=re.compile("^Image"))
+    box.first.locator("input").click()
+    page.keyboard.type(name)
     page.get_by_role("option").filter(has_text=name).first.click()
-    page.wait_for_timeout(1500)
+    page.get_by_text(re.compile(r"^Verdict:")).first.wait_for()
+    page.wait_for_timeout(2000)
     return verdict(page)
 
 
