@@ -199,7 +199,7 @@ def defect_controls(slot_key: str, *, prefix: str, container: Any = None) -> Def
     slot = state.get_slot(slot_key)
     assert slot is not None, "defect_controls needs a model in the slot"
     cfg = slot.model.config
-    top = max(int(cfg.min_defect_area), cfg.crop * cfg.crop // 16)
+    top = cfg.crop * cfg.crop
     min_area = where.slider("Minimum defect area (px)", 0, top, int(cfg.min_defect_area),
                             key=f"{prefix}_min_area_{slot.token}",
                             help="Defect regions smaller than this get no contour.")
