@@ -9,13 +9,19 @@ a 24 px margin. Screenshots land in test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, ROOT, streamlit_app
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    ROOT,
+    streamlit_app,
+    wait_for_change,
+)
+from test_browser import metric_value
 
 ARTIFACTS = ROOT / "test-artifacts"
 TARGET = "stain/000.png"
@@ -32,11 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                            n_defect=6)
     with streamlit_app(demo, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
         yield url
-
-
-def metric_value(page, label: str) -> str:  # type: ignore[no-untyped-def]
-    box = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
-    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
 def select_image(page, name: str) -> str:  # type: ignore[no-untyped-def]
@@ -57,18 +58,6 @@ def verdict(page) -> str:  # type: ignore[no-untyped-def]
 
 def contour_caption(page) -> str:  # type: ignore[no-untyped-def]
     return page.get_by_text(re.compile("Defect contours at pixel threshold")).first.inner_text()
-
-
-def wait_caption_change(page, old: str, timeout: float = 30.0) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    value = old
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            value = contour_caption(page)
-            if value != old:
-                return value
-        page.wait_for_timeout(250)
-    return value
 
 
 def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
@@ -131,7 +120,7 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
             slider = page.get_by_role("slider", name=re.compile("Minimum defect area"))
             slider.focus()
             slider.press("End")
-            after = wait_caption_change(page, before)
+            after = wait_for_change(page, lambda: contour_caption(page), before)
             assert "no defect region" in after, (before, after)
             assert metric_value(page, "Scoring time") == seconds
             assert page.locator('[data-testid="stException"]').count() == 0

@@ -247,3 +247,22 @@ def test_per_image_json_is_json(whole: PadimModel, demo_root: Path) -> None:
     res = whole.predict(sorted((demo_root / "test").rglob("*.png"))[:2])
     text = json.dumps(summary(res.defects(0, min_area=0)[0]))
     assert "n_defect_regions" in json.loads(text)
+
+
+def test_the_service_scores_over_the_region_and_reports_defects(
+        demo_root: Path, whole: PadimModel, regioned: PadimModel) -> None:
+    from fastapi.testclient import TestClient
+
+    from padim_core.service import create_app
+
+    part = png(cv2.cvtColor(with_blob_in_corner(
+        sorted((demo_root / "test" / "good").glob("*.png"))[0]), cv2.COLOR_RGB2BGR))
+    answers = {}
+    for name, model in (("whole", whole), ("regioned", regioned)):
+        with TestClient(create_app(model, max_wait_ms=1)) as client:
+            answers[name] = client.post("/predict", files={"file": ("p.png", part,
+                                                                    "image/png")}).json()
+    assert answers["whole"]["verdict"] == "NG" and answers["regioned"]["verdict"] == "OK"
+    assert answers["whole"]["n_defect_regions"] >= 1
+    assert all(r["x"] + r["width"] > 56 or r["y"] + r["height"] > 56
+               for r in answers["regioned"]["defect_regions"])
