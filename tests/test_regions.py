@@ -266,3 +266,22 @@ def test_the_service_scores_over_the_region_and_reports_defects(
     assert answers["whole"]["n_defect_regions"] >= 1
     assert all(r["x"] + r["width"] > 56 or r["y"] + r["height"] > 56
                for r in answers["regioned"]["defect_regions"])
+
+
+def test_pixel_metrics_count_only_the_inspected_pixels() -> None:
+    """Maps right inside the region and wrong outside it: perfect with the region."""
+    from padim_core.evaluation import evaluate_predictions
+
+    rng = np.random.default_rng(0)
+    gt = np.zeros((4, 32, 32), bool)
+    gt[2:, 10:16, 10:16] = True
+    gt[2:, 2:6, 24:30] = True                      # a defect in the ignored strip
+    maps = np.where(gt, 5.0, 1.0).astype(np.float32) + rng.random(gt.shape, np.float32) * 0.1
+    maps[:, :, 20:] = rng.random((4, 32, 12), np.float32) * 9   # garbage where ignored
+    region = np.ones((32, 32), bool)
+    region[:, 20:] = False
+    args = ([0, 0, 1, 1], maps.max(axis=(1, 2)), list(gt), maps, ["good"] * 2 + ["x"] * 2)
+    whole = evaluate_predictions(*args)
+    inside = evaluate_predictions(*args, region=region)
+    assert inside.pixel_auroc == pytest.approx(1.0) and inside.aupro == pytest.approx(1.0)
+    assert whole.pixel_auroc < 0.95 and whole.aupro < 0.9
