@@ -51,3 +51,17 @@ def test_applying_a_region_recalibrates_a_copy_as_a_new_model(
     assert after.model.config.min_defect_area == 12
     assert after.model.image_threshold_ != before.model.image_threshold_
     assert "region: 50.0% of the crop" in after.origin
+
+
+def test_canvas_objects_become_crop_polygons() -> None:
+    from inspector_ui.region_editor import EXCLUDE, INCLUDE, shapes_of
+
+    drawing = {"objects": [
+        {"type": "Rect", "left": 20, "top": 40, "width": 100, "height": 50, "scaleX": 2,
+         "scaleY": 1, "stroke": EXCLUDE[0]},
+        {"type": "Polygon", "left": 9, "top": 19, "strokeWidth": 2, "stroke": INCLUDE[0],
+         "points": [{"x": 110, "y": 120}, {"x": 150, "y": 120}, {"x": 130, "y": 160}]},
+        {"type": "Circle", "left": 0, "top": 0, "radius": 5}]}
+    shapes = shapes_of(drawing, scale=2.0)
+    assert shapes == [("exclude", [(10, 20), (110, 20), (110, 45), (10, 45)]),
+                      ("include", [(5, 10), (25, 10), (15, 30)])]
