@@ -34,6 +34,7 @@ from .widgets import attempt
 EXCLUDE = ("#ff3b30", "rgba(255, 59, 48, 0.35)")
 INCLUDE = ("#34c759", "rgba(52, 199, 89, 0.35)")
 CANVAS_PX = 448
+ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,17 @@ def shapes_of(json_data: dict[str, Any] | None, scale: float,
             w, h = float(obj.get("width", 0)) * sx, float(obj.get("height", 0)) * sy
             pts = [(left, top), (left + w, top), (left + w, top + h), (left, top + h)]
         elif obj.get("points"):
+            # Fabric keeps the points as drawn; left/top place the shape's origin (its
+            # bounding box corner or centre, stroke included), which moves when dragged.
             xs = [float(p["x"]) for p in obj["points"]]
             ys = [float(p["y"]) for p in obj["points"]]
             half = float(obj.get("strokeWidth", 0)) / 2
-            pts = [(left + half + (x - min(xs)) * sx, top + half + (y - min(ys)) * sy)
+            ox = ORIGIN.get(obj.get("originX", "left"), 0.0)
+            oy = ORIGIN.get(obj.get("originY", "top"), 0.0)
+            rx = min(xs) + ox * (max(xs) - min(xs))
+            ry = min(ys) + oy * (max(ys) - min(ys))
+            pts = [(left + (1 - 2 * ox) * half + (x - rx) * sx,
+                    top + (1 - 2 * oy) * half + (y - ry) * sy)
                    for x, y in zip(xs, ys, strict=True)]
         else:
             continue

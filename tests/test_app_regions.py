@@ -61,7 +61,11 @@ def test_canvas_objects_become_crop_polygons() -> None:
          "scaleY": 1, "stroke": EXCLUDE[0]},
         {"type": "Polygon", "left": 9, "top": 19, "strokeWidth": 2, "stroke": INCLUDE[0],
          "points": [{"x": 110, "y": 120}, {"x": 150, "y": 120}, {"x": 130, "y": 160}]},
+        {"type": "Polygon", "left": 70, "top": 85, "originX": "center", "originY": "center",
+         "strokeWidth": 20, "stroke": EXCLUDE[0],       # as the canvas sends one, unmoved
+         "points": [{"x": 20, "y": 20}, {"x": 120, "y": 30}, {"x": 60, "y": 150}]},
         {"type": "Circle", "left": 0, "top": 0, "radius": 5}]}
     shapes = shapes_of(drawing, scale=2.0)
     assert shapes == [("exclude", [(10, 20), (110, 20), (110, 45), (10, 45)]),
-                      ("include", [(5, 10), (25, 10), (15, 30)])]
+                      ("include", [(5, 10), (25, 10), (15, 30)]),
+                      ("exclude", [(10, 10), (60, 15), (30, 75)])]
