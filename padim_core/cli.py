@@ -616,9 +616,10 @@ def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
 
 
 def boxes_text(found: dict[str, Any]) -> str:
-    """Bounding boxes for a CSV cell: ``x y width height`` per region, ``;`` between."""
-    return "; ".join(f"{r['x']} {r['y']} {r['width']} {r['height']}"
-                     for r in found["defect_regions"])
+    """Bounding boxes for a CSV cell, as JSON: ``[[x, y, width, height], ...]`` (``[]``: none;
+    never an empty cell)."""
+    return json.dumps([[r["x"], r["y"], r["width"], r["height"]]
+                       for r in found["defect_regions"]])
 
 
 def _write_details(out: Path, overlay_rel: str, name: str, part: PredictResult, i: int,

@@ -70,8 +70,8 @@ def test_predict_writes_defect_columns_and_one_json_per_image(
         assert int(row["largest_defect_area"]) == details["largest_defect_area"]
         assert all(r["area"] >= 20 and r["x"] + r["width"] > 48
                    for r in details["defect_regions"])
-        assert len(row["defect_boxes"].split(";")) == details["n_defect_regions"] or \
-            details["n_defect_regions"] == 0
+        assert json.loads(row["defect_boxes"]) == [
+            [r["x"], r["y"], r["width"], r["height"]] for r in details["defect_regions"]]
     assert any(int(r["defect_regions"]) for r in rows)
 
 
