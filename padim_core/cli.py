@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+import numpy as np
+
 from . import access_commands, store_commands
 from .allocator import keep_freed_memory
 from .backbones import SPECS
@@ -36,6 +38,14 @@ from .images import RESIZE_MODES, iter_image_files
 from .machine import machine_info, ru_maxrss_mb
 from .model import PadimModel, PredictResult, __version__
 from .names import relative_names
+from .regions import (
+    VERDICT_RULES,
+    area_in_pixels,
+    check_min_area,
+    load_region,
+    region_words,
+    summary,
+)
 from .tables import spreadsheet_safe
 from .visualize import OVERLAY_SCALE, threshold_overlay_png
 
@@ -116,6 +126,50 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULTS.score_top_percent:g})")
 
 
+def _add_region_options(parser: argparse.ArgumentParser) -> None:
+    """Where to look and how small a defect counts (docs/regions.md)."""
+    g = parser.add_argument_group("region and defect size (docs/regions.md)")
+    g.add_argument("--region", metavar="MASK.png",
+                   help="inspect only the white pixels of this mask (black = ignore); resized "
+                        "to the crop; thresholds are recalibrated for it")
+    g.add_argument("--min-defect-area", type=float, metavar="N",
+                   help="defect regions smaller than N pixels of the crop (N mm² with "
+                        "--pixel-size) are noise: no outline, not counted (default 0)")
+    g.add_argument("--pixel-size", type=float, metavar="MM",
+                   help="size of one crop pixel in mm; makes --min-defect-area mm²")
+    g.add_argument("--verdict-rule", choices=VERDICT_RULES,
+                   help="score: NG when the score reaches the image threshold (default); "
+                        "area: NG when a defect region of at least --min-defect-area exists")
+
+
+def _apply_region_options(args: argparse.Namespace, model: PadimModel) -> None:
+    """Set the region and defect rule from the options given (the region recalibrates the
+    thresholds of a fitted model); option errors name the option."""
+    crop = model.config.crop
+    try:
+        if args.region is not None:
+            region, notes = load_region(args.region, crop)
+            for note in notes:
+                _warn(note)
+            if model.is_fitted:
+                model.set_region(region)
+            else:
+                model.region = region
+        area = args.min_defect_area
+        if area is not None and args.pixel_size is not None:
+            area = area_in_pixels(area, args.pixel_size)
+        elif args.pixel_size is not None:
+            raise UsageError("--pixel-size needs --min-defect-area")
+        if area is not None:
+            area = check_min_area(area, crop, "--min-defect-area")
+        model.set_defect_rule(area, args.verdict_rule)
+    except InvalidInputError as err:
+        if err.source in ("mm_per_pixel", "--min-defect-area"):
+            raise UsageError(f"{'--pixel-size' if err.source == 'mm_per_pixel' else err.source}"
+                             f": {err.problem}") from None
+        raise
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="D",
                         help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
@@ -155,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model file to write (.safetensors); and/or --save-as NAME")
     fit.add_argument("--compact", action="store_true", help=COMPACT_HELP)
     _add_fit_options(fit)
+    _add_region_options(fit)
     _add_common(fit)
     store_commands.add_fit_options(fit)
     _add_cluster_options(fit)
@@ -202,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
     ev.add_argument("--save-model", metavar="MODEL", help="also save the fitted model here")
     _add_fit_options(ev)
+    _add_region_options(ev)
     _add_common(ev)
     _add_export_and_serve(sub)
     store_commands.add_parsers(sub)
@@ -395,6 +451,9 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
         f"pixel {card['pixel_threshold']:.4g} (FPR {card['pixel_fpr']:g})",
         f"fit          {card['fit_seconds']:.1f} s on {card['device']}",
     ]
+    if card.get("region", "whole image") != "whole image" or card.get("min_defect_area"):
+        lines.append(f"region       {card['region']}; defects from {card['min_defect_area']} "
+                     f"px; verdict by {card['verdict_rule']}")
     skipped = card.get("skipped") or []
     if skipped:
         lines.append(f"skipped      {len(skipped)} unreadable file(s):")
@@ -448,6 +507,7 @@ def _collect_inputs(items: Sequence[str]) -> list[Path]:
 def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
     store_commands.check_fit_args(args)
     model = _new_model(args)  # option errors first: they cost nothing to find
+    _apply_region_options(args, model)
     paths = training_images(args.data)
     out = _output_file(args.output) if args.output else None
     with _cluster(args) as client:
@@ -529,7 +589,8 @@ def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
           open(out / "skipped.csv", "w", newline="", encoding="utf-8") as sk,
           _warnings_as_lines()):
         rows, bad = csv.writer(fh), csv.writer(sk)
-        rows.writerow(["name", "score", "normalized_score", "verdict", "overlay", "path"])
+        rows.writerow(["name", "score", "normalized_score", "verdict", "overlay", "path",
+                       "defect_regions", "largest_defect_area", "defect_boxes", "details"])
         bad.writerow(["name", "reason", "path"])
         part: PredictResult
         if client is None:
@@ -543,13 +604,18 @@ def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
                 rel = _overlay_relpath(name, used)
                 target = out / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                png = threshold_overlay_png(part.images[i], part.maps[i], part.pixel_threshold)
+                png = threshold_overlay_png(part.images[i], part.maps[i], part.pixel_threshold,
+                                            part.region, part.min_defect_area)
                 target.write_bytes(png)
+                found = summary(part.defects(i)[0])
+                details = _write_details(out, rel, name, part, i, bool(ng[i]), found)
                 if recorder is not None:
                     recorder.add(name, path_of[name], part.scores[i], part.images[i], png)
                 rows.writerow([spreadsheet_safe(name), f"{part.scores[i]:.6g}",
                                f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
-                               spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name]))])
+                               spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name])),
+                               found["n_defect_regions"], found["largest_defect_area"],
+                               boxes_text(found), spreadsheet_safe(details)])
                 n_ng += bool(ng[i])
                 n_ok += not ng[i]
             for name, reason in part.skipped:
@@ -568,6 +634,30 @@ def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
     if recorder is not None:
         _say(f"history: {recorder.count} row(s) recorded for {recorder.version.ref}")
     return EXIT_OK
+
+
+def boxes_text(found: dict[str, Any]) -> str:
+    """Bounding boxes for a CSV cell, as JSON: ``[[x, y, width, height], ...]`` (``[]``: none;
+    never an empty cell)."""
+    return json.dumps([[r["x"], r["y"], r["width"], r["height"]]
+                       for r in found["defect_regions"]])
+
+
+def _write_details(out: Path, overlay_rel: str, name: str, part: PredictResult, i: int,
+                   ng: bool, found: dict[str, Any]) -> str:
+    """``defects/<stem>.json`` next to the overlays: the image's score, verdict and defect
+    regions (areas in pixels of the crop, boxes in crop coordinates); its relative path."""
+    rel = "defects/" + overlay_rel.removeprefix("overlays/").removesuffix(".png") + ".json"
+    target = out / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    score = float(part.scores[i])
+    target.write_text(json.dumps({
+        "name": name, "score": score if np.isfinite(score) else None,
+        "verdict": "NG" if ng else "OK", "verdict_rule": part.verdict_rule,
+        "min_defect_area": part.min_defect_area,
+        "region": region_words(part.region), "pixel_threshold": part.pixel_threshold,
+        "crop": int(part.maps.shape[-1]), **found}, indent=2) + "\n", encoding="utf-8")
+    return rel
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -703,8 +793,10 @@ def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[
     model_out = _output_file(args.save_model) if args.save_model else None
     if new_model is None:
         model = _load_model(args.model, args.device)
+        _apply_region_options(args, model)
     else:
         model = new_model
+        _apply_region_options(args, model)
         _fit_for_evaluation(model, category, progress, model_out)
     _say(f"evaluating on {len(category.test)} test image(s)")
     with _warnings_as_lines():

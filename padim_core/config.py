@@ -12,6 +12,7 @@ from .backbones import DEFAULT_BACKBONE, SPECS
 from .embedding import REDUCTIONS
 from .errors import InvalidInputError
 from .images import RESIZE_MODES
+from .regions import check_min_area, check_verdict_rule
 
 
 def default_crop(image_size: int) -> int:
@@ -42,6 +43,8 @@ class PadimConfig:
     updatable: bool = True
     score_top_percent: float = 0.0
     resize: str = "stretch"    # images.RESIZE_MODES; "pad…" keep the aspect ratio
+    min_defect_area: int = 0     # pixels of the crop; smaller defect regions are noise
+    verdict_rule: str = "score"  # or "area": NG when a defect region >= min_defect_area exists
 
     def __post_init__(self) -> None:
         def bad(field_name: str, problem: str) -> InvalidInputError:
@@ -74,6 +77,8 @@ class PadimConfig:
         if not 0.0 <= self.score_top_percent <= 100.0:
             raise bad("score_top_percent", f"must be between 0 and 100, got "
                                            f"{self.score_top_percent}")
+        check_min_area(self.min_defect_area, self.crop)
+        check_verdict_rule(self.verdict_rule)
         if not self.sigma >= 0:
             raise bad("sigma", f"must be 0 or more, got {self.sigma}")
         if self.eps <= 0:
@@ -88,7 +93,8 @@ class PadimConfig:
 
 DEFAULTS = PadimConfig()
 
-FIELDS_ADDED_LATER: dict[str, object] = {"score_top_percent": 0.0, "resize": "stretch"}
+FIELDS_ADDED_LATER: dict[str, object] = {"score_top_percent": 0.0, "resize": "stretch",
+                                         "min_defect_area": 0, "verdict_rule": "score"}
 """Fields that model files written before them lack, with the value those files were fitted
 under (the old behaviour). Loading such a file uses these, never today's default, so an old
 model scores exactly as it did."""

@@ -182,7 +182,7 @@ class _FitOnCluster(PadimModel):
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
                     ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
-                               list[tuple[str, str]]]:
+                               list[tuple[str, str]], None]:
         names = list(names) if names is not None else [input_name(im, i)
                                                         for i, im in enumerate(images)]
         images = _for_workers(images)
@@ -224,7 +224,7 @@ class _FitOnCluster(PadimModel):
             held.close()
             raise too_few_readable(used, skipped)
         stats.workers = default_workers()   # the client's threads finalize it
-        return stats, held, grid, skipped
+        return stats, held, grid, skipped, None      # no mean image from a cluster
 
 
 def fit(model: PadimModel, images: Sequence[Any], client: Client,
@@ -240,6 +240,7 @@ def fit(model: PadimModel, images: Sequence[Any], client: Client,
     shard sends); None chooses by size as a local fit does.
     """
     remote = _FitOnCluster(client, asdict(model.config), shard_images, packed)
+    remote.region = model.region
     remote.use_extractor(model.extractor)
     remote.fit(images, progress=progress, names=names)
     model.state_ = remote.state_

@@ -143,6 +143,7 @@ def evaluate_predictions(
     image_threshold: float | None = None,
     pixel_threshold: float | None = None,
     progress: Progress | None = None,
+    region: ArrayLike | None = None,
 ) -> EvaluationReport:
     """Compute every metric from predictions and ground truth (no model, no files).
 
@@ -150,7 +151,8 @@ def evaluate_predictions(
     maps or None; ``masks`` one bool (H, W) mask or None per image (None for a good image
     means all normal, for an anomalous image "no pixel ground truth": excluded from pixel
     metrics), or None for no masks at all. ``image_threshold`` / ``pixel_threshold``: the
-    model's own thresholds, to report F1 at them. Progress stage: ``"metrics"``.
+    model's own thresholds, to report F1 at them. ``region`` (H, W) bool: the pixels the
+    model inspects; pixel metrics count only those. Progress stage: ``"metrics"``.
     """
     y, s = metrics.as_labels_and_scores(labels, scores)
     image_threshold = _finite_or_none(image_threshold)
@@ -205,9 +207,11 @@ def evaluate_predictions(
         raise InvalidInputError("maps", f"expected shape ({n}, H, W), got {maps_arr.shape}")
     used, gt = _pixel_ground_truth(report, y, masks, maps_arr.shape[1:], shown)
     report.n_pixel_images = len(used)
-    if used and gt.any() and not gt.all():
+    inside = gt if region is None else gt[:, np.asarray(region, bool)]
+    if used and inside.any() and not inside.all():
         _add_pixel_metrics(report, gt, maps_arr if len(used) == n else maps_arr[used],
-                           pixel_threshold, lambda k: _notify(progress, k, total, "metrics"))
+                           pixel_threshold, lambda k: _notify(progress, k, total, "metrics"),
+                           None if region is None else np.asarray(region, bool))
     _notify(progress, total, total, "metrics")
     return report
 
@@ -237,11 +241,15 @@ def _pixel_ground_truth(report: EvaluationReport, y: NDArray[np.bool_],
 
 
 def _add_pixel_metrics(report: EvaluationReport, gt: NDArray[np.bool_], maps: NDArray[Any],
-                       pixel_threshold: float | None, step: Callable[[int], None]) -> None:
-    """Pixel AUROC, AUPRO and pixel F1 (best and at the model's threshold) into ``report``."""
+                       pixel_threshold: float | None, step: Callable[[int], None],
+                       region: NDArray[np.bool_] | None = None) -> None:
+    """Pixel AUROC, AUPRO and pixel F1 (best and at the model's threshold) into ``report``,
+    over the ``region``'s pixels only when given."""
+    report.aupro = metrics.aupro(gt, maps, valid=region)
+    if region is not None:      # the inspected pixels of every image, one flat row each
+        gt, maps = gt[:, region], maps[:, region]
     report.pixel_auroc = metrics.pixel_auroc(gt, maps)
     step(3)
-    report.aupro = metrics.aupro(gt, maps)
     step(4)
     report.pixel_f1_threshold, report.pixel_f1 = metrics.pixel_f1_optimal_threshold(gt, maps)
     step(5)
@@ -378,6 +386,7 @@ def evaluate_model(
         image_threshold=getattr(model, "image_threshold_", None),
         pixel_threshold=getattr(model, "pixel_threshold_", None),
         progress=progress,
+        region=getattr(model, "region_", None),
     )
     report.skipped = skipped
     report.predict_seconds = predict_seconds

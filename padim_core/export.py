@@ -17,6 +17,7 @@ at d = 550 is ~3.8 GB) go to ONNX external data next to the file (``<file>.data`
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -40,7 +41,9 @@ from .errors import InvalidInputError, WeightsUnavailableError
 from .images import iter_image_files
 from .model import PadimModel, __version__
 from .onnx_engine import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAMES, OnnxModel
+from .regions import region_words
 from .scoring import MapRenderer, image_scores
+from .visualize import encode_png
 
 #: Parity the exported file must reach against padim_core, relative (see ``ParityReport``).
 SCORE_TOLERANCE = 1e-4
@@ -99,6 +102,11 @@ class ScoringGraph(nn.Module):
         self.register_buffer("rows", renderer.rows.clone())        # (crop, h)
         self.register_buffer("cols_t", renderer.cols_t.clone())    # (w, crop)
         self.top_percent = float(model.config.score_top_percent)
+        # the region is applied in the graph: scores over the inspected pixels only
+        self.region = state.region is not None
+        if self.region:
+            self.register_buffer("inspected", torch.as_tensor(
+                np.flatnonzero(state.region.reshape(-1)), dtype=torch.int64))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.extractor(images)
@@ -121,7 +129,10 @@ class ScoringGraph(nn.Module):
         dist = (z * z).sum(-1).sqrt().transpose(0, 1).reshape(n, h, w)
         tmp = (dist.reshape(n * h, w) @ self.cols_t).reshape(n, h, -1)
         maps = torch.matmul(self.rows, tmp)                          # (N, crop, crop)
-        return image_scores(maps, self.top_percent), maps
+        flat = maps.flatten(1)
+        if self.region:
+            flat = flat.index_select(1, self.inspected)
+        return image_scores(flat, self.top_percent), maps
 
 
 def _cpu_f32(x: Any) -> torch.Tensor:
@@ -214,8 +225,18 @@ def _metadata(model: PadimModel) -> dict[str, str]:
                            "aspect-preserving resize of the long side, centred on black,")
                         + f" to {cfg.image_size} (OpenCV INTER_AREA shrinking, INTER_LINEAR "
                         f"growing), centre crop {cfg.crop}"),
-        "padim.outputs": "scores: (N,) float32, max of each map; maps: (N, crop, crop) float32",
-        "padim.verdict": "NG when score >= image_threshold or score is not a number",
+        "padim.outputs": ("scores: (N,) float32, max of each map over the region's inspected "
+                          "pixels; maps: (N, crop, crop) float32, every pixel"),
+        "padim.verdict": ("NG when score >= image_threshold or score is not a number"
+                          if cfg.verdict_rule == "score" else
+                          "NG when a connected region of map >= pixel_threshold inside the "
+                          "region has at least padim.min_defect_area pixels, or score is not "
+                          "a number"),
+        "padim.region": region_words(model.state_.region),
+        "padim.region_png": ("" if model.state_.region is None else base64.b64encode(
+            encode_png(model.state_.region.astype(np.uint8) * 255)).decode("ascii")),
+        "padim.min_defect_area": str(cfg.min_defect_area),
+        "padim.verdict_rule": cfg.verdict_rule,
         "padim.card": json.dumps(card, sort_keys=True, default=str),
     }
 

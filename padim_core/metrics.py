@@ -259,7 +259,8 @@ def pixel_f1_optimal_threshold(
     return _best_f1(y, s)
 
 
-def pro_curve(masks: ArrayLike, maps: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def pro_curve(masks: ArrayLike, maps: ArrayLike, valid: ArrayLike | None = None,
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-region-overlap curve ``(fpr, pro)`` over all thresholds, starting at (0, 0).
 
     Ground-truth regions are the 8-connected components of each mask. At a threshold t, PRO is
@@ -271,8 +272,14 @@ def pro_curve(masks: ArrayLike, maps: ArrayLike) -> tuple[NDArray[np.float64], N
     contributes ``1 / (|r| * n_regions)`` to PRO and each normal pixel ``1 / n_normal`` to FPR;
     cumulative sums are read at the last pixel of each group of equal scores (one point per
     unique threshold). ``fpr`` is non-decreasing and ends at 1.
+
+    ``valid`` (H, W) bool, optional: only these pixels count (a region of interest); the
+    ground truth is cut to it before its regions are found.
     """
     m, a = _pixel_arrays(masks, maps)
+    if valid is not None:
+        valid = np.broadcast_to(np.asarray(valid, bool), m.shape)
+        m = m & valid
     structure = np.ones((3, 3), dtype=bool)  # 8-connectivity
     pro_weight = np.zeros(m.shape, dtype=np.float64)
     n_regions = 0
@@ -290,13 +297,17 @@ def pro_curve(masks: ArrayLike, maps: ArrayLike) -> tuple[NDArray[np.float64], N
             "masks", "no anomalous regions in the ground truth; PRO is undefined"
         )
     normal = ~m.reshape(-1)
+    scores = a.reshape(-1)
+    if valid is not None:
+        keep = valid.reshape(-1)
+        normal, scores = normal[keep], scores[keep]
+        pro_weight = pro_weight.reshape(-1)[keep]
     n_normal = int(normal.sum())
     if n_normal == 0:
         raise InvalidInputError(
             "masks", "every pixel is anomalous; the false positive rate is undefined"
         )
 
-    scores = a.reshape(-1)
     order = np.argsort(scores, kind="stable")[::-1]
     sorted_scores = scores[order]
     pro = np.cumsum(pro_weight.reshape(-1)[order])
@@ -324,7 +335,8 @@ def _area_up_to(x: NDArray[np.float64], y: NDArray[np.float64], x_max: float) ->
     return float(np.trapezoid(ys, xs))
 
 
-def aupro(masks: ArrayLike, maps: ArrayLike, fpr_limit: float = 0.3) -> float:
+def aupro(masks: ArrayLike, maps: ArrayLike, fpr_limit: float = 0.3,
+          valid: ArrayLike | None = None) -> float:
     """Normalized area under the PRO curve up to ``fpr_limit`` (perfect detector = 1.0).
 
     As in Bergmann et al. (MVTec AD, IJCV 2021): the PRO-vs-FPR curve of :func:`pro_curve`
@@ -334,5 +346,5 @@ def aupro(masks: ArrayLike, maps: ArrayLike, fpr_limit: float = 0.3) -> float:
     """
     if not 0.0 < float(fpr_limit) <= 1.0:
         raise InvalidInputError("fpr_limit", f"must be in (0, 1], got {fpr_limit}")
-    fpr, pro = pro_curve(masks, maps)
+    fpr, pro = pro_curve(masks, maps, valid)
     return _area_up_to(fpr, pro, float(fpr_limit)) / float(fpr_limit)

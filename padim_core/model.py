@@ -41,8 +41,22 @@ from .gaussian import (
     statistics_from_sums,
 )
 from .loading import DecodedBatch, decode_batches
-from .scoring import MapRenderer, image_scores, mahalanobis
-from .thresholds import MIN_THRESHOLD, calibration_split, is_ng, threshold_at_fpr
+from .regions import (
+    DefectRegion,
+    check_region,
+    defect_regions,
+    inspected_pixels,
+    masked_scores,
+    region_words,
+)
+from .scoring import MapRenderer, mahalanobis
+from .thresholds import (
+    MIN_THRESHOLD,
+    calibration_split,
+    is_ng,
+    is_ng_by_area,
+    threshold_at_fpr,
+)
 from .updates import MB, UpdateData, update_entry
 
 Progress = Callable[[int, int, str], None]
@@ -72,6 +86,11 @@ class FittedState:
     warnings: list[str] = field(default_factory=list)
     update_data: UpdateData | None = None      # what partial_fit needs; None: refit only
     updates: list[dict[str, Any]] = field(default_factory=list)   # partial_fit's log
+    region: np.ndarray | None = None           # (crop, crop) bool, True = inspect; None: all
+    # (H, h, w) float32 patch distances of the calibration images: thresholds for another
+    # region without the images (None in files from before regions)
+    calibration_distances: np.ndarray | None = None
+    mean_image: np.ndarray | None = None       # (crop, crop, 3) uint8 mean training crop
 
 
 @dataclass
@@ -85,28 +104,51 @@ class PredictResult:
     image_threshold: float
     pixel_threshold: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    region: np.ndarray | None = None    # (crop, crop) bool, True = inspected; None: all
+    min_defect_area: int = 0
+    verdict_rule: str = "score"
 
     @property
     def normalized(self) -> np.ndarray:
         """Score / image threshold: 1.0 is the boundary, independent of the rest of the batch."""
         return self.scores / self.image_threshold
 
-    def verdicts(self, threshold: float | None = None) -> np.ndarray:
-        """True where the image is NG, by ``thresholds.is_ng`` (at or above the threshold,
-        or not a number)."""
+    def defects(self, i: int, min_area: int | None = None,
+                pixel_threshold: float | None = None,
+                ) -> tuple[list[DefectRegion], np.ndarray]:
+        """Image ``i``'s defect regions (largest first) and their pixel mask: connected
+        pixels at or above the pixel threshold, inside the region, of at least ``min_area``
+        pixels (the model's minimum when None). Cheap: no model run."""
+        return defect_regions(self.maps[i],
+                              self.pixel_threshold if pixel_threshold is None
+                              else pixel_threshold, self.region,
+                              self.min_defect_area if min_area is None else min_area)
+
+    def verdicts(self, threshold: float | None = None, min_area: int | None = None,
+                 rule: str | None = None, pixel_threshold: float | None = None) -> np.ndarray:
+        """True where the image is NG: by ``thresholds.is_ng`` (score at or above the
+        threshold, or not a number) under the ``"score"`` rule; by
+        ``thresholds.is_ng_by_area`` (a defect region of at least ``min_area``) under
+        ``"area"``. None: the model's own settings."""
+        if (rule or self.verdict_rule) == "area":
+            counts = [len(self.defects(i, min_area, pixel_threshold)[0])
+                      for i in range(len(self.names))]
+            return is_ng_by_area(self.scores, np.asarray(counts, np.int64))
         return is_ng(self.scores, self.image_threshold if threshold is None else threshold)
 
     @classmethod
     def concat(cls, parts: Sequence[PredictResult], image_threshold: float,
                pixel_threshold: float, crop: int) -> PredictResult:
-        """Join per-batch results."""
+        """Join per-batch results (the region and defect rule of the first part)."""
         if not parts:
             return cls([], np.zeros(0), np.zeros((0, crop, crop), np.float32),
                        np.zeros((0, crop, crop, 3), np.uint8), image_threshold, pixel_threshold)
+        first = parts[0]
         return cls([n for p in parts for n in p.names], np.concatenate([p.scores for p in parts]),
                    np.concatenate([p.maps for p in parts]),
                    np.concatenate([p.images for p in parts]), image_threshold, pixel_threshold,
-                   [s for p in parts for s in p.skipped])
+                   [s for p in parts for s in p.skipped], first.region, first.min_defect_area,
+                   first.verdict_rule)
 
 
 def _placed(gaussian: PatchGaussian, device: torch.device) -> PatchGaussian:
@@ -218,6 +260,16 @@ class PadimModel:
         long side, centred on black (for non-square parts of varying size; the crop is then
         the whole image); "pad-reflect": the same with the part's mirror image in the bands.
         Model files from before this setting load with "stretch".
+    min_defect_area : int, default 0
+        Defect regions (connected pixels at or above the pixel threshold) smaller than this,
+        in pixels of the crop, are noise: no contour, not counted (docs/regions.md).
+    verdict_rule : {"score", "area"}, default "score"
+        NG when the image score reaches the image threshold, or ("area") when a defect
+        region of at least ``min_defect_area`` pixels exists.
+    region : array of shape (crop, crop), optional
+        Pixels to inspect (True) and to ignore (False), e.g. from ``regions.load_region``;
+        None inspects the whole crop. Ignored pixels count neither in scores, defects nor
+        the thresholds fit calibrates; ``set_region`` changes it after fit.
     extractor : FeatureExtractor, optional
         An already loaded backbone to share (the app caches one per process); it must be
         ``backbone``.
@@ -255,6 +307,8 @@ class PadimModel:
         Inputs fit could not read.
     warnings_ : list of str
         What fit warned about.
+    region_ : ndarray of shape (crop, crop), bool, or None
+        The inspected pixels the thresholds were calibrated for; None: the whole crop.
     """
 
     def __init__(self, backbone: str = DEFAULTS.backbone, d: int | None = None,
@@ -268,6 +322,9 @@ class PadimModel:
                  updatable: bool = DEFAULTS.updatable,
                  score_top_percent: float = DEFAULTS.score_top_percent,
                  resize: str = DEFAULTS.resize,
+                 min_defect_area: int = DEFAULTS.min_defect_area,
+                 verdict_rule: str = DEFAULTS.verdict_rule,
+                 region: np.ndarray | None = None,
                  extractor: FeatureExtractor | None = None,
                  decode_workers: int | None = None) -> None:
         self.decode_workers = decode_workers
@@ -278,7 +335,9 @@ class PadimModel:
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
             sigma=float(sigma), updatable=bool(updatable),
-            score_top_percent=float(score_top_percent), resize=str(resize))
+            score_top_percent=float(score_top_percent), resize=str(resize),
+            min_defect_area=int(min_defect_area), verdict_rule=str(verdict_rule))
+        self.region = None if region is None else check_region(region, self.config.crop)
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
         # (fitted Gaussians, device, the same on that device): see _on_scoring_device
@@ -380,25 +439,27 @@ class PadimModel:
         embedder = Embedder(self.extractor.channels, channel_index, projection)
         cal_idx = (calibration_split(len(images), cfg.calibration_fraction, cfg.seed)[1]
                    if calibration is None else _checked_calibration(calibration, len(images)))
-        stats, held, grid, skipped = self._accumulate(images, names, embedder, cal_idx,
-                                                      progress)
+        stats, held, grid, skipped, mean_image = self._accumulate(images, names, embedder,
+                                                                  cal_idx, progress)
         n_used = stats.n
         update_data = (UpdateData(*stats.packed_sums(), held.to_array())
                        if cfg.updatable and _holds_out(stats, held) else None)
         gaussian, hold_sq = self._factorize(stats, held, progress)
-        cal_scores, cal_pixels, calibrated_on = self._calibration(
-            gaussian, grid, embedder, hold_sq, images, names)
+        cal_dist, calibrated_on = self._calibration(gaussian, grid, embedder, hold_sq, images,
+                                                    names)
+        cal_scores, image_threshold, pixel_threshold = self._thresholds(cal_dist, grid,
+                                                                        self.region)
         notes = self._fit_notes(n_used, cal_scores, held_out=hold_sq is not None)
         self.state_ = FittedState(
             gaussian=gaussian, channel_index=channel_index, projection=projection, grid=grid,
-            image_threshold=threshold_at_fpr(cal_scores, cfg.image_fpr),
-            pixel_threshold=threshold_at_fpr(cal_pixels, cfg.pixel_fpr),
+            image_threshold=image_threshold, pixel_threshold=pixel_threshold,
             calibration_scores=cal_scores, calibrated_on=calibrated_on,
             n_train_images=n_used, n_calibration_images=len(cal_scores),
             fit_seconds=time.perf_counter() - t0, device=device_label(self.extractor.device),
             weights_origin=self.extractor.weights_origin,
             created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
-            warnings=notes, update_data=update_data)
+            warnings=notes, update_data=update_data, region=self.region,
+            calibration_distances=cal_dist, mean_image=mean_image)
         for note in notes:
             warnings.warn(note, stacklevel=2)
         if progress:
@@ -440,14 +501,14 @@ class PadimModel:
         sums = None if stats.sums_after_finalize else stats.packed_sums()
         gaussian, hold_sq = self._factorize(stats, HoldoutStore.of(calibration), progress)
         update_data = UpdateData(*(sums or stats.packed_sums()), calibration)
-        cal_scores, cal_pixels, _ = self._calibration(gaussian, state.grid, self._embedder(state),
-                                                      hold_sq, [], None)
+        cal_dist, _ = self._calibration(gaussian, state.grid, self._embedder(state), hold_sq,
+                                        [], None)
+        cal_scores, image_threshold, pixel_threshold = self._thresholds(cal_dist, state.grid,
+                                                                        state.region)
         notes = self._fit_notes(stats.n, cal_scores, held_out=True)
-        cfg = self.config
         new_state = replace(
-            state, gaussian=gaussian,
-            image_threshold=threshold_at_fpr(cal_scores, cfg.image_fpr),
-            pixel_threshold=threshold_at_fpr(cal_pixels, cfg.pixel_fpr),
+            state, gaussian=gaussian, image_threshold=image_threshold,
+            pixel_threshold=pixel_threshold, calibration_distances=cal_dist,
             calibration_scores=cal_scores, n_train_images=stats.n, skipped=skipped,
             warnings=notes, update_data=update_data,
             updates=[*state.updates, update_entry(added, state.n_train_images,
@@ -494,11 +555,12 @@ class PadimModel:
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
                     ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
-                               list[tuple[str, str]]]:
+                               list[tuple[str, str]], np.ndarray | None]:
         """Decode, embed and add every readable image to the per-patch statistics, keeping
         a copy of the calibration images' (``cal_idx``) embeddings.
 
-        Returns (statistics, calibration embeddings, grid, skipped inputs); a clear error,
+        Returns (statistics, calibration embeddings, grid, skipped inputs, the mean crop
+        (crop, crop, 3) uint8: the background a region is drawn on); a clear error,
         listing every unreadable input, when fewer than 2 images could be read.
         """
         is_cal = np.zeros(len(images), bool)
@@ -508,10 +570,12 @@ class PadimModel:
         held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
         grid = (0, 0)
+        crop_sum = np.zeros((self.config.crop, self.config.crop, 3), np.float64)
         for batch in self._decoded_batches(images, names):
             idx, crops = batch.indices, batch.pixels
             skipped += batch.skipped
             if len(crops):
+                crop_sum += batch.crops.sum(axis=0, dtype=np.float64)
                 if stats is None:        # the grid is known from the first batch on
                     x, grid = self._patch_embeddings(crops, embedder)
                     stats = patch_statistics(x.shape[0], x.shape[2], device).update(x)
@@ -531,7 +595,7 @@ class PadimModel:
         if used < 2:
             held.close()
             raise too_few_readable(used, skipped)
-        return stats, held, grid, skipped
+        return stats, held, grid, skipped, np.rint(crop_sum / used).astype(np.uint8)
 
     def _factorize(self, stats: PatchStatistics, held: HoldoutStore,
                    progress: Progress | None) -> tuple[PatchGaussian, Array | None]:
@@ -547,23 +611,67 @@ class PadimModel:
 
     def _calibration(self, gaussian: PatchGaussian, grid: tuple[int, int], embedder: Embedder,
                      hold_sq: Array | None, images: list[Any], names: Sequence[str] | None,
-                     ) -> tuple[np.ndarray, np.ndarray, str]:
-        """Normal images' scores (H,) and maps (H, crop, crop) for the thresholds, and what
-        they are in words.
+                     ) -> tuple[np.ndarray, str]:
+        """Normal images' patch distances (H, h, w) float32 for the thresholds, and what they
+        are in words.
 
         From the leave-one-out distances (H, P); without them (too few images to hold any
         out), the training images themselves, which under-estimates normal scores
         (``_fit_notes`` says so).
         """
         if hold_sq is not None:
-            dist = torch.as_tensor(hold_sq).to(self.device).float().sqrt()
-            maps = self._render(dist.reshape(-1, *grid), grid)
-            return (image_scores(maps, self.config.score_top_percent).double().cpu().numpy(),
-                    maps.cpu().numpy(),
-                    "normal training images, each scored leave-one-out")
-        res = PredictResult.concat(list(self._iter_predict(gaussian, grid, embedder, images,
-                                                           names)), nan, nan, self.config.crop)
-        return res.scores, res.maps, "training images (too few to hold out)"
+            dist = torch.as_tensor(hold_sq).float().sqrt().reshape(-1, *grid)
+            return (dist.cpu().numpy(), "normal training images, each scored leave-one-out")
+        on_device = self._on_scoring_device(gaussian)
+        parts = []
+        for batch in self._decoded_batches(images, names):
+            if len(batch.indices):
+                with torch.inference_mode():
+                    parts.append(mahalanobis(self._embed(batch.pixels, embedder),
+                                             on_device).cpu())
+        return torch.cat(parts).numpy(), "training images (too few to hold out)"
+
+    def _thresholds(self, distances: np.ndarray, grid: tuple[int, int],
+                    region: np.ndarray | None) -> tuple[np.ndarray, float, float]:
+        """Calibration scores (H,) and the (image, pixel) thresholds for ``region``.
+
+        The calibration images' maps are rendered from their patch distances, then scored
+        and quantiled over the inspected pixels only: image score = maximum (or top share)
+        over inspected pixels; pixel threshold = quantile of inspected pixels.
+        """
+        cfg = self.config
+        with torch.inference_mode():
+            maps = self._render(torch.as_tensor(distances).to(self.device), grid)
+            scores = masked_scores(maps, region, cfg.score_top_percent).double().cpu().numpy()
+        pixels = inspected_pixels(maps.cpu().numpy(), region)
+        return (scores, threshold_at_fpr(scores, cfg.image_fpr),
+                threshold_at_fpr(pixels, cfg.pixel_fpr))
+
+    def set_region(self, region: np.ndarray | None) -> PadimModel:
+        """Inspect only ``region`` ((crop, crop), True = inspect; None: the whole crop) from
+        now on, with both thresholds recalibrated for it from the kept calibration
+        distances (no image is read again); returns self."""
+        state = self._state()
+        region = None if region is None else check_region(region, self.config.crop)
+        if state.calibration_distances is None:
+            raise InvalidInputError("region", "this model file predates regions (it has no "
+                                              "calibration distances): refit it with the "
+                                              "region")
+        scores, image_threshold, pixel_threshold = self._thresholds(
+            state.calibration_distances, state.grid, region)
+        self.region = region
+        self.state_ = replace(state, region=region, calibration_scores=scores,
+                              image_threshold=image_threshold, pixel_threshold=pixel_threshold)
+        return self
+
+    def set_defect_rule(self, min_defect_area: int | None = None,
+                        verdict_rule: str | None = None) -> PadimModel:
+        """Change the minimum defect area (pixels of the crop) and/or the verdict rule;
+        nothing is recomputed. Returns self."""
+        changes = {k: v for k, v in (("min_defect_area", min_defect_area),
+                                     ("verdict_rule", verdict_rule)) if v is not None}
+        self.config = replace(self.config, **changes)
+        return self
 
     def _fit_notes(self, n_used: int, cal_scores: np.ndarray, held_out: bool) -> list[str]:
         """What fit warns about, in words."""
@@ -589,7 +697,7 @@ class PadimModel:
         images = _checked_inputs(images, names)
         yield from self._iter_predict(state.gaussian, state.grid, self._embedder(state), images,
                                       names, progress, state.image_threshold,
-                                      state.pixel_threshold)
+                                      state.pixel_threshold, state.region)
 
     def predict(self, images: Iterable[Any], progress: Progress | None = None,
                 names: Sequence[str] | None = None) -> PredictResult:
@@ -602,7 +710,8 @@ class PadimModel:
     def _iter_predict(self, gaussian: PatchGaussian, grid: tuple[int, int], embedder: Embedder,
                       images: list[Any], names: Sequence[str] | None,
                       progress: Progress | None = None, image_threshold: float = nan,
-                      pixel_threshold: float = nan) -> Iterator[PredictResult]:
+                      pixel_threshold: float = nan, region: np.ndarray | None = None,
+                      ) -> Iterator[PredictResult]:
         """Score ``images`` under ``gaussian`` batch by batch (the fitted state's, or fit's
         own before there is one)."""
         gaussian = self._on_scoring_device(gaussian)
@@ -613,7 +722,7 @@ class PadimModel:
                 emb = self._embed(batch.pixels, embedder)
                 with torch.inference_mode():
                     maps = self._render(mahalanobis(emb, gaussian), grid)
-                    scores = image_scores(maps, self.config.score_top_percent)
+                    scores = masked_scores(maps, region, self.config.score_top_percent)
                 maps_np = maps.cpu().numpy()
                 scores_np = scores.double().cpu().numpy()
             else:
@@ -623,7 +732,8 @@ class PadimModel:
             if progress:
                 progress(min(done, len(images)), len(images), "predict")
             yield PredictResult(batch.names, scores_np, maps_np, crops, image_threshold,
-                                pixel_threshold, bad)
+                                pixel_threshold, bad, region, self.config.min_defect_area,
+                                self.config.verdict_rule)
 
     def _on_scoring_device(self, gaussian: PatchGaussian) -> PatchGaussian:
         """``gaussian`` where scoring runs, kept in a private cache so that predict leaves
@@ -662,6 +772,9 @@ class PadimModel:
     weights_origin_ = _fitted("weights_origin", "Where the backbone weights came from.")
     skipped_ = _fitted("skipped", "(name, reason) of every input fit could not read.")
     warnings_ = _fitted("warnings", "What fit warned about, in words.")
+    region_ = _fitted("region", "(crop, crop) bool inspected pixels, or None: the whole crop.")
+    mean_image_ = _fitted("mean_image", "(crop, crop, 3) uint8 mean training crop, or None "
+                                        "(files from before regions, a cluster fit).")
 
     @property
     def is_fitted(self) -> bool:
@@ -690,6 +803,9 @@ class PadimModel:
             "updatable": s.update_data is not None,
             "update_data_mb": round(s.update_data.nbytes / MB, 1) if s.update_data else 0.0,
             "updates": [dict(u) for u in s.updates],
+            "region": region_words(s.region),
+            "min_defect_area": self.config.min_defect_area,
+            "verdict_rule": self.config.verdict_rule,
         }
 
     # ------------------------------------------------------------------ files
@@ -702,6 +818,12 @@ class PadimModel:
         tensors = {"mean": np.ascontiguousarray(mean, np.float32),
                    "whitener_triu": model_files.pack_upper(whit).astype(np.float32),
                    "calibration_scores": np.asarray(s.calibration_scores, np.float64)}
+        if s.region is not None:
+            tensors["region"] = s.region.astype(np.uint8)
+        if s.mean_image is not None:
+            tensors["mean_image"] = s.mean_image
+        if s.calibration_distances is not None:
+            tensors["calibration_distances"] = np.asarray(s.calibration_distances, np.float32)
         if s.channel_index is not None:
             tensors["channel_index"] = s.channel_index.astype(np.int64)
         else:
@@ -712,7 +834,7 @@ class PadimModel:
                 "config": cfg, "grid": list(s.grid), "channels": list(spec.channels),
                 "layers": list(spec.layers), "normalization": {"mean": list(spec.mean),
                                                                 "std": list(spec.std)},
-                "warnings": list(s.warnings)}
+                "warnings": list(s.warnings), "has_region": s.region is not None}
         if updatable and s.update_data is not None:
             tensors.update(model_files.update_tensors(s.update_data))
             meta["sums_n"] = s.update_data.n
@@ -784,7 +906,10 @@ class PadimModel:
                 skipped=[(str(a), str(b)) for a, b in meta.get("skipped", [])],
                 warnings=[str(w) for w in meta.get("warnings", [])],
                 update_data=model_files.update_data(tensors, meta),
-                updates=[dict(u) for u in meta.get("updates", [])])
+                updates=[dict(u) for u in meta.get("updates", [])],
+                region=tensors["region"].astype(bool) if "region" in tensors else None,
+                calibration_distances=tensors.get("calibration_distances"),
+                mean_image=tensors.get("mean_image"))
         except ModelFileError:
             raise
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as err:
@@ -793,5 +918,6 @@ class PadimModel:
             raise ModelFileError(name, f"is a {model.config.backbone} model, but the selected "
                                        f"backbone is {extractor.spec.name}")
         model._extractor = extractor
+        model.region = state.region
         model.state_ = state     # moved to the backbone's device at the first predict
         return model

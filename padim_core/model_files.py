@@ -10,9 +10,19 @@ Format version 2 adds what ``PadimModel.partial_fit`` needs (``updates.UpdateDat
   tensors  sum_x (P, d) f64, sum_xx_triu (P, d(d+1)/2) f64 (upper triangles of Σxxᵀ),
            calibration_embeddings (P, H, d) f32; metadata "sums_n" (images summed) and
            "updates" (the update log).
-A compact file (saved without update data) is written as version 1, so older versions of
-this program read it. A file from another version, another program, or with shapes that
-do not agree with its metadata is rejected with a message that names the file.
+Format version 3 adds the inspection region and defect rule (docs/regions.md):
+  tensors  region (crop, crop) u8, 1 = inspect, 0 = ignore (absent: the whole image);
+           mean_image (crop, crop, 3) u8, the mean training crop a region is drawn on;
+  metadata config.min_defect_area, config.verdict_rule.
+Every file written now also holds calibration_distances (H, h, w) f32, the calibration
+images' patch distances, so the thresholds can be recomputed for another region.
+The version written is the lowest that describes the file: 3 when it has a region, a
+minimum defect area or the area verdict rule (an older reader would silently score the
+whole image); else 2 with update data, else 1. So files without a region stay readable by
+older versions of this program (they ignore tensors they do not know), and files of
+versions 1 and 2 load as "whole image, no minimum area". A file from another version,
+another program, or with shapes that do not agree with its metadata is rejected with a
+message that names the file.
 """
 
 from __future__ import annotations
@@ -34,8 +44,8 @@ from .errors import ModelFileError
 from .updates import UpdateData
 
 FORMAT = "padim-inspector-model"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = ("1", "2")
+FORMAT_VERSION = 3
+READABLE_VERSIONS = ("1", "2", "3")
 UPDATE_TENSORS = ("sum_x", "sum_xx_triu", "calibration_embeddings")
 MAX_HEADER_BYTES = 16 << 20
 
@@ -88,8 +98,16 @@ def _c_order(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _metadata(meta: dict[str, Any]) -> dict[str, str]:
-    version = FORMAT_VERSION if "sums_n" in meta else 1
-    return {"format": FORMAT, "format_version": str(version), "padim": json.dumps(meta)}
+    return {"format": FORMAT, "format_version": str(_version(meta)), "padim": json.dumps(meta)}
+
+
+def _version(meta: dict[str, Any]) -> int:
+    """The lowest format version that describes a file with this metadata."""
+    cfg = meta.get("config", {})
+    if meta.get("has_region") or cfg.get("min_defect_area", 0) or \
+            cfg.get("verdict_rule", "score") != "score":
+        return 3
+    return 2 if "sums_n" in meta else 1
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -205,6 +223,37 @@ def _validate(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -
         if not np.isfinite(tensors[key]).all():
             raise ModelFileError(name, f"tensor {key!r} contains NaN or infinity")
     _validate_update_data(tensors, meta, name, p, d)
+    _validate_region(tensors, cfg, name, (grid_h, grid_w))
+
+
+def _validate_region(tensors: dict[str, np.ndarray], cfg: dict[str, Any], name: str,
+                     grid: tuple[int, int]) -> None:
+    """Version 3's region (crop, crop) of 0/1, not all 0; the calibration distances."""
+    if "region" in tensors:
+        crop = cfg.get("crop")
+        region = tensors["region"]
+        if region.dtype != np.uint8 or region.shape != (crop, crop):
+            raise ModelFileError(name, f"tensor 'region' has shape {region.shape} "
+                                       f"{region.dtype}, expected ({crop}, {crop}) uint8")
+        if not np.isin(region, (0, 1)).all():
+            raise ModelFileError(name, "tensor 'region' holds values other than 0 and 1")
+        if not region.any():
+            raise ModelFileError(name, "region has nothing to inspect (all 0)")
+    crop = cfg.get("crop")
+    if "mean_image" in tensors and (tensors["mean_image"].dtype != np.uint8
+                                    or tensors["mean_image"].shape != (crop, crop, 3)):
+        raise ModelFileError(name, f"tensor 'mean_image' has shape "
+                                   f"{tensors['mean_image'].shape}, expected ({crop}, {crop}, "
+                                   "3) uint8")
+    if "calibration_distances" in tensors:
+        dist = tensors["calibration_distances"]
+        shape = (tensors["calibration_scores"].shape[0], *grid)
+        if dist.dtype != np.float32 or dist.shape != shape:
+            raise ModelFileError(name, f"tensor 'calibration_distances' has shape {dist.shape} "
+                                       f"{dist.dtype}, expected {shape} float32")
+        if not np.isfinite(dist).all():
+            raise ModelFileError(name, "tensor 'calibration_distances' contains NaN or "
+                                       "infinity")
 
 
 def _validate_update_data(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str,

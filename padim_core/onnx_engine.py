@@ -8,6 +8,7 @@ are refused when opened, before any image is read.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from .errors import InvalidInputError, ModelFileError
 from .loading import decode_batches
 from .model import PredictResult, Progress
+from .regions import load_region
 
 #: What ``metadata_props["padim.format"]`` says; files of other formats or versions are refused.
 ONNX_FORMAT = "padim-inspector-onnx"
@@ -37,6 +39,13 @@ def _read_metadata(path: Path, session: Any) -> dict[str, str]:
                                         f"version reads {ONNX_FORMAT_VERSION}: export the "
                                         "model again with this version")
     return meta
+
+
+def _region(png_base64: str, crop: int) -> np.ndarray | None:
+    """The region recorded at export time (a base64 PNG), or None for the whole image."""
+    if not png_base64:
+        return None
+    return load_region(base64.b64decode(png_base64), crop, "padim.region_png")[0]
 
 
 class OnnxModel:
@@ -70,6 +79,9 @@ class OnnxModel:
             self.resize = self.metadata.get("padim.resize", "stretch")   # older exports
             self.image_threshold_ = float(self.metadata["padim.image_threshold"])
             self.pixel_threshold_ = float(self.metadata["padim.pixel_threshold"])
+            self.region_ = _region(self.metadata.get("padim.region_png", ""), self.crop)
+            self.min_defect_area = int(self.metadata.get("padim.min_defect_area", 0))
+            self.verdict_rule = self.metadata.get("padim.verdict_rule", "score")
         except (KeyError, ValueError) as err:
             raise ModelFileError(str(self.path), f"invalid padim metadata ({err})") from None
         self.batch_size = int(batch_size)
@@ -108,7 +120,8 @@ class OnnxModel:
             if progress:
                 progress(done, len(images), "predict")
             yield PredictResult(batch.names, scores, maps, batch.crops, self.image_threshold_,
-                                self.pixel_threshold_, batch.skipped)
+                                self.pixel_threshold_, batch.skipped, self.region_,
+                                self.min_defect_area, self.verdict_rule)
 
     def predict(self, images: Iterable[Any], progress: Progress | None = None,
                 names: Sequence[str] | None = None) -> PredictResult:

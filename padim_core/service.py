@@ -3,7 +3,8 @@
 ``create_app(model)`` builds the app; ``padim serve`` runs it under uvicorn.
 
 - ``POST /predict`` (multipart, image in field ``file``) → JSON score, normalized score,
-  verdict (``thresholds.is_ng``), thresholds and model id; ``?overlay=png`` returns the
+  verdict (``thresholds.is_ng``, or ``is_ng_by_area`` under the model's area rule),
+  thresholds, model id and the defect regions (docs/regions.md); ``?overlay=png`` returns the
   overlay PNG instead (score and verdict in ``X-Padim-*`` headers).
 - ``GET /health``, ``GET /model`` (the card), OpenAPI page at ``/docs``.
 - With ``check_token`` (``padim serve`` on a network address, or ``--require-token``) every
@@ -50,7 +51,8 @@ from .export import model_id
 from .images import load_image
 from .limits import MAX_UPLOAD_MB
 from .model import PadimModel, __version__
-from .thresholds import is_ng
+from .regions import defect_regions, summary
+from .thresholds import is_ng, is_ng_by_area
 from .visualize import threshold_overlay_png
 
 #: Images the scoring thread takes at once, and how long it waits for more after the first.
@@ -288,6 +290,8 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
     identity = {"id": model_id(card), "package_version": __version__,
                 "backbone": card["backbone"], "d": card["d"], "created": card["created"]}
     thresholds = {"image": float(model.image_threshold_), "pixel": float(model.pixel_threshold_)}
+    region, min_area = model.region_, model.config.min_defect_area
+    by_area = model.config.verdict_rule == "area"
     batcher = MicroBatcher(_score_with(model), max_batch, max_wait_ms)
 
     @asynccontextmanager
@@ -359,16 +363,19 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
             return _error(400, str(err))
         result = await batcher.submit(image)
         score = result.score
-        ng = bool(is_ng(score, thresholds["image"]))
+        found = defect_regions(result.map, thresholds["pixel"], region, min_area)[0]
+        ng = bool(is_ng_by_area(score, len(found)) if by_area
+                  else is_ng(score, thresholds["image"]))
         if overlay == "png":
             png = await run_in_threadpool(threshold_overlay_png, result.crop, result.map,
-                                          thresholds["pixel"])
+                                          thresholds["pixel"], region, min_area)
             return Response(png, media_type="image/png", headers={
                 "X-Padim-Score": f"{score:.9g}", "X-Padim-Verdict": "NG" if ng else "OK",
                 "X-Padim-Model": identity["id"]})
         finite = math.isfinite(score)
         return {"name": name, "score": score if finite else None,
                 "normalized_score": score / thresholds["image"] if finite else None,
-                "verdict": "NG" if ng else "OK", "thresholds": thresholds, "model": identity}
+                "verdict": "NG" if ng else "OK", "thresholds": thresholds, "model": identity,
+                **summary(found)}
 
     return app

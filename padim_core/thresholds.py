@@ -59,3 +59,11 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
         raise InvalidInputError("fpr", f"must be in [0, 1), got {fpr}")
     quantile = float(np.quantile(scores, 1.0 - fpr))
     return max(float(np.nextafter(quantile, np.inf)), MIN_THRESHOLD)
+
+
+def is_ng_by_area(scores: np.ndarray, n_defect_regions: np.ndarray) -> np.ndarray:
+    """The area verdict rule: NG where an image has a defect region of at least the minimum
+    defect area (``regions.defect_regions``), and, as in ``is_ng``, where its score is not a
+    number."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return ~np.isfinite(scores) | (np.asarray(n_defect_regions) > 0)

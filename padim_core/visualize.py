@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from padim_core.errors import InvalidInputError
+from padim_core.regions import defect_regions, greyed
 
 #: Colormap names offered to users -> OpenCV colormap ids (read-only).
 COLORMAPS: MappingProxyType[str, int] = MappingProxyType(
@@ -166,10 +167,13 @@ OVERLAY_SCALE = (0.5, 2.0)
 
 
 def threshold_overlay_png(image_rgb: ArrayLike, anomaly_map: ArrayLike,
-                          pixel_threshold: float) -> bytes:
+                          pixel_threshold: float, region: NDArray[np.bool_] | None = None,
+                          min_area: int = 0) -> bytes:
     """PNG of the heat map over the image on the model's fixed scale (``OVERLAY_SCALE``),
-    white outlines where the map reaches ``pixel_threshold``."""
+    white outlines around the defect regions (``regions.defect_regions``: the map at or
+    above ``pixel_threshold`` inside ``region``, at least ``min_area`` pixels), ignored
+    pixels greyed out."""
     lo, hi = (pixel_threshold * f for f in OVERLAY_SCALE)
-    pic = overlay(image_rgb, anomaly_map, lo, hi)
-    return encode_png(draw_contours(pic, defect_mask(anomaly_map, pixel_threshold),
-                                    color=(255, 255, 255)))
+    pic = greyed(overlay(image_rgb, anomaly_map, lo, hi), region)
+    _, kept = defect_regions(_map_2d(anomaly_map), pixel_threshold, region, min_area)
+    return encode_png(draw_contours(pic, kept, color=(255, 255, 255)))

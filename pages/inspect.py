@@ -11,6 +11,7 @@ from inspector_ui import (
     panels,
     plots,
     recorded,
+    region_editor,
     state,
     views,
     widgets,
@@ -55,11 +56,12 @@ res = insp.result
 with st.sidebar:
     st.subheader("Thresholds")
     thr = widgets.threshold_controls("A", prefix="insp", container=st.sidebar)
+    rule = region_editor.defect_controls("A", prefix="insp", container=st.sidebar)
     st.subheader("Heatmap")
     alpha, cmap = widgets.display_controls(prefix="insp", container=st.sidebar)
 display = views.Display(insp.scale[0], insp.scale[1], alpha, cmap)
 
-ng = np.asarray(res.verdicts(thr.image), dtype=bool)
+ng = np.asarray(res.verdicts(thr.image, rule.min_area, rule.rule, thr.pixel), dtype=bool)
 table = views.results_table(res.names, res.scores, thr.image, ng)
 n_ng = int(ng.sum())
 
@@ -111,16 +113,19 @@ view = mode.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="ins
 i = int(choice if choice is not None else order[0])
 c1, c2, c3 = st.columns(3)
 c1.image(res.images[i], caption=f"{res.names[i]} (as scored)", width="stretch")
-c2.image(views.overlay_image(res.images[i], res.maps[i], display),
+c2.image(region_editor.overlay_picture(res.images[i], res.maps[i], display, res.region),
          caption=f"Heatmap overlay — score {res.scores[i]:.3f} "
                  f"({views.ratio(res.scores[i], thr.image):.2f} × threshold)", width="stretch")
-share = views.defect_fraction(res.maps[i], thr.pixel)
+contours, found = region_editor.contour_picture(res.images[i], res.maps[i], thr.pixel,
+                                                res.region, rule.min_area)
+found_text = region_editor.defects_caption(found, rule.min_area)
 if view == "Mask":
-    c3.image(views.mask_image(res.maps[i], thr.pixel), width="stretch",
-             caption=f"Defect mask at pixel threshold {thr.pixel:.3f} ({share:.1%} of area)")
+    c3.image(region_editor.mask_picture(res.maps[i], thr.pixel, res.region, rule.min_area),
+             width="stretch", caption=f"Defect mask at pixel threshold {thr.pixel:.3f}: "
+                                      f"{found_text}")
 else:
-    c3.image(views.contour_image(res.images[i], res.maps[i], thr.pixel), width="stretch",
-             caption=f"Defect contours at pixel threshold {thr.pixel:.3f} ({share:.1%} of area)")
+    c3.image(contours, width="stretch",
+             caption=f"Defect contours at pixel threshold {thr.pixel:.3f}: {found_text}")
 st.markdown("Verdict: " + (":red-badge[**NG**]" if ng[i] else ":green-badge[**OK**]"))
 row_id = insp.history_ids.get(str(res.names[i]))
 if row_id is not None:
@@ -144,8 +149,9 @@ if not shown:
     st.caption("No image in this group.")
 cols = st.columns(4)
 for k, j in enumerate(shown):
-    tile = views.contour_image(views.overlay_image(res.images[j], res.maps[j], display),
-                               res.maps[j], thr.pixel)
+    tile = region_editor.contour_picture(
+        region_editor.overlay_picture(res.images[j], res.maps[j], display, res.region),
+        res.maps[j], thr.pixel, res.region, rule.min_area)[0]
     cols[k % 4].image(tile, width="stretch",
                       caption=f"{'NG' if ng[j] else 'OK'} · {res.scores[j]:.3f} · "
                               f"{res.names[j]}")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import access, cards, cluster_panel, panels, resources, state, widgets, workspace
+from inspector_ui import (
+    access,
+    cards,
+    cluster_panel,
+    panels,
+    region_editor,
+    resources,
+    state,
+    widgets,
+    workspace,
+)
 
 widgets.page_start("Train")
 store = workspace.get_store()
@@ -30,5 +40,8 @@ with st.expander("…or open a model from the library, or load a model file",
 if state.get_slot("A") is not None:
     st.subheader("Model card")
     cards.model_card("A")
+    if access.allowed("engineer"):   # a region recalibrates the thresholds
+        with st.container(border=True):
+            region_editor.region_panel("A")
     st.page_link("pages/inspect.py", label="Next: inspect new images",
                  icon=":material/image_search:")

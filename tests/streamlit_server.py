@@ -88,3 +88,16 @@ def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0,
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
+
+
+def wait_for_change(page, read, old: str, timeout: float = 30.0) -> str:  # type: ignore[no-untyped-def]
+    """Poll ``read()`` (a text on the page) until it differs from ``old``; its last value."""
+    deadline = time.monotonic() + timeout
+    value = old
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            value = read()
+            if value != old:
+                return value
+        page.wait_for_timeout(250)
+    return value
