@@ -20,6 +20,7 @@ Loopback only (``127.0.0.1``, a free port); every wait is bounded. Needs Debian'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -29,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, health_seconds, streamlit_app
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    ROOT,
+    health_seconds,
+    streamlit_app,
+)
 
 SESSION_DS = (8, 12, 16, 20, 24)
 N_TRAIN, N_GOOD, N_DEFECT = 8, 3, 3
@@ -119,7 +127,8 @@ async def one_session(browser: Any, url: str, d: int) -> Outcome:
         await page.goto(f"{url}/train")
         await page.get_by_role("heading", name="Train").wait_for()
         await page.get_by_role("button", name="Train on the demo set").wait_for()
-        d_box = page.get_by_test_id("stNumberInputField").first
+        # by its label: the Train page has other number inputs (collapsed fit options)
+        d_box = page.get_by_role("spinbutton", name="d (feature dims kept)")
         await d_box.fill(str(d))
         await d_box.press("Enter")
         size = page.get_by_role("slider").first
@@ -139,6 +148,12 @@ async def one_session(browser: Any, url: str, d: int) -> Outcome:
         out.n_images = await metric(page, "Images")
         out.exceptions = await page.locator('[data-testid="stException"]').count()
         out.errors = await page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    except BaseException:
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        with contextlib.suppress(Exception):      # the page as it was when the step failed
+            await page.screenshot(path=str(ROOT / "test-artifacts" / f"concurrency-d{d}.png"),
+                                  full_page=True)
+        raise
     finally:
         await context.close()
     out.seconds = time.perf_counter() - start
