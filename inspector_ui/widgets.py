@@ -128,15 +128,18 @@ def _store_widget(widget_key: str, store: Callable[[Any], None]) -> None:
 
 
 def bound(factory: Callable[..., Any], label: str, *, key: str, value: Any,
-          store: Callable[[Any], None], **kwargs: Any) -> Any:
+          store: Callable[[Any], None], only_if_changed: bool = False, **kwargs: Any) -> Any:
     """Draw widget ``factory`` showing ``value`` from shared state; user changes go to ``store``.
 
     Widget state is dropped by Streamlit when a page stops drawing the widget, so the value
     lives elsewhere (per-session state shared by all pages) and is copied in before drawing,
     on every run: a skipped copy (the key still held the same value after the widget had been
     hidden by an ``st.stop``) let the browser redraw the slider at its minimum and send that.
+    ``only_if_changed`` skips the copy when the key already holds ``value``, for text the user
+    types: each copy overwrites what the browser shows, including keystrokes not yet sent.
     """
-    st.session_state[key] = value
+    if not (only_if_changed and key in st.session_state and st.session_state[key] == value):
+        st.session_state[key] = value
     return factory(label, key=key, on_change=_store_widget, args=(key, store), **kwargs)
 
 

@@ -377,8 +377,11 @@ def operator_input(where: Any, key: str) -> str:
     def keep(value: str) -> None:
         st.session_state[OPERATOR_KEY] = value
 
+    # Copied in only when it differs: every copy is sent to the browser and would wipe a name
+    # being typed while the page reruns (e.g. after a click on the decision).
     return str(widgets.bound(where.text_input, "Your name", key=key,
-                             value=st.session_state.get(OPERATOR_KEY, ""), store=keep))
+                             value=st.session_state.get(OPERATOR_KEY, ""), store=keep,
+                             only_if_changed=True))
 
 
 def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:

@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM,
               pytest.mark.xfail(reason="flaky in Chromium: photo not added in time (issue 16)",
                                 strict=False)]
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+VIDEO_PLAYING = """() => [...document.querySelectorAll('video')].some(
+    v => v.readyState >= 2 && v.videoWidth > 0 && !v.paused)"""
 
 
 def test_fake_camera_photo_is_scored(tmp_path: Path) -> None:
@@ -46,7 +48,12 @@ def test_fake_camera_photo_is_scored(tmp_path: Path) -> None:
             page.set_default_timeout(120_000)
             page.goto(f"{url}/inspect?model=bench&v=1")
             page.get_by_text("Camera", exact=True).click()
-            page.get_by_role("button", name="Take Photo").click()
+            take = page.get_by_role("button", name="Take Photo")
+            take.wait_for()
+            # As a user waits to see the picture: a click before the fake stream delivers
+            # frames takes no photo.
+            page.wait_for_function(VIDEO_PLAYING)
+            take.click()
             page.get_by_text("added to the results").wait_for()
             page.get_by_text("Results — camera").wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
