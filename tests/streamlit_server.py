@@ -101,3 +101,38 @@ def wait_for_change(page, read, old: str, timeout: float = 30.0) -> str:  # type
                 return value
         page.wait_for_timeout(250)
     return value
+
+
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def wait_idle(page, timeout: float = 120.0, quiet_ms: int = 400) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the app has finished its script run and stays finished ``quiet_ms``, as a
+    user waits for the page to settle before the next click. A click during a run lands on
+    an element the run's end redraws: an opened dropdown closes again, so the option the
+    test then waits for never shows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.locator(IDLE).wait_for(timeout=max(1.0, deadline - time.monotonic()) * 1000)
+        page.wait_for_timeout(quiet_ms)
+        if page.locator(IDLE).count():
+            return
+    raise TimeoutError(f"the app was still running after {timeout:.0f} s")
+
+
+def choose_option(page, box, option_name, timeout: float = 120.0):  # type: ignore[no-untyped-def]
+    """Open selectbox ``box`` on a settled page and return the first option whose accessible
+    name matches ``option_name`` (a string or compiled pattern), reopening it if a redraw
+    closed the list before the option showed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_idle(page, timeout=max(1.0, deadline - time.monotonic()))
+        box.click()
+        option = page.get_by_role("option", name=option_name).first
+        try:
+            option.wait_for(timeout=5_000)
+            return option
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")

@@ -12,16 +12,19 @@ import re
 from pathlib import Path
 
 import pytest
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, ROOT, streamlit_app
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    ROOT,
+    choose_option,
+    streamlit_app,
+    wait_idle,
+)
 
 ARTIFACTS = ROOT / "test-artifacts"
 
-# Known flaky (3 of 6 runs on 2026-12-02): the page sometimes stays greyed out as if rerunning
-# and the image picker does not open (test-artifacts/feedback-failed.png). Not strict, so a
-# pass still shows; the cause is open in issue 13's note. Remove the mark once it is fixed.
-pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM,
-              pytest.mark.xfail(reason="flaky: Inspect page stays in a rerun state (issue 13)",
-                                strict=False)]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 def no_exception(page) -> None:  # type: ignore[no-untyped-def]
@@ -62,12 +65,16 @@ def test_accepting_a_false_alarm_lowers_its_score_and_the_new_version_stays(
                 page.get_by_role("button", name="Inspect the demo test set").click()
                 page.locator('[data-testid="stMetric"]').filter(has_text="NG count").wait_for()
 
-                page.locator('[data-testid="stSelectbox"]').filter(
-                    has_text=re.compile(r"^Image$")).click()
-                option = page.get_by_role("option", name=re.compile(r"^good\/.* — NG$")).first
+                # The click waits for the run to end, as a user waits for the page to settle:
+                # under load a click during the run opened the list, the run's end closed it.
+                option = choose_option(
+                    page, page.locator('[data-testid="stSelectbox"]').filter(
+                        has_text=re.compile(r"^Image$")),
+                    re.compile(r"^good\/.* — NG$"))
                 picked = option.inner_text().split(" — ")[0]
                 option.click()
                 page.get_by_text(f"{picked} (as scored)").wait_for()
+                wait_idle(page)
                 page.get_by_role("button", name="Accept as normal → demo@1").click()
                 message = page.get_by_text(re.compile(r"Learned 1 image\(s\) as normal"))
                 message.wait_for()
