@@ -11,19 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, streamlit_app
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, streamlit_app, wait_idle
 
 from inspector_ui.testing import make_small_demo
 from padim_core import PadimModel
 from padim_core.store import Store
 
-# Known flaky (1 of 3 clean-clone runs on 2026-12-02): "added to the results" never showed
-# within 120 s after the fake-camera photo. Not strict, so a pass still shows; the cause is
-# open in issue 16's note (the AppTest camera tests cover the scoring). Remove once fixed.
 pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM,
-              pytest.mark.filterwarnings("ignore:only .* training images"),
-              pytest.mark.xfail(reason="flaky in Chromium: photo not added in time (issue 16)",
-                                strict=False)]
+              pytest.mark.filterwarnings("ignore:only .* training images")]
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 VIDEO_PLAYING = """() => [...document.querySelectorAll('video')].some(
     v => v.readyState >= 2 && v.videoWidth > 0 && !v.paused)"""
@@ -47,12 +42,17 @@ def test_fake_camera_photo_is_scored(tmp_path: Path) -> None:
             page = context.new_page()
             page.set_default_timeout(120_000)
             page.goto(f"{url}/inspect?model=bench&v=1")
+            page.get_by_text("Reopened bench@1 from the library").wait_for()
+            # Each click waits for the page to settle, as a user does: a click during a run
+            # lands on an element the run's end redraws.
+            wait_idle(page)
             page.get_by_text("Camera", exact=True).click()
             take = page.get_by_role("button", name="Take Photo")
             take.wait_for()
             # As a user waits to see the picture: a click before the fake stream delivers
             # frames takes no photo.
             page.wait_for_function(VIDEO_PLAYING)
+            wait_idle(page)
             take.click()
             page.get_by_text("added to the results").wait_for()
             page.get_by_text("Results — camera").wait_for()
