@@ -120,6 +120,17 @@ def wait_idle(page, timeout: float = 120.0, quiet_ms: int = 400) -> None:  # typ
     raise TimeoutError(f"the app was still running after {timeout:.0f} s")
 
 
+async def wait_idle_async(page, timeout: float = 240.0, quiet_ms: int = 400) -> None:  # type: ignore[no-untyped-def]
+    """:func:`wait_idle` for Playwright's async API (the many-session tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await page.locator(IDLE).wait_for(timeout=max(1.0, deadline - time.monotonic()) * 1000)
+        await page.wait_for_timeout(quiet_ms)
+        if await page.locator(IDLE).count():
+            return
+    raise TimeoutError(f"the app was still running after {timeout:.0f} s")
+
+
 def choose_option(page, box, option_name, timeout: float = 120.0):  # type: ignore[no-untyped-def]
     """Open selectbox ``box`` on a settled page and return the first option whose accessible
     name matches ``option_name`` (a string or compiled pattern), reopening it if a redraw

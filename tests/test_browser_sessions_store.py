@@ -17,7 +17,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, ROOT, streamlit_app
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    ROOT,
+    streamlit_app,
+    wait_idle_async,
+)
 
 pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
@@ -35,25 +42,35 @@ async def one_session(browser, url: str, k: int, name: str) -> tuple[str, int, s
     page.set_default_timeout(BUDGET_S * 1000)
     try:
         await page.goto(f"{url}/train")
+        # Each click waits for the run to end, as a user waits for the page to settle: a
+        # click on an element the run's end redraws can be lost under load.
+        await wait_idle_async(page, BUDGET_S)
         field = page.get_by_label("Save in the library as", exact=True)
         await field.fill(name)
         await field.press("Enter")
+        await wait_idle_async(page, BUDGET_S)
         await page.get_by_role("button", name="Train on the demo set").click()
         await page.get_by_text(re.compile(r"Saved in the library as .+@\d+")).wait_for()
         await page.wait_for_url(re.compile(r"[?&]v=\d+"))
         query = parse_qs(urlparse(page.url).query)
         saved = (query["model"][0], int(query["v"][0]))
 
+        await wait_idle_async(page, BUDGET_S)
         await page.locator('[data-testid="stSidebarNav"]').get_by_role(
             "link", name="Inspect").click()
+        await page.get_by_role("button", name="Inspect the demo test set").wait_for()
+        await wait_idle_async(page, BUDGET_S)
         await page.get_by_role("button", name="Inspect the demo test set").click()
         await page.locator('[data-testid="stMetric"]').filter(has_text="NG count").wait_for()
         await page.get_by_role("button", name="Save decision").wait_for()
+        await wait_idle_async(page, BUDGET_S)
         caption = await page.get_by_text(re.compile(r" \(as scored\)$")).inner_text()
         picked = caption.removesuffix(" (as scored)")
         await page.get_by_text("false alarm", exact=True).click()
+        await wait_idle_async(page, BUDGET_S)
         await page.get_by_label("Your name").fill(f"op{k}")
         await page.get_by_label("Your name").press("Enter")
+        await wait_idle_async(page, BUDGET_S)
         await page.get_by_role("button", name="Save decision").click()
         await page.get_by_text(re.compile(r"Decision on .* saved: false alarm")).wait_for()
         body = await page.locator("body").inner_text()

@@ -37,6 +37,7 @@ from streamlit_server import (
     ROOT,
     health_seconds,
     streamlit_app,
+    wait_idle_async,
 )
 
 SESSION_DS = (8, 12, 16, 20, 24)
@@ -135,6 +136,7 @@ async def one_session(browser: Any, url: str, d: int) -> Outcome:
         await size.focus()
         await size.press("Home")  # smallest image size: fast on 2 cores
         await page.wait_for_timeout(1500)  # let the widget values reach the server
+        await wait_idle_async(page)
         out.clicked_train = time.monotonic()
         await page.get_by_role("button", name="Train on the demo set").click()
         await page.get_by_text("Model card").wait_for()
@@ -142,7 +144,12 @@ async def one_session(browser: Any, url: str, d: int) -> Outcome:
         out.card_d = await metric(page, "d")
         out.n_train = await metric(page, "Training images")
         out.sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
+        # Each click waits for the run to end, as a user waits for the page to settle: a
+        # click on a link or button the run's end redraws can be lost under load.
+        await wait_idle_async(page)
         await page.get_by_text("Next: inspect new images").click()
+        await page.get_by_role("button", name="Inspect the demo test set").wait_for()
+        await wait_idle_async(page)
         await page.get_by_role("button", name="Inspect the demo test set").click()
         await page.locator('[data-testid="stMetric"]').filter(has_text="NG count").wait_for()
         out.n_images = await metric(page, "Images")
