@@ -4,7 +4,8 @@
 
 - ``POST /predict`` (multipart, image in field ``file``) → JSON score, normalized score,
   verdict (``thresholds.is_ng``, or ``is_ng_by_area`` under the model's area rule),
-  thresholds, model id and the defect regions (docs/regions.md); ``?overlay=png`` returns the
+  thresholds, model id (and library version, when served from the workspace) and the defect
+  regions (docs/regions.md); ``?overlay=png`` returns the
   overlay PNG instead (score and verdict in ``X-Padim-*`` headers).
 - ``GET /health``, ``GET /model`` (the card), OpenAPI page at ``/docs``.
 - With ``check_token`` (``padim serve`` on a network address, or ``--require-token``) every
@@ -279,16 +280,20 @@ class BearerGuard:
 def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                max_upload_bytes: int = MAX_UPLOAD_MB * 2**20,
-               check_token: Callable[[str], bool] | None = None) -> FastAPI:
+               check_token: Callable[[str], bool] | None = None,
+               library_ref: str | None = None) -> FastAPI:
     """A FastAPI app scoring images with the fitted ``model`` (see the module docstring).
     ``check_token``: when given, every request needs a bearer token it accepts.
+    ``library_ref``: the workspace version served (``NAME@N``), named in every answer so line
+    software can log which version judged a part.
 
     The scoring thread starts and stops with the app's lifespan (uvicorn, or ``with
     TestClient(app)``).
     """
     card = model.card()
     identity = {"id": model_id(card), "package_version": __version__,
-                "backbone": card["backbone"], "d": card["d"], "created": card["created"]}
+                "backbone": card["backbone"], "d": card["d"], "created": card["created"],
+                "version": library_ref}
     thresholds = {"image": float(model.image_threshold_), "pixel": float(model.pixel_threshold_)}
     region, min_area = model.region_, model.config.min_defect_area
     by_area = model.config.verdict_rule == "area"

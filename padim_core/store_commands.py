@@ -373,19 +373,20 @@ def add_serve_options(srv: argparse.ArgumentParser) -> None:
     add_data_dir(g)
 
 
-def served_model(args: argparse.Namespace) -> tuple[PadimModel, str]:
+def served_model(args: argparse.Namespace) -> tuple[PadimModel, str, str | None]:
     """``serve``: the model from the MODEL file or from ``--model NAME[@VERSION]`` (exactly
-    one of them), and what to call it in the log."""
+    one of them), what to call it in the log, and its library version (``NAME@N``, or None
+    for a file)."""
     from .cli import _load_model
 
     if (args.model is None) == (args.library_model is None):
         raise _usage("give a MODEL file or --model NAME[@VERSION] (one of them)")
     if args.library_model is None:
-        return _load_model(args.model, args.device), str(args.model)
+        return _load_model(args.model, args.device), str(args.model), None
     with open_store(args) as store:
         v, model = _load_version(store, args.library_model, args.device)
     _ = model.extractor      # a missing backbone fails here, before the server starts
-    return model, f"{v.ref} from {store.data_dir}"
+    return model, f"{v.ref} from {store.data_dir}", v.ref
 
 
 __all__ = ["COMMANDS", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",

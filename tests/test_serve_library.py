@@ -58,6 +58,7 @@ def test_serve_a_library_version_with_its_saved_thresholds(
         answer = client.post("/predict", files={"file": (image.name, image.read_bytes(),
                                                          "image/png")}).json()
     assert answer["thresholds"] == {"image": 123.5, "pixel": 45.25}
+    assert answer["model"]["version"] == card["model"]["version"] == "plates@1"
     assert card["model"]["d"] == 16
 
     assert main(["serve", "--model", "plates", "--data-dir", str(ws), "--device", "cpu"]) == 0
