@@ -5,6 +5,10 @@ admin without signing in (as before); on a network address ``gate()`` shows a si
 until somebody signs in, keeps them signed in across reloads with a signed, expiring cookie,
 and re-reads their account on every run (a removed user or a changed role applies at once).
 
+With an ``[auth]`` section in Streamlit's secrets (an OpenID Connect provider), the sign-in
+form also offers single sign-on (``st.login``): the provider says who the person is, and the
+workspace's account of that name (``padim users add NAME --sso``) gives the role.
+
 ``require_role`` is called inside the actions themselves (``actions``, ``workspace``), so an
 operator's session is refused on the server even if a hidden button were triggered; the pages
 also leave out what the role may not do (``allowed``).
@@ -28,6 +32,10 @@ SIGNED_OUT_KEY = "_access_signed_out"
 #: The cookie (value, max age) this session issued: set again on every run while signed in,
 #: since a script element of one run may not reach the browser before the next run.
 COOKIE_KEY = "_access_cookie"
+#: Set when the session's user came through single sign-on (Sign out then also ends that),
+#: and the account name a single sign-on identity asked for when the workspace had none.
+SSO_KEY = "_access_sso"
+SSO_REFUSED_KEY = "_access_sso_refused"
 ROLE_WORDS = {"operator": "operators (and above)", "engineer": "engineers and admins",
               "admin": "admins"}
 
@@ -112,6 +120,35 @@ def sign_in(store: Store, name: str, password: str) -> User:
     return user
 
 
+def sso_configured() -> bool:
+    """Whether Streamlit's secrets configure an identity provider (an ``[auth]`` section)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:          # no secrets file at all: Streamlit raises rather than says no
+        return False
+
+
+def sso_providers() -> list[str]:
+    """Named providers (``[auth.NAME]`` sections); empty for the single default provider."""
+    auth = st.secrets["auth"]
+    return [name for name in auth if hasattr(auth[name], "keys")]
+
+
+def _sso_user(store: Store) -> User | None:
+    """The workspace account of the identity the provider signed in, if it has one; else
+    None, noting the refused name for the sign-in form."""
+    if not st.user.is_logged_in:
+        return None
+    name = policy.sso_account_name(st.user.to_dict())
+    user = store.users.get(name) if name else None
+    if user is None:
+        st.session_state[SSO_REFUSED_KEY] = name or "(the provider sent no e-mail or name)"
+    else:
+        st.session_state[SSO_KEY] = True
+        st.session_state.pop(SSO_REFUSED_KEY, None)
+    return user
+
+
 def _restore(store: Store, cookies: policy.SessionCookies) -> None:
     """Re-check the session's user against the store; or sign in from the cookie."""
     found = st.session_state.get(USER_KEY)
@@ -126,6 +163,8 @@ def _restore(store: Store, cookies: policy.SessionCookies) -> None:
     if st.session_state.get(SIGNED_OUT_KEY):
         return
     user = cookies.user(st.context.cookies.get(policy.COOKIE_NAME), store)
+    if user is None and sso_configured():
+        user = _sso_user(store)
     if user is not None:
         st.session_state[USER_KEY] = (user.name, user.role, user.password_stamp)
 
@@ -140,6 +179,8 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
             name = st.text_input("User name", key="access_name", max_chars=200)
             password = st.text_input("Password", type="password", key="access_password")
             go = st.form_submit_button("Sign in", type="primary", key="access_submit")
+        if sso_configured():
+            _sso_buttons()
         if not go:
             return False
         try:
@@ -153,6 +194,25 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
     holder.empty()
     st.session_state[COOKIE_KEY] = (cookies.issue(user), int(cookies.max_age_s))
     return True
+
+
+def _sso_buttons() -> None:
+    """Single sign-on: one button per configured provider, and why a provider's identity was
+    not let in (no account of that name in this workspace)."""
+    refused = st.session_state.get(SSO_REFUSED_KEY)
+    if refused:
+        st.error(f"Signed in by the identity provider as **{refused}**, but this workspace has "
+                 f"no account of that name: ask an admin to add it (padim users add "
+                 f"{refused} --sso --role operator).", icon=":material/person_off:")
+        if st.button("Sign out of single sign-on", key="access_sso_logout"):
+            st.session_state.pop(SSO_REFUSED_KEY, None)
+            st.logout()
+        return
+    providers = sso_providers()
+    for name in providers or [None]:
+        label = f"Sign in with {name}" if name else "Sign in with single sign-on"
+        if st.button(label, key=f"access_sso_{name or 'default'}"):
+            st.login(name) if name else st.login()
 
 
 def _signed_in_corner() -> bool:
@@ -197,6 +257,8 @@ def gate() -> bool:
         st.session_state.pop(USER_KEY, None)
         st.session_state.pop(COOKIE_KEY, None)
         st.session_state[SIGNED_OUT_KEY] = True
+        if st.session_state.pop(SSO_KEY, False):
+            st.logout()            # ends the provider's sign-in too (a fresh session follows)
     if st.session_state.get(SIGNED_OUT_KEY):   # every run, for the same reason as above
         st.sidebar.html(_cookie_script("", 0), unsafe_allow_javascript=True)
     if not _sign_in_form(store, cookies):
@@ -206,4 +268,4 @@ def gate() -> bool:
 
 
 __all__ = ["AccessDeniedError", "Viewer", "actor", "allowed", "gate", "require_role", "required",
-           "sign_in", "viewer"]
+           "sign_in", "sso_configured", "viewer"]

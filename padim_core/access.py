@@ -9,6 +9,11 @@ sign-in, and refuses to start until the workspace has an admin account and a ses
 The session cookie is ``itsdangerous``-signed (HMAC-SHA1 over a key derived from the secret)
 and timestamped: it names the user and a stamp of their password hash, so it expires after
 ``PADIM_SESSION_HOURS`` (default 12), and a changed password or a removed account ends it.
+
+Single sign-on is the alternative to passwords where a site has an OpenID Connect provider:
+with an ``[auth]`` section in Streamlit's secrets the app offers ``st.login``; the provider
+says who the person is (``sso_account_name`` picks the claim), and the workspace's account of
+that name says what they may do, so roles stay in one place.
 """
 
 from __future__ import annotations
@@ -147,5 +152,23 @@ class SessionCookies:
         return user
 
 
-__all__ = ["COOKIE_NAME", "SECRET_ENV", "SIGN_IN_ENV", "SessionCookies", "ensure_secret",
-           "is_loopback", "load_secret", "not_ready", "session_seconds", "sign_in_required"]
+#: ID-token claims that name the account of a single sign-on user, in the order tried.
+SSO_NAME_CLAIMS = ("email", "preferred_username", "sub")
+
+
+def sso_account_name(claims: dict[str, object]) -> str | None:
+    """The workspace account a single sign-on identity maps to: its e-mail address, else its
+    preferred user name, else its subject id (the first that is non-empty text); None when
+    the provider sent none of them. E-mail addresses compare case-insensitively, so they are
+    lower-cased; the account must be created under that name (``padim users add NAME --sso``)."""
+    for claim in SSO_NAME_CLAIMS:
+        value = claims.get(claim)
+        if isinstance(value, str) and value.strip():
+            value = value.strip()
+            return value.lower() if claim == "email" else value
+    return None
+
+
+__all__ = ["COOKIE_NAME", "SECRET_ENV", "SIGN_IN_ENV", "SSO_NAME_CLAIMS", "SessionCookies",
+           "ensure_secret", "is_loopback", "load_secret", "not_ready", "session_seconds",
+           "sign_in_required", "sso_account_name"]

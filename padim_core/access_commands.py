@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import secrets
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--role", choices=ROLES, default="operator",
                    help="operator (default): inspect, decide; engineer: also train, save "
                         "thresholds; admin: also delete, rename, manage users")
+    p.add_argument("--sso", action="store_true",
+                   help="signs in through single sign-on only (NAME = the e-mail address the "
+                        "identity provider sends); no password is asked or usable")
     add_data_dir(p)
     p = actions.add_parser("list", help="every account with its role")
     add_data_dir(p)
@@ -112,8 +116,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _users_add(store: Store, args: argparse.Namespace) -> int:
-    user = store.users.add(args.name, read_password(), args.role)
-    _say(f"added {user.name} ({user.role})")
+    if args.sso:
+        # A random password nobody is told: the account exists for its role, and the
+        # password form can never open it.
+        user = store.users.add(args.name.strip().lower() if "@" in args.name else args.name,
+                               secrets.token_urlsafe(48), args.role)
+        _say(f"added {user.name} ({user.role}), single sign-on only")
+    else:
+        user = store.users.add(args.name, read_password(), args.role)
+        _say(f"added {user.name} ({user.role})")
     if ensure_secret(store):
         _say(f"made the session secret {secret_path(store)} (keep it private)")
     return 0

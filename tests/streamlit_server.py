@@ -57,14 +57,16 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> Non
 
 @contextlib.contextmanager
 def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0,
-                  data_dir: Path | None = None) -> Iterator[str]:
-    """Run ``streamlit run app.py`` with ``demo`` as its demo set on a free loopback port,
-    its output in ``log_path``; yields the base URL once healthy, stops the server after.
-    Its workspace is ``data_dir`` (default: ``workspace/`` beside the log), never the repo's."""
+                  data_dir: Path | None = None, port: int | None = None,
+                  extra_args: list[str] | None = None) -> Iterator[str]:
+    """Run ``streamlit run app.py`` with ``demo`` as its demo set on a loopback port (``port``,
+    else a free one), its output in ``log_path``; yields the base URL once healthy, stops the
+    server after. Its workspace is ``data_dir`` (default: ``workspace/`` beside the log),
+    never the repo's. ``extra_args``: more ``streamlit run`` options (``--secrets.files``)."""
     from inspector_ui.uploads import DEMO_DIR_ENV
     from padim_core.store import DATA_DIR_ENV, DATABASE_URL_ENV
 
-    port = free_port()
+    port = port or free_port()
     # The allocator settings `make run` uses, so the browser tests see the same server.
     env = {**os.environ, **ENVIRONMENT, DEMO_DIR_ENV: str(demo), "PYTHONUNBUFFERED": "1",
            DATA_DIR_ENV: str(data_dir or log_path.parent / "workspace")}
@@ -73,7 +75,8 @@ def streamlit_app(demo: Path, log_path: Path, ready_timeout: float = 90.0,
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
              "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *(extra_args or [])],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -75,3 +75,33 @@ def test_tokens_are_printed_once_and_work_until_revoked(
         assert store.users.verify_token(token) is None
     code, _, err = padim(capsys, monkeypatch, data, "tokens", "revoke", "nope")
     assert code == 1 and "no token of that name" in err
+
+
+def test_a_single_sign_on_account_asks_no_password_and_none_opens_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from padim_core.store import SignInError
+
+    data = tmp_path / "ws"
+    code, out, err = padim(capsys, monkeypatch, data, "users", "add", " Eve@Example.COM ",
+                           "--sso", "--role", "engineer", stdin="")   # stdin empty: no prompt
+    assert code == 0 and "added eve@example.com (engineer), single sign-on only" in out + err
+    with Store.open(data) as store:
+        assert store.users.get("eve@example.com").role == "engineer"
+        for guess in ("", "eve", "eve@example.com", "password"):
+            with pytest.raises(SignInError):
+                store.users.authenticate("eve@example.com", guess)
+
+
+@pytest.mark.parametrize("claims, name", [
+    ({"email": "Otto@Example.com", "preferred_username": "otto", "sub": "17"},
+     "otto@example.com"),
+    ({"email": "  ", "preferred_username": "otto", "sub": "17"}, "otto"),
+    ({"sub": "17"}, "17"),
+    ({"email": 5, "name": "Otto"}, None),
+    ({}, None),
+])
+def test_the_account_a_single_sign_on_identity_maps_to(claims: dict, name: str | None) -> None:
+    from padim_core.access import sso_account_name
+
+    assert sso_account_name(claims) == name
