@@ -150,3 +150,24 @@ def choose_option(page, box, option_name, timeout: float = 120.0):  # type: igno
             if time.monotonic() > deadline:
                 raise
             page.keyboard.press("Escape")
+
+
+def sign_in_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      users: dict[str, tuple[str, str]]) -> tuple[Path, Path]:
+    """A small demo set and a workspace ready for sign-in (the session secret, and ``users``:
+    name → (password, role)), with sign-in asked for on loopback (``PADIM_SIGN_IN=1``) for
+    the servers this test starts. Returns (demo folder, data dir)."""
+    from inspector_ui.testing import make_small_demo
+    from padim_core import access
+    from padim_core.store import Store
+
+    demo = make_small_demo(tmp_path / "demo", n_train=4, n_good=1, n_defect=1)
+    data_dir = tmp_path / "workspace"
+    with Store.open(data_dir) as store:
+        for name, (password, role) in users.items():
+            store.users.add(name, password, role)
+        access.ensure_secret(store)
+    monkeypatch.setenv(access.SIGN_IN_ENV, "1")
+    monkeypatch.delenv(access.SECRET_ENV, raising=False)
+    monkeypatch.delenv("PADIM_DEMO_MODEL", raising=False)
+    return demo, data_dir

@@ -11,10 +11,15 @@ import re
 from pathlib import Path
 
 import pytest
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, streamlit_app
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    sign_in_workspace,
+    streamlit_app,
+)
 
 from padim_core import access
-from padim_core.store import Store
 
 pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
@@ -22,17 +27,8 @@ pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 def test_sign_in_survives_a_reload_and_a_tampered_cookie_does_not(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from inspector_ui.testing import make_small_demo
-
-    demo = make_small_demo(tmp_path / "demo", n_train=4, n_good=1, n_defect=1)
-    data_dir = tmp_path / "workspace"
-    with Store.open(data_dir) as store:
-        store.users.add("ann", "ann's password", "admin")
-        store.users.add("otto", "otto's password", "operator")
-        access.ensure_secret(store)
-    monkeypatch.setenv(access.SIGN_IN_ENV, "1")
-    monkeypatch.delenv(access.SECRET_ENV, raising=False)
-    monkeypatch.delenv("PADIM_DEMO_MODEL", raising=False)
+    demo, data_dir = sign_in_workspace(tmp_path, monkeypatch, {
+        "ann": ("ann's password", "admin"), "otto": ("otto's password", "operator")})
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

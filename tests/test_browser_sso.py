@@ -23,13 +23,12 @@ from streamlit_server import (
     CHROMIUM_ARGS,
     NEEDS_CHROMIUM,
     free_port,
+    sign_in_workspace,
     streamlit_app,
     wait_idle,
 )
 
-from padim_core import access
 from padim_core.cli import main
-from padim_core.store import Store
 
 pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
@@ -37,19 +36,11 @@ pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 def test_single_sign_on_maps_the_identity_to_the_workspace_role(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from inspector_ui.testing import make_small_demo
-
-    demo = make_small_demo(tmp_path / "demo", n_train=4, n_good=1, n_defect=1)
-    data_dir = tmp_path / "workspace"
-    with Store.open(data_dir) as store:
-        store.users.add("ann", "ann's password", "admin")
-        access.ensure_secret(store)
+    demo, data_dir = sign_in_workspace(tmp_path, monkeypatch,
+                                       {"ann": ("ann's password", "admin")})
     # The CLI way an admin adds a single sign-on account: no password asked.
     assert main(["users", "add", "Otto@Example.com", "--sso", "--role", "operator",
                  "--data-dir", str(data_dir)]) == 0
-    monkeypatch.setenv(access.SIGN_IN_ENV, "1")
-    monkeypatch.delenv(access.SECRET_ENV, raising=False)
-    monkeypatch.delenv("PADIM_DEMO_MODEL", raising=False)
     port = free_port()
     app_url = f"http://127.0.0.1:{port}"
     with oidc_provider() as provider, sync_api.sync_playwright() as pw:
