@@ -165,15 +165,19 @@ def threshold_controls(slot_key: str, *, prefix: str,
     pixel_hi = max(pixel_hi, thr.pixel, 1e-6)
     title = state.SLOT_NAMES[slot_key]
     image_step, pixel_step = views.slider_step(image_hi), views.slider_step(pixel_hi)
+    # The lowest position is one step, or a finer threshold set elsewhere (a saved one, say):
+    # the slider must show the threshold the verdicts use, not its own lowest step.
+    image_lo = min(image_step, thr.image) if thr.image > 0 else image_step
+    pixel_lo = min(pixel_step, thr.pixel) if thr.pixel > 0 else pixel_step
     bound(where.slider, f"Image threshold ({title})", key=f"{prefix}_image_thr",
-          value=float(np.clip(thr.image, image_step, image_hi)),
+          value=float(np.clip(thr.image, image_lo, image_hi)),
           store=lambda v: state.set_thresholds(slot_key, image=v),
-          min_value=image_step, max_value=float(image_hi), step=image_step,
+          min_value=float(image_lo), max_value=float(image_hi), step=image_step,
           format="%.3f", help="Images scoring at or above this are NG.")
     bound(where.slider, f"Pixel threshold ({title})", key=f"{prefix}_pixel_thr",
-          value=float(np.clip(thr.pixel, pixel_step, pixel_hi)),
+          value=float(np.clip(thr.pixel, pixel_lo, pixel_hi)),
           store=lambda v: state.set_thresholds(slot_key, pixel=v),
-          min_value=pixel_step, max_value=float(pixel_hi), step=pixel_step,
+          min_value=float(pixel_lo), max_value=float(pixel_hi), step=pixel_step,
           format="%.3f", help="Pixels scoring at or above this form the defect mask / contour.")
     if where.button("Reset to calibrated thresholds", key=f"{prefix}_reset_thr"):
         state.reset_thresholds(slot_key)

@@ -161,3 +161,15 @@ def test_new_model_marks_old_results_stale() -> None:
     assert not t.exceptions(at)
     assert not any("earlier model" in w.value for w in at.warning)
     assert len(table(at)) == 6
+
+
+def test_a_threshold_below_the_slider_step_is_shown_as_it_is() -> None:
+    """A saved threshold finer than the slider's step (e.g. 0.001 where the step is 1) must
+    show on the slider as the value the verdicts use, not as the slider's lowest step."""
+    at = inspected()
+    at.session_state["thresholds"]["A"].image = 1e-3
+    at.run()
+    assert not t.exceptions(at)
+    assert t.metric(at, "Image threshold") == "0.001"
+    assert at.slider(key="insp_image_thr").value == pytest.approx(1e-3)
+    assert t.metric(at, "NG count") == "6"
