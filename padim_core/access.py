@@ -157,11 +157,14 @@ SSO_NAME_CLAIMS = ("email", "preferred_username", "sub")
 
 
 def sso_account_name(claims: dict[str, object]) -> str | None:
-    """The workspace account a single sign-on identity maps to: its e-mail address, else its
-    preferred user name, else its subject id (the first that is non-empty text); None when
-    the provider sent none of them. E-mail addresses compare case-insensitively, so they are
-    lower-cased; the account must be created under that name (``padim users add NAME --sso``)."""
+    """The workspace account a single sign-on identity maps to: its e-mail address (unless the
+    provider says it is not verified), else its preferred user name, else its subject id (the
+    first that is non-empty text); None when the provider sent none of them. E-mail addresses
+    compare case-insensitively, so they are lower-cased; the account must be created under
+    that name (``padim users add NAME --sso``)."""
     for claim in SSO_NAME_CLAIMS:
+        if claim == "email" and claims.get("email_verified") is False:
+            continue             # an address the provider has not checked names nobody
         value = claims.get(claim)
         if isinstance(value, str) and value.strip():
             value = value.strip()

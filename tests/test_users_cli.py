@@ -97,6 +97,8 @@ def test_a_single_sign_on_account_asks_no_password_and_none_opens_it(
     ({"email": "Otto@Example.com", "preferred_username": "otto", "sub": "17"},
      "otto@example.com"),
     ({"email": "  ", "preferred_username": "otto", "sub": "17"}, "otto"),
+    ({"email": "boss@example.com", "email_verified": False, "sub": "17"}, "17"),
+    ({"email": "otto@example.com", "email_verified": True}, "otto@example.com"),
     ({"sub": "17"}, "17"),
     ({"email": 5, "name": "Otto"}, None),
     ({}, None),
