@@ -146,6 +146,11 @@ def region_panel(slot_key: str) -> None:
                f"**{model.config.min_defect_area} px**. Ignored areas (labels, clamps, "
                "background) never raise an alarm; the thresholds are recalibrated for the "
                "region from the calibration images.")
+    # The canvas is mounted only on request: once its background has loaded it reports its
+    # size as a value, which reruns *this* page; arriving just after a click on another page
+    # in the menu, that rerun sent the user back to Train.
+    if not st.toggle("Edit the region and minimum defect area", key=f"{prefix}_edit"):
+        return
     min_area = int(st.number_input("Minimum defect area (pixels of the crop)", 0, crop * crop,
                                    int(model.config.min_defect_area), key=f"{prefix}_min",
                                    help="Smaller defect regions get no contour."))

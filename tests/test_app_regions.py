@@ -17,6 +17,10 @@ def contour_captions(at) -> list[str]:  # type: ignore[no-untyped-def]
 def test_min_area_and_area_rule_redraw_without_rescoring(predict_calls: list[int]) -> None:
     at = t.train_demo(t.open_page(t.new_app(), "train"))
     assert any("Region to inspect" in s.value for s in at.subheader)
+    # the editor (and its canvas component) is mounted only when asked for
+    assert not [b for b in at.button if b.key == "regionA_apply"]
+    at.toggle(key="regionA_edit").set_value(True).run()
+    assert [b for b in at.button if b.key == "regionA_apply"]
     at = t.open_page(at, "inspect")
     at.button(key="inspect_demo").click().run()
     token = t.slot(at).token

@@ -83,6 +83,7 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
 
             # Train: draw an exclusion rectangle over the stain on the canvas, apply it.
             nav.get_by_role("link", name="Train").click()
+            page.get_by_text("Edit the region and minimum defect area").click()
             canvas = page.locator("canvas.upper-canvas").first
             canvas.scroll_into_view_if_needed()
             page.wait_for_timeout(1500)
