@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .backbones import DEFAULT_BACKBONE, SPECS
-from .embedding import REDUCTIONS
+from .embedding import REDUCTIONS, UPSAMPLE_MODES
 from .errors import InvalidInputError
 from .images import RESIZE_MODES
 from .regions import check_min_area, check_verdict_rule
@@ -43,6 +43,7 @@ class PadimConfig:
     updatable: bool = True
     score_top_percent: float = 0.0
     resize: str = "stretch"    # images.RESIZE_MODES; "pad…" keep the aspect ratio
+    upsample: str = "nearest"  # embedding.UPSAMPLE_MODES: how layers 2-3 reach layer 1's grid
     min_defect_area: int = 0     # pixels of the crop; smaller defect regions are noise
     verdict_rule: str = "score"  # or "area": NG when a defect region >= min_defect_area exists
 
@@ -57,6 +58,8 @@ class PadimConfig:
             raise bad("reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
         if self.d is None:
             object.__setattr__(self, "d", SPECS[self.backbone].default_d)
+        if self.upsample not in UPSAMPLE_MODES:
+            raise bad("upsample", f"must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
         if self.resize not in RESIZE_MODES:
             raise bad("resize", f"must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.crop is None:
@@ -94,7 +97,8 @@ class PadimConfig:
 DEFAULTS = PadimConfig()
 
 FIELDS_ADDED_LATER: dict[str, object] = {"score_top_percent": 0.0, "resize": "stretch",
-                                         "min_defect_area": 0, "verdict_rule": "score"}
+                                         "min_defect_area": 0, "verdict_rule": "score",
+                                         "upsample": "nearest"}
 """Fields that model files written before them lack, with the value those files were fitted
 under (the old behaviour). Loading such a file uses these, never today's default, so an old
 model scores exactly as it did."""

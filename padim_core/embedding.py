@@ -4,17 +4,22 @@ The reference code concatenates all channels (layer 2 and 3 replicated onto laye
 which is nearest-neighbour upsampling) and then keeps a random subset of ``d`` channels.
 Selecting the channels first and upsampling only those gives the same numbers with less work.
 Kim et al. 2021 (arXiv 2105.14737) replace the subset by a semi-orthogonal projection.
+``upsample="bilinear"`` interpolates the coarser maps instead of replicating them, so that a
+patch sees layer 2 and 3 features for its own position rather than for the corner of a 2x2 or
+4x4 block (docs/quality.md, fourth round: it helps both data sets measured).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .allocator import large_empty
 from .errors import InvalidInputError
 
 REDUCTIONS = ("random", "orthogonal")
+UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
 def random_channel_subset(total: int, d: int, seed: int) -> np.ndarray:
@@ -38,9 +43,12 @@ class Embedder:
     """Turns backbone feature maps into (B, d, H, W) embeddings on layer 1's grid."""
 
     def __init__(self, channels: tuple[int, ...], channel_index: np.ndarray | None = None,
-                 projection: np.ndarray | None = None) -> None:
+                 projection: np.ndarray | None = None, upsample: str = "nearest") -> None:
         if (channel_index is None) == (projection is None):
             raise ValueError("give exactly one of channel_index or projection")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
         self.channels = tuple(int(c) for c in channels)
         self.channel_index = channel_index
         self.projection = projection
@@ -66,7 +74,8 @@ class Embedder:
 
         The patch-major layout is what the per-patch statistics and distances want, so it is
         produced directly: each layer's selected channels are written once into the output,
-        nearest-neighbour upsampling done by broadcasting when the grids divide evenly.
+        nearest-neighbour upsampling done by broadcasting when the grids divide evenly
+        (bilinear: ``F.interpolate`` with half-pixel centres, before the channel selection).
         ``out`` (any strides, e.g. a slot of fit's staging buffer) receives the result
         instead of a new array.
         """
@@ -90,6 +99,11 @@ class Embedder:
             full = first.new_empty(shape)
         c0 = 0
         for feat, selection in zip(features, per_layer, strict=True):
+            if self.upsample == "bilinear" and feat.shape[-2:] != (big_h, big_w):
+                # in the backbone's own (channels-last) layout: several times faster than
+                # interpolating the patch-major view
+                feat = F.interpolate(feat, size=(big_h, big_w), mode="bilinear",
+                                     align_corners=False)
             part = feat.permute(2, 3, 0, 1)                       # (h, w, B, C) view
             if selection is not None:
                 part = _select_channels(part, *selection)
@@ -133,3 +147,4 @@ def _write_upsampled(dest: torch.Tensor, part: torch.Tensor) -> None:
         iy = torch.arange(big_h, device=part.device) * h // big_h
         ix = torch.arange(big_w, device=part.device) * w // big_w
         dest.copy_(part.index_select(0, iy).index_select(1, ix))
+

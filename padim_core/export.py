@@ -64,7 +64,7 @@ def model_id(card: dict[str, Any]) -> str:
 class ScoringGraph(nn.Module):
     """The fitted model as one torch module: uint8 crops in, (scores, maps) out.
 
-    Written with ops ONNX has (gather, nearest interpolate, batched matmul), not with the
+    Written with ops ONNX has (gather, nearest or bilinear resize, batched matmul), not with the
     CPU path's numpy kernels, but the same arithmetic in the same precision (float32).
     """
 
@@ -78,6 +78,7 @@ class ScoringGraph(nn.Module):
             extractor = copy.deepcopy(extractor).cpu()
         self.extractor: FeatureExtractor = extractor
         self.grid = tuple(int(v) for v in state.grid)
+        self.upsample = model.config.upsample
         channels = np.cumsum((0, *extractor.channels))
         if state.channel_index is not None:
             # Per layer the selected local channels; index_select keeps their sorted order,
@@ -118,7 +119,9 @@ class ScoringGraph(nn.Module):
                     continue
                 feat = feat.index_select(1, getattr(self, f"select{i}"))
             if tuple(feat.shape[-2:]) != (h, w):
-                feat = F.interpolate(feat, size=(h, w), mode="nearest")
+                feat = (F.interpolate(feat, size=(h, w), mode="bilinear", align_corners=False)
+                        if self.upsample == "bilinear"
+                        else F.interpolate(feat, size=(h, w), mode="nearest"))
             parts.append(feat)
         emb = torch.cat(parts, 1)                                   # (N, C, h, w)
         n = emb.shape[0]

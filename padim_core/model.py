@@ -260,6 +260,10 @@ class PadimModel:
         long side, centred on black (for non-square parts of varying size; the crop is then
         the whole image); "pad-reflect": the same with the part's mirror image in the bands.
         Model files from before this setting load with "stretch".
+    upsample : {"nearest", "bilinear"}, default "nearest"
+        How the stride-8 and stride-16 feature maps reach the stride-4 grid: replicated
+        (the PaDiM paper) or bilinearly interpolated. Model files from before this setting
+        load with "nearest".
     min_defect_area : int, default 0
         Defect regions (connected pixels at or above the pixel threshold) smaller than this,
         in pixels of the crop, are noise: no contour, not counted (docs/regions.md).
@@ -322,6 +326,7 @@ class PadimModel:
                  updatable: bool = DEFAULTS.updatable,
                  score_top_percent: float = DEFAULTS.score_top_percent,
                  resize: str = DEFAULTS.resize,
+                 upsample: str = DEFAULTS.upsample,
                  min_defect_area: int = DEFAULTS.min_defect_area,
                  verdict_rule: str = DEFAULTS.verdict_rule,
                  region: np.ndarray | None = None,
@@ -336,7 +341,8 @@ class PadimModel:
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
             sigma=float(sigma), updatable=bool(updatable),
             score_top_percent=float(score_top_percent), resize=str(resize),
-            min_defect_area=int(min_defect_area), verdict_rule=str(verdict_rule))
+            upsample=str(upsample), min_defect_area=int(min_defect_area),
+            verdict_rule=str(verdict_rule))
         self.region = None if region is None else check_region(region, self.config.crop)
         self._extractor: FeatureExtractor | None = None
         self._renderer: MapRenderer | None = None
@@ -376,7 +382,7 @@ class PadimModel:
     def _embedder(self, state: FittedState | None = None) -> Embedder:
         state = state or self._state()
         return Embedder(SPECS[self.config.backbone].channels, state.channel_index,
-                        state.projection)
+                        state.projection, self.config.upsample)
 
     def _decoded_batches(self, images: Sequence[Any], names: Sequence[str] | None,
                          ) -> Iterator[DecodedBatch]:
@@ -436,7 +442,7 @@ class PadimModel:
         self._placement = None          # a copy of the previous model's Gaussians
         cfg = self.config
         channel_index, projection = self._channel_choice()
-        embedder = Embedder(self.extractor.channels, channel_index, projection)
+        embedder = Embedder(self.extractor.channels, channel_index, projection, cfg.upsample)
         cal_idx = (calibration_split(len(images), cfg.calibration_fraction, cfg.seed)[1]
                    if calibration is None else _checked_calibration(calibration, len(images)))
         stats, held, grid, skipped, mean_image = self._accumulate(images, names, embedder,
@@ -787,7 +793,8 @@ class PadimModel:
         return {
             "backbone": self.config.backbone, "d": self.config.d,
             "reduction": self.config.reduction, "image_size": self.config.image_size,
-            "crop": self.config.crop, "resize": self.config.resize, "grid": list(s.grid),
+            "crop": self.config.crop, "resize": self.config.resize,
+            "upsample": self.config.upsample, "grid": list(s.grid),
             "eps": self.config.eps,
             "sigma": self.config.sigma, "score_top_percent": self.config.score_top_percent,
             "n_train_images": s.n_train_images, "n_calibration_images": s.n_calibration_images,

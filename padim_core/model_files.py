@@ -14,6 +14,9 @@ Format version 3 adds the inspection region and defect rule (docs/regions.md):
   tensors  region (crop, crop) u8, 1 = inspect, 0 = ignore (absent: the whole image);
            mean_image (crop, crop, 3) u8, the mean training crop a region is drawn on;
   metadata config.min_defect_area, config.verdict_rule.
+Format version 4 adds config.upsample = "bilinear" (docs/quality.md); a file with the
+paper's nearest-neighbour upsampling is written as before, so older readers, which would score
+a bilinear model with nearest upsampling, refuse only the files they would misread.
 Every file written now also holds calibration_distances (H, h, w) f32, the calibration
 images' patch distances, so the thresholds can be recomputed for another region.
 The version written is the lowest that describes the file: 3 when it has a region, a
@@ -44,8 +47,8 @@ from .errors import ModelFileError
 from .updates import UpdateData
 
 FORMAT = "padim-inspector-model"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = ("1", "2", "3")
+FORMAT_VERSION = 4
+READABLE_VERSIONS = ("1", "2", "3", "4")
 UPDATE_TENSORS = ("sum_x", "sum_xx_triu", "calibration_embeddings")
 MAX_HEADER_BYTES = 16 << 20
 
@@ -104,6 +107,8 @@ def _metadata(meta: dict[str, Any]) -> dict[str, str]:
 def _version(meta: dict[str, Any]) -> int:
     """The lowest format version that describes a file with this metadata."""
     cfg = meta.get("config", {})
+    if cfg.get("upsample", "nearest") != "nearest":
+        return 4
     if meta.get("has_region") or cfg.get("min_defect_area", 0) or \
             cfg.get("verdict_rule", "score") != "score":
         return 3

@@ -49,3 +49,38 @@ def test_orthogonal_projection_matches_reference():
     out = Embedder(channels, projection=proj)(feats)
     expected = _reference(feats, np.arange(24)) @ torch.as_tensor(proj)
     torch.testing.assert_close(out, expected)
+
+
+def _bilinear_reference(features: list[torch.Tensor], index: np.ndarray) -> torch.Tensor:
+    """Every map bilinearly interpolated to the first grid (half-pixel centres), then select."""
+    size = features[0].shape[-2:]
+    full = torch.cat([features[0]] + [F.interpolate(f, size=size, mode="bilinear",
+                                                    align_corners=False)
+                                      for f in features[1:]], 1)
+    return full[:, torch.as_tensor(index)].permute(2, 3, 0, 1)
+
+
+@pytest.mark.parametrize("grids", [(16, 8, 4), (15, 8, 4)])
+def test_bilinear_upsampling_matches_interpolating_the_whole_maps(grids):
+    channels = (24, 40, 112)
+    feats = _features(channels, grids, torch.channels_last)
+    index = random_channel_subset(sum(channels), 100, seed=3)
+    out = Embedder(channels, channel_index=index, upsample="bilinear")(feats)
+    torch.testing.assert_close(out, _bilinear_reference(feats, index))
+    # and it is not nearest upsampling: the coarse layers' values differ inside each block
+    assert not torch.allclose(out, _reference(feats, index))
+
+
+def test_bilinear_orthogonal_projection_and_out_buffer():
+    channels = (8, 8, 8)
+    feats = _features(channels, (8, 4, 2), torch.channels_last)
+    proj = semi_orthogonal_projection(24, 10, seed=1)
+    out = torch.empty(8, 8, 3, 10)
+    Embedder(channels, projection=proj, upsample="bilinear")(feats, out=out)
+    expected = _bilinear_reference(feats, np.arange(24)) @ torch.as_tensor(proj)
+    torch.testing.assert_close(out, expected)
+
+
+def test_unknown_upsampling_is_refused():
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        Embedder((8,), channel_index=np.arange(4), upsample="bicubic")

@@ -75,10 +75,14 @@ def test_export_scores_like_torch(onnx_file: Path, model_file: Path, demo: Path)
     assert scores.max() > scores.min() * 1.05
 
 
-def test_export_orthogonal_projection_and_uneven_grids(demo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reduction, upsample", [("orthogonal", "nearest"),
+                                                  ("random", "bilinear")])
+def test_export_projection_upsampling_and_uneven_grids(demo: Path, tmp_path: Path,
+                                                        reduction: str, upsample: str) -> None:
     # crop 100: feature grids 25, 13, 7 do not divide, so nearest upsampling's index rule
-    # matters; the orthogonal reduction takes the projection branch of the graph
-    model = PadimModel(d=12, image_size=112, crop=100, reduction="orthogonal",
+    # and bilinear's half-pixel centres (ONNX Resize) matter; the orthogonal reduction takes
+    # the projection branch of the graph
+    model = PadimModel(d=12, image_size=112, crop=100, reduction=reduction, upsample=upsample,
                        device="cpu").fit(sorted((demo / "train" / "good").glob("*.png")))
     assert export_onnx(model, tmp_path / "o.onnx").ok
     ref = model.predict(_test_images(demo))

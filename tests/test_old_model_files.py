@@ -58,10 +58,28 @@ def test_old_file_scores_as_before(demo_root: Path, recorded: dict) -> None:
 def test_new_settings_survive_save_and_load(tmp_path: Path, demo_root: Path) -> None:
     train = sorted((demo_root / "train" / "good").glob("*.png"))
     model = PadimModel(d=16, image_size=64, crop=56, device="cpu", sigma=2.0,
-                       score_top_percent=3.0).fit(train)
+                       score_top_percent=3.0, upsample="bilinear").fit(train)
     model.save(tmp_path / "m.safetensors")
     again = PadimModel.load(tmp_path / "m.safetensors", device="cpu")
     assert (again.config.sigma, again.config.score_top_percent) == (2.0, 3.0)
+    assert again.config.upsample == "bilinear"
     test = sorted((demo_root / "test").rglob("*.png"))
     np.testing.assert_allclose(again.predict(test).scores, model.predict(test).scores,
                                rtol=1e-5)
+
+
+def test_bilinear_file_is_format_4_and_nearest_stays_readable_by_older_versions(
+        tmp_path: Path, demo_root: Path) -> None:
+    """A reader that predates ``upsample`` would score a bilinear model with nearest
+    upsampling, so such a file says format 4 (which it refuses); a nearest one does not."""
+    from padim_core import model_files
+
+    train = sorted((demo_root / "train" / "good").glob("*.png"))
+    for mode, version in (("bilinear", "4"), ("nearest", "2")):
+        PadimModel(d=8, image_size=64, crop=56, device="cpu", upsample=mode).fit(train) \
+            .save(tmp_path / f"{mode}.safetensors")
+        raw = (tmp_path / f"{mode}.safetensors").read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        assert json.loads(raw[8:8 + n])["__metadata__"]["format_version"] == version, mode
+        assert model_files.read(tmp_path / f"{mode}.safetensors")[1]["config"]["upsample"] \
+            == mode
