@@ -57,6 +57,7 @@ class FitSettings:
     resize: str = DEFAULTS.resize
     sigma: float = DEFAULTS.sigma
     score_top_percent: float = DEFAULTS.score_top_percent
+    upsample: str = DEFAULTS.upsample
 
 
 # --------------------------------------------------------------------------- demo set
@@ -113,6 +114,7 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
                            image_size=settings.image_size, crop=settings.crop,
                            resize=settings.resize, sigma=settings.sigma,
                            score_top_percent=settings.score_top_percent,
+                           upsample=settings.upsample,
                            extractor=resources.get_extractor(settings.backbone))
         if client is None:
             model.fit(batch.data, progress=progress, names=batch.names)

@@ -11,19 +11,22 @@ from dataclasses import dataclass
 import streamlit as st
 
 from padim_core.config import DEFAULTS
+from padim_core.embedding import UPSAMPLE_MODES
 from padim_core.images import RESIZE_MODES
 
 RESIZE_LABELS = {"stretch": "Square resize (stretch)", "pad": "Keep aspect ratio, black bands",
                  "pad-reflect": "Keep aspect ratio, mirrored bands"}
+UPSAMPLE_LABELS = {"nearest": "Nearest (the PaDiM paper)", "bilinear": "Bilinear"}
 
 
 @dataclass(frozen=True)
 class FitOptions:
-    """Resize mode, map blur and image-score rule picked by the user."""
+    """Resize mode, map blur, image-score rule and feature upsampling picked by the user."""
 
     resize: str
     sigma: float
     score_top_percent: float
+    upsample: str = DEFAULTS.upsample
 
 
 def fit_options(prefix: str) -> FitOptions:
@@ -47,4 +50,12 @@ def fit_options(prefix: str) -> FitOptions:
             value=float(DEFAULTS.score_top_percent), step=0.5, key=f"{prefix}_top",
             help="Image score = mean of this share of the map's hottest pixels; 0 = its "
                  "maximum (the PaDiM paper). A small share (0.5 %) ignores single hot pixels.")
-    return FitOptions(str(resize), float(sigma), float(top))
+        upsample = c1.radio(
+            "Coarse features onto the fine grid", list(UPSAMPLE_MODES),
+            index=list(UPSAMPLE_MODES).index(DEFAULTS.upsample),
+            format_func=UPSAMPLE_LABELS.get, key=f"{prefix}_upsample",
+            help="The backbone's deeper feature maps are 2x and 4x coarser than the first. "
+                 "Nearest repeats each value over its block (the PaDiM paper); bilinear "
+                 "interpolates, so each patch gets features for its own position. Bilinear "
+                 "scored better on both data sets measured (docs/quality.md).")
+    return FitOptions(str(resize), float(sigma), float(top), str(upsample))

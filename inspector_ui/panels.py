@@ -79,7 +79,7 @@ def fit_settings(prefix: str) -> FitSettings | None:
         crop = crops[0]
         c4.caption(f"Centre crop: {crop} px")
     return FitSettings(str(backbone), int(d), int(size), int(crop), options.resize,
-                       options.sigma, options.score_top_percent)
+                       options.sigma, options.score_top_percent, options.upsample)
 
 
 def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,

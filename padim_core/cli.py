@@ -31,7 +31,7 @@ from .backbones import SPECS
 from .config import DEFAULTS, default_crop
 from .datasets import MVTecCategory, find_dataset_root, training_images
 from .devices import resolve_device
-from .embedding import REDUCTIONS
+from .embedding import REDUCTIONS, UPSAMPLE_MODES
 from .errors import InvalidInputError, PadimError
 from .evaluation import EvaluationReport, evaluate_model
 from .images import RESIZE_MODES, iter_image_files
@@ -60,13 +60,14 @@ _OPTION_OF_FIELD = {
     "device": "--device", "seed": "--seed", "weights": "--weights", "reduction": "--reduction",
     "batch_size": "--batch-size", "calibration_fraction": "--calibration-fraction",
     "sigma": "--sigma", "score_top_percent": "--score-top-percent", "resize": "--resize",
+    "upsample": "--upsample",
 }
 #: Fit options and their PadimConfig fields (argparse dest -> field).
 _FIT_FIELDS = {
     "backbone": "backbone", "weights": "weights", "d": "d", "size": "image_size",
     "crop": "crop", "seed": "seed", "reduction": "reduction", "batch_size": "batch_size",
     "calibration_fraction": "calibration_fraction", "sigma": "sigma",
-    "score_top_percent": "score_top_percent", "resize": "resize",
+    "score_top_percent": "score_top_percent", "resize": "resize", "upsample": "upsample",
 }
 
 
@@ -104,6 +105,10 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         "long side to --size, centred on black, no crop (for non-square parts "
                         "of varying size); pad-reflect: the same with the part's mirror image "
                         f"in the bands (default {DEFAULTS.resize})")
+    g.add_argument("--upsample", choices=list(UPSAMPLE_MODES),
+                   help="how the coarser feature maps reach the finest one's grid: nearest "
+                        "(replicated, the PaDiM paper) or bilinear (interpolated; better on "
+                        f"both data sets measured, docs/quality.md) (default {DEFAULTS.upsample})")
     g.add_argument("--crop", type=int, metavar="C",
                    help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} "
                         f"for {DEFAULTS.image_size}; --crop equal to --size keeps the border)")
@@ -444,7 +449,8 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
     lines = [
         f"backbone     {card['backbone']} ({card['weights_origin']}), d={card['d']} "
         f"({card['reduction']}), resize {card['image_size']} -> crop {card['crop']}, "
-        f"grid {grid}",
+        f"grid {grid}" + (f", {card['upsample']} upsampling"
+                          if card.get("upsample", "nearest") != "nearest" else ""),
         f"images       {card['n_train_images']} fitted, {card['n_calibration_images']} "
         f"of them set the thresholds ({card['calibrated_on']})",
         f"thresholds   image {card['image_threshold']:.4g} (FPR {card['image_fpr']:g}), "

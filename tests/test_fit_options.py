@@ -20,11 +20,14 @@ def test_defaults_then_padding_drops_the_crop() -> None:
     assert not at.exception, [e.value for e in at.exception]
     first = at.session_state["settings"]
     assert (first.resize, first.sigma, first.score_top_percent) == ("stretch", 4.0, 0.0)
+    assert first.upsample == "nearest"
     assert first.crop < first.image_size
     at.radio(key="t_resize").set_value("pad")
     at.number_input(key="t_sigma").set_value(6.0)
     at.number_input(key="t_top").set_value(0.5)
+    at.radio(key="t_upsample").set_value("bilinear")
     at.run()
     picked = at.session_state["settings"]
     assert (picked.resize, picked.sigma, picked.score_top_percent) == ("pad", 6.0, 0.5)
+    assert picked.upsample == "bilinear"
     assert picked.crop == picked.image_size
