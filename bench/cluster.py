@@ -40,7 +40,8 @@ def shard_costs(config: dict[str, Any], paths: Sequence[Path]) -> dict[str, floa
     (statistics, calibration embeddings), seconds of one merge of two shards' sums."""
     model = PadimModel(**config)
     channel_index, projection = model._channel_choice()
-    embedder = Embedder(model.extractor.channels, channel_index, projection)
+    embedder = Embedder(model.extractor.channels, channel_index, projection,
+                        model.config.upsample)
     half = len(paths) // 2
     _, cal = calibration_split(len(paths), 0.2, model.config.seed)
     is_cal = np.zeros(len(paths), bool)

@@ -26,6 +26,7 @@ import torch
 
 from padim_core import metrics
 from padim_core.datasets import MVTecCategory, find_dataset_root
+from padim_core.embedding import UPSAMPLE_MODES
 from padim_core.evaluation import evaluate_model, evaluate_predictions
 from padim_core.images import RESIZE_MODES, unpad_map
 from padim_core.machine import peak_rss_mb
@@ -67,6 +68,25 @@ def _use_oas() -> None:
 SHRINK: list[np.ndarray] = []
 
 
+def _use_feature_pool(mode: str) -> None:
+    """Average each feature map over its 3 x 3 neighbourhood before the embedding (PatchCore's
+    local aggregation, Roth et al. 2022), for the sweep: ``avg3`` all three maps,
+    ``avg3-first`` the stride-4 map only. Not an engine option (docs/quality.md, round 4)."""
+    import torch.nn.functional as F
+
+    from padim_core import backbones
+
+    plain = backbones.FeatureExtractor.forward
+
+    def pooled(self: backbones.FeatureExtractor, images: torch.Tensor) -> list[torch.Tensor]:
+        feats = plain(self, images)
+        count = len(feats) if mode == "avg3" else 1
+        return [F.avg_pool2d(f, 3, 1, 1, count_include_pad=False).contiguous()
+                if i < count else f for i, f in enumerate(feats)]
+
+    backbones.FeatureExtractor.forward = pooled
+
+
 def unpad(maps: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
     """Letterboxed (N, size, size) maps → the square-stretched geometry of the masks."""
     return np.stack([unpad_map(m, w, h) for m, (w, h) in zip(maps, sizes, strict=True)])
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", default="max")
     p.add_argument("--shrinkage", default="eps", choices=("eps", "oas"))
     p.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
+    p.add_argument("--upsample", default="nearest", choices=UPSAMPLE_MODES)
+    p.add_argument("--feature-pool", default="none", choices=("none", "avg3", "avg3-first"))
     p.add_argument("--fp16-check", action="store_true",
                    help="also score the first 64 test images with the whitener rounded to "
                         "float16 and report how far the image scores move")
@@ -95,11 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     category = MVTecCategory.from_folder(find_dataset_root(args.data))
     if args.shrinkage == "oas":
         _use_oas()
+    if args.feature_pool != "none":
+        _use_feature_pool(args.feature_pool)
     if args.resize != "stretch" and args.crop != args.size:
         p.error("--resize pad* needs --crop equal to --size")
     model = PadimModel(backbone=args.backbone, d=args.d, image_size=args.size, crop=args.crop,
                        reduction=args.reduction, eps=args.eps, seed=args.seed,
-                       score_top_percent=0.0, resize=args.resize)
+                       score_top_percent=0.0, resize=args.resize, upsample=args.upsample)
     model.fit(category.train)
     fit_s = model.fit_seconds_
 
@@ -153,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {"data": Path(category.root).name, "backbone": args.backbone, "d": args.d,
             "size": args.size, "crop": args.crop, "reduction": args.reduction, "eps": args.eps,
             "seed": args.seed, "shrinkage": args.shrinkage, "resize": args.resize,
+            "upsample": args.upsample, "feature_pool": args.feature_pool,
             "fp16": fp16,
             "oas_rho_median": float(np.median(np.concatenate(SHRINK))) if SHRINK else None,
             "tag": args.tag, "fit_s": round(fit_s, 1),
@@ -177,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                                     .per_defect_type.items() if v["image_auroc"] is not None}}
                 out.write(json.dumps(row) + "\n")
                 print(f"{row['data']:<22} {args.backbone:<19} d={args.d:<4} {args.size}->"
-                      f"{args.crop} {args.resize} {args.reduction:<10} {args.shrinkage} "
+                      f"{args.crop} {args.resize} {args.upsample} {args.reduction:<10} "
+                      f"{args.shrinkage} "
                       f"eps={args.eps:<6} "
                       f"sigma={sigma:<4} "
                       f"{rule:<7} img {row['image_auroc']:.4f} pix {row['pixel_auroc']:.4f} "
