@@ -99,6 +99,8 @@ class Embedder:
             full = first.new_empty(shape)
         c0 = 0
         for feat, selection in zip(features, per_layer, strict=True):
+            if selection is not None and len(selection[0]) == 0:
+                continue                                          # no channel of this layer
             if self.upsample == "bilinear" and feat.shape[-2:] != (big_h, big_w):
                 # in the backbone's own (channels-last) layout: several times faster than
                 # interpolating the patch-major view
@@ -107,8 +109,6 @@ class Embedder:
             part = feat.permute(2, 3, 0, 1)                       # (h, w, B, C) view
             if selection is not None:
                 part = _select_channels(part, *selection)
-                if part.shape[3] == 0:
-                    continue
             c1 = c0 + part.shape[3]
             _write_upsampled(full[..., c0:c1], part)
             c0 = c1
@@ -147,4 +147,3 @@ def _write_upsampled(dest: torch.Tensor, part: torch.Tensor) -> None:
         iy = torch.arange(big_h, device=part.device) * h // big_h
         ix = torch.arange(big_w, device=part.device) * w // big_w
         dest.copy_(part.index_select(0, iy).index_select(1, ix))
-

@@ -40,6 +40,8 @@ def test_layer_without_selected_channels_is_skipped():
     index = np.array([0, 3, 17, 20, 23])                      # nothing from layer 2
     out = Embedder(channels, channel_index=index)(feats)
     assert torch.equal(out, _reference(feats, index))
+    bilinear = Embedder(channels, channel_index=index, upsample="bilinear")(feats)
+    torch.testing.assert_close(bilinear, _bilinear_reference(feats, index))
 
 
 def test_orthogonal_projection_matches_reference():
