@@ -92,6 +92,7 @@ bench: setup
 	$(BIN)/python -m bench.decoding --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.update
 	$(BIN)/python -m bench.line
+	$(BIN)/python -m bench.quality_timing
 
 clean-venv:
 	rm -rf $(VENV)
