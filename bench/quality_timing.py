@@ -25,8 +25,8 @@ from padim_core.datasets import MVTecCategory, find_dataset_root
 from padim_core.model import PadimModel
 
 DEFAULT_SETTINGS = ("efficientnet_lite0 d=100 size=256 crop=224",
-                    "efficientnet_lite2 d=192 size=256 resize=pad-reflect upsample=bilinear "
-                    "sigma=6 top=0.5")
+                    "efficientnet_lite2 d=192 size=224 resize=pad-reflect upsample=bilinear "
+                    "top=0.5")
 
 
 def parse_setting(text: str) -> dict[str, object]:

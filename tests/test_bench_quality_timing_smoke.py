@@ -18,7 +18,7 @@ def test_default_pair_is_the_default_and_the_quality_settings() -> None:
     assert default == DEFAULTS
     assert (quality.backbone, quality.d, quality.crop, quality.resize, quality.upsample,
             quality.sigma, quality.score_top_percent) == \
-        ("efficientnet_lite2", 192, 256, "pad-reflect", "bilinear", 6.0, 0.5)
+        ("efficientnet_lite2", 192, 224, "pad-reflect", "bilinear", 4.0, 0.5)
 
 
 def test_prints_a_ratio_per_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

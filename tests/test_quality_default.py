@@ -1,5 +1,5 @@
 """The quality settings of docs/quality.md (EfficientNet-Lite2, all 192 channels, the whole
-256 px image with mirrored bands for non-square parts, bilinear feature upsampling, σ = 6,
+image at 224 px with mirrored bands for non-square parts, bilinear feature upsampling,
 top-0.5 % image score: every quality goal of issue 14 on both data sets) on the synthetic demo
 set, and the default they did not (yet) replace.
 
@@ -36,8 +36,8 @@ def model(demo: MVTecCategory) -> PadimModel:
         return PadimModel(**QUALITY, device="cpu").fit(demo.train)
 
 
-QUALITY = {"backbone": "efficientnet_lite2", "resize": "pad-reflect", "upsample": "bilinear",
-           "sigma": 6.0, "score_top_percent": 0.5}
+QUALITY = {"backbone": "efficientnet_lite2", "image_size": 224, "resize": "pad-reflect",
+           "upsample": "bilinear", "score_top_percent": 0.5}
 
 
 def test_defaults_are_the_reference_recipe_and_lite2_keeps_all_channels() -> None:
@@ -46,7 +46,7 @@ def test_defaults_are_the_reference_recipe_and_lite2_keeps_all_channels() -> Non
     assert (DEFAULTS.sigma, DEFAULTS.score_top_percent, DEFAULTS.eps) == (4.0, 0.0, 0.01)
     assert (DEFAULTS.resize, DEFAULTS.upsample) == ("stretch", "nearest")
     quality = PadimModel(**QUALITY).config
-    assert (quality.d, quality.crop) == (192, 256)    # all channels; padding: no crop
+    assert (quality.d, quality.crop) == (192, 224)    # all channels; padding: no crop
 
 
 def test_default_finds_and_locates_the_demo_defects(model: PadimModel,
@@ -64,7 +64,8 @@ def test_default_maps_cover_the_border(model: PadimModel, demo: MVTecCategory,
     image = load_image(good).copy()
     image[116:140, 2:14] = 20
     res = model.predict([good, image])
-    assert res.maps.shape[1:] == (256, 256)
+    assert res.maps.shape[1:] == (224, 224)            # the whole image, resized
     assert res.scores[1] > 1.2 * res.scores[0]
     peak = np.unravel_index(res.maps[1].argmax(), res.maps[1].shape)
-    assert peak[1] < 24 and 104 <= peak[0] <= 152
+    scale = 224 / image.shape[0]                       # source pixels → map pixels
+    assert peak[1] < 24 * scale and 104 * scale <= peak[0] <= 152 * scale
