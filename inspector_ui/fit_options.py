@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from padim_core.config import DEFAULTS
+from padim_core.config import DEFAULTS, PRESETS, PadimConfig
 from padim_core.embedding import UPSAMPLE_MODES
 from padim_core.images import RESIZE_MODES
 
 RESIZE_LABELS = {"stretch": "Square resize (stretch)", "pad": "Keep aspect ratio, black bands",
                  "pad-reflect": "Keep aspect ratio, mirrored bands"}
 UPSAMPLE_LABELS = {"nearest": "Nearest (the PaDiM paper)", "bilinear": "Bilinear"}
+PRESET_LABELS = {"reference": "Reference (PaDiM paper: fast, small files)",
+                 "quality": "Quality (best detection measured)"}
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,35 @@ def fit_options(prefix: str) -> FitOptions:
                  "interpolates, so each patch gets features for its own position. Bilinear "
                  "scored better on both data sets measured (docs/quality.md).")
     return FitOptions(str(resize), float(sigma), float(top), str(upsample))
+
+
+def preset_choice(prefix: str, available: list[str]) -> None:
+    """A preset picker above the fit panel: choosing one sets the panel's widgets to it
+    (``config.PRESETS``); the widgets stay free to change afterwards."""
+    st.radio("Settings", list(PRESETS), format_func=PRESET_LABELS.get, horizontal=True,
+             key=f"{prefix}_preset", on_change=_apply_preset, args=(prefix, available),
+             help="Quality: EfficientNet-Lite2 with all 192 channels, the whole image at "
+                  "224 px, bilinear feature upsampling and a top-0.5 % image score. It found "
+                  "defects best on both data sets measured, at about 1.4x the inspection "
+                  "time; Accept as normal takes about 1.4 s instead of 0.4 s and model files "
+                  "are about 3.3x larger (docs/quality.md).")
+    problem = st.session_state.get(f"{prefix}_preset_problem")
+    if problem:
+        st.warning(problem)
+
+
+def _apply_preset(prefix: str, available: list[str]) -> None:
+    name = st.session_state[f"{prefix}_preset"]
+    cfg = PadimConfig(**PRESETS[name])
+    if cfg.backbone not in available:
+        st.session_state[f"{prefix}_preset_problem"] = (
+            f"The {name} settings need {cfg.backbone}, whose weights are not on this "
+            "machine; the panel is unchanged.")
+        return
+    st.session_state[f"{prefix}_preset_problem"] = None
+    values = {"backbone": cfg.backbone, f"d_{cfg.backbone}": cfg.d, "size": cfg.image_size,
+              f"crop_{cfg.image_size}": cfg.crop, "resize": cfg.resize,
+              "upsample": cfg.upsample, "sigma": float(cfg.sigma),
+              "top": float(cfg.score_top_percent)}
+    for key, value in values.items():
+        st.session_state[f"{prefix}_{key}"] = value

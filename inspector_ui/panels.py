@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from padim_core.backbones import SPECS
 from padim_core.config import DEFAULTS, default_crop
 
 from . import actions, resources, state, uploads
 from .actions import FitSettings
-from .fit_options import fit_options
+from .fit_options import fit_options, preset_choice
 from .uploads import ImageBatch
 from .widgets import UPLOAD_HELP, Progress, attempt, show_problems
 
@@ -45,6 +46,8 @@ def fit_settings(prefix: str) -> FitSettings | None:
     statuses = resources.backbones()
     available = [s for s in statuses if s.available]
     labels = {s.name: s.label for s in statuses}
+    if available:
+        preset_choice(prefix, [s.name for s in available])
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     if not available:
         c1.error("No backbone has its pretrained weights on this machine.")
@@ -61,7 +64,9 @@ def fit_settings(prefix: str) -> FitSettings | None:
             c1.caption(f":gray[~~{s.label}~~ — unavailable: {short}]", help=reason)
     channels = resources.backbone_channels(backbone) or 1000
     d = c2.number_input("d (feature dims kept)", min_value=2, max_value=channels,
-                        value=min(DEFAULTS.d, channels), step=1, key=f"{prefix}_d_{backbone}",
+                        value=min(SPECS[backbone].default_d if backbone in SPECS
+                                  else DEFAULTS.d, channels),
+                        step=1, key=f"{prefix}_d_{backbone}",
                         help=f"Random subset of the {channels} channels of {backbone}; "
                              "smaller is faster and smaller on disk.")
     size = c3.select_slider("Image size", options=_size_choices(), value=DEFAULTS.image_size,
