@@ -16,7 +16,7 @@ from padim_core.config import DEFAULTS, default_crop
 
 from . import actions, resources, state, uploads
 from .actions import FitSettings
-from .fit_options import fit_options, preset_choice
+from .fit_options import fit_options, preset_buttons, show_preset
 from .uploads import ImageBatch
 from .widgets import UPLOAD_HELP, Progress, attempt, show_problems
 
@@ -46,8 +46,7 @@ def fit_settings(prefix: str) -> FitSettings | None:
     statuses = resources.backbones()
     available = [s for s in statuses if s.available]
     labels = {s.name: s.label for s in statuses}
-    if available:
-        preset_choice(prefix, [s.name for s in available])
+    preset_slot = preset_buttons(prefix, [s.name for s in available]) if available else None
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     if not available:
         c1.error("No backbone has its pretrained weights on this machine.")
@@ -69,8 +68,9 @@ def fit_settings(prefix: str) -> FitSettings | None:
                         step=1, key=f"{prefix}_d_{backbone}",
                         help=f"Random subset of the {channels} channels of {backbone}; "
                              "smaller is faster and smaller on disk.")
-    size = c3.select_slider("Image size", options=_size_choices(), value=DEFAULTS.image_size,
-                            key=f"{prefix}_size", help="Images are resized to this first.")
+    st.session_state.setdefault(f"{prefix}_size", DEFAULTS.image_size)   # see fit_options
+    size = c3.select_slider("Image size", options=_size_choices(), key=f"{prefix}_size",
+                            help="Images are resized to this first.")
     options = fit_options(prefix)
     crops, crop_default = _crop_choices(size)
     if options.resize != "stretch":
@@ -83,8 +83,11 @@ def fit_settings(prefix: str) -> FitSettings | None:
     else:
         crop = crops[0]
         c4.caption(f"Centre crop: {crop} px")
-    return FitSettings(str(backbone), int(d), int(size), int(crop), options.resize,
-                       options.sigma, options.score_top_percent, options.upsample)
+    settings = FitSettings(str(backbone), int(d), int(size), int(crop), options.resize,
+                           options.sigma, options.score_top_percent, options.upsample)
+    if preset_slot is not None:
+        show_preset(preset_slot, settings)
+    return settings
 
 
 def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,

@@ -33,19 +33,29 @@ def test_defaults_then_padding_drops_the_crop() -> None:
     assert picked.crop == picked.image_size
 
 
+def _caption(at: AppTest) -> str:
+    return next(c.value for c in at.caption if "settings" in c.value)
+
+
 def test_quality_preset_sets_the_panel_and_the_widgets_stay_free() -> None:
     at = AppTest.from_function(_panel, default_timeout=t.TIMEOUT).run()
-    at.radio(key="t_preset").set_value("quality").run()
+    assert _caption(at) == "These are the **reference** settings."
+    at.button(key="t_preset_quality").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.warning, [w.value for w in at.warning]
     picked = at.session_state["settings"]
     assert (picked.backbone, picked.d, picked.image_size, picked.crop, picked.resize,
             picked.upsample, picked.sigma, picked.score_top_percent) == \
         ("efficientnet_lite2", 192, 224, 224, "pad-reflect", "bilinear", 4.0, 0.5)
+    assert _caption(at) == "These are the **quality** settings."
     at.number_input(key="t_sigma").set_value(6.0).run()           # still adjustable
     assert at.session_state["settings"].sigma == 6.0
-    at.radio(key="t_preset").set_value("reference").run()
+    assert _caption(at) == "Custom settings."
+    at.button(key="t_preset_quality").click().run()                # back to the preset
+    assert at.session_state["settings"].sigma == 4.0
+    at.button(key="t_preset_reference").click().run()
     back = at.session_state["settings"]
     assert (back.backbone, back.d, back.image_size, back.crop, back.resize, back.upsample,
             back.sigma, back.score_top_percent) == \
         ("efficientnet_lite0", 100, 256, 224, "stretch", "nearest", 4.0, 0.0)
+    assert _caption(at) == "These are the **reference** settings."
