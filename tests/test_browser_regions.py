@@ -18,8 +18,10 @@ from streamlit_server import (
     CHROMIUM_ARGS,
     NEEDS_CHROMIUM,
     ROOT,
+    choose_option,
     streamlit_app,
     wait_for_change,
+    wait_idle,
 )
 from test_browser import metric_value
 
@@ -43,9 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def select_image(page, name: str) -> str:  # type: ignore[no-untyped-def]
     """Pick ``name`` in Inspect's "Image" box; returns the verdict shown under it."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=re.compile("^Image"))
-    box.first.locator("input").click()
-    page.keyboard.type(name)
-    page.get_by_role("option").filter(has_text=name).first.click()
+    choose_option(page, box.first.locator("input"), name).click()
     page.get_by_text(re.compile(r"^Verdict:")).first.wait_for()
     page.wait_for_timeout(2000)
     return verdict(page)
@@ -75,6 +75,7 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
             nav = page.locator('[data-testid="stSidebarNav"]')
 
             # Inspect the demo test set: the stained part is NG.
+            wait_idle(page)
             nav.get_by_role("link", name="Inspect").click()
             page.get_by_role("button", name="Inspect the demo test set").click()
             page.locator('[data-testid="stMetric"]').filter(has_text="NG count").wait_for()
@@ -82,7 +83,10 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
             assert select_image(page, TARGET) == "NG"
 
             # Train: draw an exclusion rectangle over the stain on the canvas, apply it.
+            wait_idle(page)
             nav.get_by_role("link", name="Train").click()
+            page.get_by_text("Edit the region and minimum defect area").wait_for()
+            wait_idle(page)
             page.get_by_text("Edit the region and minimum defect area").click()
             canvas = page.locator("canvas.upper-canvas").first
             canvas.scroll_into_view_if_needed()
@@ -96,13 +100,17 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
             page.mouse.move(box["x"] + x1, box["y"] + y1, steps=8)
             page.mouse.up()
             page.wait_for_timeout(2500)        # the canvas sends its drawing on mouse up
+            wait_idle(page)                    # and the app reruns with it; a click now
             page.screenshot(path=str(ARTIFACTS / "regions-1-drawn.png"), full_page=True)
             page.get_by_role("button", name="Apply drawn region").click()
             page.get_by_text(re.compile("Region applied: .*% of the crop")).wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
 
             # Inspect: the old results are stale; re-score them with the region.
+            wait_idle(page)
             nav.get_by_role("link", name="Inspect").click()
+            page.get_by_role("button", name=re.compile("Re-score these images")).wait_for()
+            wait_idle(page)
             page.get_by_role("button", name="Re-score these images with the current "
                                             "model").click()
             page.get_by_text("scored by an earlier model").wait_for(state="detached")
