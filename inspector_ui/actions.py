@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,6 +58,10 @@ class FitSettings:
     sigma: float = DEFAULTS.sigma
     score_top_percent: float = DEFAULTS.score_top_percent
     upsample: str = DEFAULTS.upsample
+
+    def config_fields(self) -> dict[str, Any]:
+        """These settings as PadimConfig / PadimModel keyword arguments (same names)."""
+        return asdict(self)
 
 
 # --------------------------------------------------------------------------- demo set
@@ -110,11 +114,7 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
     if not batch:
         raise ActionError("Nothing to train on: no usable image in the upload.")
     try:
-        model = PadimModel(backbone=settings.backbone, d=settings.d,
-                           image_size=settings.image_size, crop=settings.crop,
-                           resize=settings.resize, sigma=settings.sigma,
-                           score_top_percent=settings.score_top_percent,
-                           upsample=settings.upsample,
+        model = PadimModel(**settings.config_fields(),
                            extractor=resources.get_extractor(settings.backbone))
         if client is None:
             model.fit(batch.data, progress=progress, names=batch.names)

@@ -96,11 +96,7 @@ def preset_buttons(prefix: str, available: list[str]) -> DeltaGenerator:
 
 def show_preset(slot: DeltaGenerator, settings: FitSettings) -> None:
     """Say in ``slot`` which preset the picked settings are, or that they are custom."""
-    picked = PadimConfig(backbone=settings.backbone, d=settings.d,
-                         image_size=settings.image_size, crop=settings.crop,
-                         resize=settings.resize, sigma=settings.sigma,
-                         score_top_percent=settings.score_top_percent,
-                         upsample=settings.upsample)
+    picked = PadimConfig(**settings.config_fields())
     for name, fields in PRESETS.items():
         if picked == PadimConfig(**fields):
             slot.caption(f"These are the **{name}** settings.")
