@@ -302,3 +302,35 @@ def test_outlying_calibration_image_is_scored_in_float64(share: float, fails: bo
     ref = np.einsum("pi,pij,pj->p", diff, invs, diff)
     close = np.allclose(hold_sq[1], ref, rtol=1e-5)
     assert close != fails
+
+
+@pytest.mark.parametrize("n", [10, 200])
+def test_blocks_where_leaving_out_magnifies_rounding_go_to_float64_after_a_trial(
+        n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 160 patches in 16 blocks of 10, every image a calibration image. d = 9 and n = 10:
+    # each image holds about d / n of its patch's scatter, so most patches have an image
+    # above the float32 limit; after a trial of a few patches such blocks are scored in
+    # float64 without a float32 pass over them, so float32 sees fewer than the 160 patches.
+    # At n = 200 float32 covers each block's trial and then the whole block.
+    seen: list[tuple[np.dtype, int]] = []
+    in_sample = leave_one_out._in_sample
+
+    def counting(holdout, lo, hi, mean, whitener, patches=None):  # noqa: ANN001, ANN202
+        seen.append((whitener.dtype, hi - lo if patches is None else len(patches)))
+        return in_sample(holdout, lo, hi, mean, whitener, patches)
+
+    monkeypatch.setattr(leave_one_out, "_in_sample", counting)
+    p, d, eps = 160, 9, 0.01
+    x = samples(p, n, d, seed=9)
+    cal = list(range(n)) if n < 20 else [0, 5, n - 1]
+    _, hold_sq = finalize(patch_statistics(p, d).update(x), eps, holdout=x[:, cal])
+    float32_patches = sum(k for dtype, k in seen if dtype == np.float32)
+    if n < 20:
+        assert 16 * leave_one_out.TRIAL_PATCHES <= float32_patches < p
+    else:
+        assert float32_patches == 16 * (leave_one_out.TRIAL_PATCHES + 10)
+    for row, j in enumerate(cal):
+        means, invs = reference_inverse(np.delete(x, j, axis=1), eps * (n - 1) / (n - 2))
+        diff = x[:, j].astype(np.float64) - means
+        np.testing.assert_allclose(hold_sq[row], np.einsum("pi,pij,pj->p", diff, invs, diff),
+                                   rtol=1e-5)

@@ -232,27 +232,33 @@ def test_explicit_calibration_indices_are_checked() -> None:
         PadimModel(**SMALL).fit(BASE[:3], calibration=[0, 1])
 
 
-@pytest.mark.parametrize("stage_images", [64, 3])
-def test_updated_sums_equal_a_store_of_the_union(stage_images: int) -> None:
-    """The CPU update store (kept sums + new images, added inside finalize) gives the sums
-    and Gaussians of one store fed every image, also when the new images overflow one
-    stage (some reach its sums before finalize)."""
+@pytest.mark.parametrize(("stage_images", "p", "workers"), [(64, 7, 2), (3, 7, 2), (64, 37, 1),
+                                                             (64, 37, 2)])
+def test_updated_sums_equal_a_store_of_the_union(stage_images: int, p: int,
+                                                 workers: int) -> None:
+    """The CPU update store (kept sums + new images, added inside finalize) gives the sums,
+    Gaussians and calibration distances of one store fed every image, also when the new
+    images overflow one stage (some reach its sums before finalize), and when each thread
+    reuses its scratch block for blocks of different sizes (37 patches: blocks of 3, the
+    last of 1)."""
     from padim_core.gaussian import finalize
     from padim_core.gaussian.updated_sums import UpdatedSums
 
     rng = np.random.default_rng(0)
-    p, d = 7, 5
+    d = 5
     old, new = (rng.normal(size=(p, k, d)).astype(np.float32) for k in (9, 8))
     union = patch_statistics(p, d).update(old).update(new)
     n, total, packed = union.packed_sums()
     kept = patch_statistics(p, d).update(old).packed_sums()
     kept_copy = kept[2].copy()
-    store = UpdatedSums(*kept, stage_bytes=stage_images * p * d * 4)
+    store = UpdatedSums(*kept, stage_bytes=stage_images * p * d * 4, workers=workers)
     store.update(new[:, :4]).update(new[:, 4:6]).update(new[:, 6:])
     with pytest.raises(RuntimeError):
         store.packed_sums()
-    want = finalize(union, 0.01)[0]
-    got = finalize(store, 0.01)[0]
+    want, want_sq = finalize(union, 0.01, holdout=old[:, :3])
+    got, got_sq = finalize(store, 0.01, holdout=old[:, :3])
+    np.testing.assert_allclose(got_sq, want_sq, rtol=1e-5)
+    assert not np.tril(got.whitener, -1).any()
     got_n, got_total, got_packed = store.packed_sums()
     assert got_n == n == 17
     np.testing.assert_allclose(got_total, total, rtol=1e-12)
