@@ -83,3 +83,17 @@ def test_bilinear_file_is_format_4_and_nearest_stays_readable_by_older_versions(
         assert json.loads(raw[8:8 + n])["__metadata__"]["format_version"] == version, mode
         assert model_files.read(tmp_path / f"{mode}.safetensors")[1]["config"]["upsample"] \
             == mode
+
+
+@pytest.mark.parametrize("d", [1, 2, 7])
+def test_whitener_triangles_are_packed_in_the_order_files_hold(d: int) -> None:
+    """Files hold each whitener's upper triangle row by row (``np.triu_indices`` order);
+    packing and unpacking keep that order and the zeros below the diagonal."""
+    from padim_core import model_files
+
+    rng = np.random.default_rng(d)
+    whitener = np.triu(rng.normal(size=(3, d, d))).astype(np.float32)
+    rows, cols = np.triu_indices(d)
+    packed = model_files.pack_upper(whitener)
+    np.testing.assert_array_equal(packed, whitener[:, rows, cols])
+    np.testing.assert_array_equal(model_files.unpack_upper(packed, d), whitener)
