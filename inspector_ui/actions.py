@@ -54,7 +54,7 @@ class FitSettings:
     d: int
     image_size: int
     crop: int
-    resize: str = DEFAULTS.resize
+    resize: str | None = None     # None: PadimConfig's choice (a smaller crop: "stretch")
     sigma: float = DEFAULTS.sigma
     score_top_percent: float = DEFAULTS.score_top_percent
     upsample: str = DEFAULTS.upsample
@@ -134,7 +134,22 @@ def load_model_bytes(slot_key: str, name: str, data: bytes) -> state.ModelSlot:
     """Load a model file (the bytes of upload ``name``) into slot ``slot_key``."""
     if not data:
         raise InvalidInputError(name, "the file is empty")
-    model = PadimModel.from_bytes(data, name=name)
+    return _load_into_slot(slot_key, name, lambda: PadimModel.from_bytes(data, name=name),
+                           origin=f"loaded from {name}")
+
+
+def load_library_version(slot_key: str, store: Store, version: ModelVersion) -> state.ModelSlot:
+    """Load a library version into slot ``slot_key`` from its file on disk: the upload limit
+    is for uploads (an updatable d = 192 model is about 700 MB), the file cap still holds."""
+    return _load_into_slot(slot_key, version.ref, lambda: store.library.load(version),
+                           origin=f"library: {version.ref}")
+
+
+def _load_into_slot(slot_key: str, name: str, load: Callable[[], PadimModel],
+                    origin: str) -> state.ModelSlot:
+    """``load()`` a model, give it the server's shared backbone and put it in the slot; a
+    backbone this server lacks is a message that names ``name``."""
+    model = load()
     try:
         share_extractor(model)
     except WeightsUnavailableError as err:
@@ -147,7 +162,7 @@ def load_model_bytes(slot_key: str, name: str, data: bytes) -> state.ModelSlot:
                   "train a model here with an available backbone.") from err
     except PadimError as err:
         raise InvalidInputError(name, str(err)) from err
-    return state.set_slot(slot_key, model, origin=f"loaded from {name}")
+    return state.set_slot(slot_key, model, origin=origin)
 
 
 def _require_slot(slot_key: str) -> state.ModelSlot:

@@ -86,15 +86,9 @@ def versions_table(entries: list[ModelEntry]) -> pd.DataFrame:
 
 def open_version(store: Store, v: ModelVersion, slot_key: str = "A") -> bool:
     """Load a version into a slot (model A by default), with the thresholds saved on it."""
-    try:
-        data = store.library.read_bytes(v)
-    except PadimError as err:
-        report(f"Cannot open {v.ref}", err)
-        return False
-    slot = widgets.attempt(actions.load_model_bytes, slot_key, v.ref, data)
+    slot = widgets.attempt(actions.load_library_version, slot_key, store, v)
     if slot is None:
         return False
-    slot.origin = f"library: {v.ref}"
     slot.library_ref = (v.name, v.version)
     if v.operating_image_threshold is not None or v.operating_pixel_threshold is not None:
         state.set_thresholds(slot_key, *v.thresholds)

@@ -95,6 +95,20 @@ def test_reload_reopens_the_model_and_shows_the_recorded_inspection() -> None:
     assert len(table) == n_images and set(table["file"]) == set(ids)
 
 
+def test_a_version_larger_than_the_upload_limit_reopens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Library versions load from their file, not through the upload path: an updatable
+    model of the default settings is about 700 MB, over the 200 MB upload limit."""
+    from padim_core import limits
+
+    at = trained()
+    monkeypatch.setattr(limits, "MAX_MODEL_UPLOAD_MB", 0)   # every file is "too big" now
+    again = reloaded(at, "inspect")
+    assert not t.exceptions(again) and not t.errors(again)
+    slot = t.slot(again)
+    assert slot is not None and slot.library_ref == ("demo", 1)
+    assert slot.origin == "library: demo@1"
+
+
 def test_a_link_to_a_missing_version_is_one_error() -> None:
     at = trained()
     at.query_params["v"] = "7"
