@@ -91,6 +91,7 @@ bench: setup
 	$(BIN)/python -m bench --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.decoding --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.update
+	$(BIN)/python -m bench.update --preset reference
 	$(BIN)/python -m bench.line
 	$(BIN)/python -m bench.quality_timing
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from padim_core.backbones import DEFAULT_BACKBONE, FeatureExtractor
+from padim_core.backbones import FeatureExtractor
+from padim_core.config import DEFAULTS
 from padim_core.images import iter_image_files, load_image, resize_and_crop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,11 +25,11 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "mvtec_transistor_256"
 class Settings:
     """Sizes of one benchmark run (``full``, ``quick`` and ``smoke`` presets below)."""
 
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str = DEFAULTS.backbone
     weights: str | None = None
-    d: int = 100
-    image_size: int = 256
-    crop: int = 224
+    d: int = DEFAULTS.d
+    image_size: int = DEFAULTS.image_size
+    crop: int = DEFAULTS.crop
     batch_size: int = 32
     repeats: int = 3              # timed passes per side for predict (best is reported)
     fit_repeats: int = 3          # timed passes per side for fit

@@ -2,10 +2,11 @@
 (``PadimModel.partial_fit``), beyond the new images' own backbone pass; and how much bigger
 model files get for it.
 
-Fits the default backbone (d = 100) on the train images of MVTec transistor (or ``--data``),
-then adds 1 and 10 images from its test/good folder, several times each from the same base
-model. The backbone's share is clocked inside the same call (``BackboneClock``), so load
-from other processes hits both sides alike. A printout, not a test: no figure is asserted.
+Fits the default settings (or ``--preset reference``: the PaDiM recipe, d = 100) on the train
+images of MVTec transistor (or ``--data``), then adds 1 and 10 images from its test/good
+folder, several times each from the same base model. The backbone's share is clocked inside
+the same call (``BackboneClock``), so load from other processes hits both sides alike. A
+printout, not a test: no figure is asserted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from bench.common import DEFAULT_DATA, BackboneClock, image_set, synchronizer
 from padim_core import PadimModel
-from padim_core.config import default_crop
+from padim_core.config import PRESETS
 from padim_core.images import iter_image_files
 from padim_core.machine import load_average, machine_info
 
@@ -75,32 +76,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.update", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="MVTec-style category (train/good is the base, test/good adds)")
-    parser.add_argument("--d", type=int, default=100)
-    parser.add_argument("--backbone", default=None, help="default: the project's default")
+    parser.add_argument("--preset", choices=list(PRESETS), default="quality",
+                        help="settings to start from (default: quality, the default)")
+    parser.add_argument("--d", type=int, default=None)
+    parser.add_argument("--backbone", default=None, help="default: the preset's")
     parser.add_argument("--weights", default=None, help="'random' for smoke runs only")
-    parser.add_argument("--size", type=int, default=256, help="image size (crop: 7/8)")
+    parser.add_argument("--size", type=int, default=None, help="image size (the preset's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     train = image_set(args.data, args.data.name).train
     new = iter_image_files(args.data / "test" / "good")[:10]
-    options = {"backbone": args.backbone} if args.backbone else {}
-    model = PadimModel(d=args.d, device=args.device, weights=args.weights,
-                       image_size=args.size, crop=default_crop(args.size), **options)
+    given = {"backbone": args.backbone, "d": args.d, "image_size": args.size}
+    options = {**PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None}}
+    if args.size is not None and options.get("resize") == "stretch":
+        options["crop"] = None        # 7/8 of the given size, as the preset's own
+    model = PadimModel(device=args.device, weights=args.weights, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
         model.fit(train)
         fit_s = time.perf_counter() - t0
     result = {"machine": machine_info(), "load_average": load_average(),
-              "data": str(args.data), "d": args.d,
+              "data": str(args.data), "preset": args.preset, "d": model.config.d,
               "n_train": len(train), "n_calibration": model.n_calibration_images_,
               "fit_s": round(fit_s, 1), "files": file_sizes(model),
               "add_1": time_update(model, new[:1], args.repeats),
               "add_10": time_update(model, new[:10], args.repeats)}
-    print(f"partial_fit on {model.device}, {args.data.name} base of {len(train)} images "
-          f"({model.n_calibration_images_} calibration), d={args.d}; fit took {fit_s:.1f} s; "
+    print(f"partial_fit on {model.device}, {args.preset} settings ({model.config.backbone}, "
+          f"d={model.config.d}), {args.data.name} base of {len(train)} images "
+          f"({model.n_calibration_images_} calibration); fit took {fit_s:.1f} s; "
           f"load average {result['load_average']}")
     for key in ("add_1", "add_10"):
         r = result[key]

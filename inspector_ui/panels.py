@@ -53,7 +53,10 @@ def fit_settings(prefix: str) -> FitSettings | None:
         for s in statuses:
             c1.caption(f"~~{s.label}~~ — {s.reason}")
         return None
-    backbone = c1.selectbox("Backbone", [s.name for s in available],
+    names = [s.name for s in available]
+    st.session_state.setdefault(f"{prefix}_backbone", DEFAULTS.backbone
+                                if DEFAULTS.backbone in names else names[0])  # see fit_options
+    backbone = c1.selectbox("Backbone", names,
                             format_func=lambda n: labels.get(n, n), key=f"{prefix}_backbone",
                             help="Pretrained CNN whose features PaDiM models.")
     for s in statuses:

@@ -17,7 +17,11 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 SMALL = {"d": 32, "image_size": 128, "crop": 112}
-"""Fast settings for tests on a 2-core CPU."""
+"""Fast settings for tests on a 2-core CPU (with EfficientNet-Lite0 and, through the crop, the
+square resize of the reference settings)."""
+SMALL_MODEL = {"backbone": "efficientnet_lite0", "resize": "stretch", "upsample": "nearest",
+               "score_top_percent": 0.0, **SMALL}
+"""PadimModel arguments of the model :func:`train_demo` trains (reference settings + SMALL)."""
 TIMEOUT = 180.0
 
 
@@ -85,7 +89,9 @@ def open_page(at: AppTest, page: str) -> AppTest:
 
 
 def use_small_settings(at: AppTest, prefix: str = "trainA") -> AppTest:
-    """Set d / image size / crop on a training panel to :data:`SMALL`."""
+    """Put a training panel on the reference settings (EfficientNet-Lite0, square resize),
+    then d / image size / crop to :data:`SMALL`."""
+    at.button(key=f"{prefix}_preset_reference").click().run()
     at.number_input(key=f"{prefix}_d_efficientnet_lite0").set_value(SMALL["d"])
     at.select_slider(key=f"{prefix}_size").set_value(SMALL["image_size"]).run()
     at.select_slider(key=f"{prefix}_crop_{SMALL['image_size']}").set_value(SMALL["crop"])

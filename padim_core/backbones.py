@@ -93,7 +93,7 @@ SPECS: dict[str, BackboneSpec] = {
         IMAGENET_STD, ("layer1", "layer2", "layer3"), "wide_resnet50_2-95faca4d.pth",
     ),
 }
-DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_BACKBONE = "efficientnet_lite2"
 
 
 def default_weights_path(name: str) -> Path | None:

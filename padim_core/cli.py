@@ -91,21 +91,24 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     can tell whether one was given together with ``--model``."""
     g = parser.add_argument_group("model options")
     g.add_argument("--preset", choices=list(PRESETS),
-                   help="starting settings that the other options adjust: reference (the "
-                        "PaDiM paper, the default) or quality (EfficientNet-Lite2, all 192 "
-                        "channels, the whole image at 224 px with mirrored bands, bilinear "
-                        "upsampling, top 0.5 %% score: best detection measured, ~1.4x predict "
-                        "time, 3.9x slower updates, 3.3x larger files; docs/quality.md)")
+                   help="starting settings that the other options adjust: quality (the "
+                        "default: EfficientNet-Lite2, all 192 channels, the whole image at 224 "
+                        "px with mirrored bands, bilinear upsampling, top 0.5 %% score) or "
+                        "reference (the PaDiM paper: EfficientNet-Lite0, d = 100, 256 px with a "
+                        "224 centre crop, nearest upsampling, map maximum: ~0.7x the predict "
+                        "time, 3.5x faster updates, 3.3x smaller files, weaker detection; "
+                        "docs/quality.md)")
     g.add_argument("--backbone", choices=list(SPECS),
                    help=f"feature extractor (default {DEFAULTS.backbone})")
     g.add_argument("--weights", metavar="PATH|random",
                    help="backbone weights file (default: the installed or torch-hub file); "
                         "'random' only for timing and tests")
     g.add_argument("--d", type=int, metavar="N",
-                   help=f"feature channels kept (default: the backbone's own, {DEFAULTS.d} for "
-                        f"{DEFAULTS.backbone}; 192, all channels, for efficientnet_lite2)")
+                   help=f"feature channels kept (default: the backbone's own: {DEFAULTS.d}, all "
+                        f"channels, for {DEFAULTS.backbone}; 100 for efficientnet_lite0)")
     g.add_argument("--size", type=int, metavar="S",
-                   help=f"square resize before cropping (default {DEFAULTS.image_size})")
+                   help=f"image size: the long side with the padded resizes, the square with "
+                        f"stretch (default {DEFAULTS.image_size})")
     g.add_argument("--resize", choices=list(RESIZE_MODES),
                    help="stretch: square resize (the PaDiM paper); pad: keep the aspect ratio, "
                         "long side to --size, centred on black, no crop (for non-square parts "
@@ -116,8 +119,9 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         "(replicated, the PaDiM paper) or bilinear (interpolated; better on "
                         f"both data sets measured, docs/quality.md) (default {DEFAULTS.upsample})")
     g.add_argument("--crop", type=int, metavar="C",
-                   help=f"centre crop fed to the model (default 7/8 of --size: {DEFAULTS.crop} "
-                        f"for {DEFAULTS.image_size}; --crop equal to --size keeps the border)")
+                   help="centre crop fed to the model, with --resize stretch (default 7/8 of "
+                        "--size: 224 for 256; --crop equal to --size keeps the border); the "
+                        "padded resizes do not crop")
     g.add_argument("--seed", type=int, metavar="N",
                    help=f"seed of the channel choice and calibration split "
                         f"(default {DEFAULTS.seed})")
@@ -379,7 +383,7 @@ def _check_device(device: str) -> None:
 
 def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """PadimModel keyword arguments from the fit options that were given."""
-    kwargs = {**PRESETS[getattr(args, "preset", None) or "reference"],
+    kwargs = {**PRESETS[getattr(args, "preset", None) or "quality"],
               **{field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
                  if getattr(args, dest) is not None}}
     pads = kwargs.get("resize", DEFAULTS.resize) != "stretch"

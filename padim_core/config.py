@@ -16,10 +16,14 @@ from .regions import check_min_area, check_verdict_rule
 
 
 def default_crop(image_size: int) -> int:
-    """The centre crop used when none is given: 7/8 of the image size (224 for 256), as in the
-    PaDiM paper's 256 → 224 recipe. (``crop=image_size`` keeps defects at a part's border in
-    view; docs/quality.md measures both.)"""
+    """The centre crop of a square resize ("stretch") when none is given: 7/8 of the image size
+    (224 for 256), as in the PaDiM paper's 256 → 224 recipe. (``crop=image_size`` keeps
+    defects at a part's border in view; docs/quality.md measures both.) The padded resizes of
+    the default never crop."""
     return max(1, round(int(image_size) * 7 / 8))
+
+
+DEFAULT_RESIZE = "pad-reflect"
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,8 @@ class PadimConfig:
 
     backbone: str = DEFAULT_BACKBONE
     d: int | None = None       # None: the backbone's own default (BackboneSpec.default_d)
-    image_size: int = 256
-    crop: int | None = None    # None: default_crop(image_size)
+    image_size: int = 224
+    crop: int | None = None    # None: image_size, or default_crop(image_size) for "stretch"
     device: str = "auto"
     seed: int = 1024
     weights: str | None = None
@@ -41,9 +45,10 @@ class PadimConfig:
     batch_size: int = 32
     sigma: float = 4.0
     updatable: bool = True
-    score_top_percent: float = 0.0
-    resize: str = "stretch"    # images.RESIZE_MODES; "pad…" keep the aspect ratio
-    upsample: str = "nearest"  # embedding.UPSAMPLE_MODES: how layers 2-3 reach layer 1's grid
+    score_top_percent: float = 0.5
+    resize: str | None = None  # images.RESIZE_MODES; None: DEFAULT_RESIZE, or "stretch"
+    #                            when a crop smaller than image_size is asked for
+    upsample: str = "bilinear"   # embedding.UPSAMPLE_MODES: how layers 2-3 reach layer 1's grid
     min_defect_area: int = 0     # pixels of the crop; smaller defect regions are noise
     verdict_rule: str = "score"  # or "area": NG when a defect region >= min_defect_area exists
 
@@ -60,6 +65,9 @@ class PadimConfig:
             object.__setattr__(self, "d", SPECS[self.backbone].default_d)
         if self.upsample not in UPSAMPLE_MODES:
             raise bad("upsample", f"must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+        if self.resize is None:     # a centre crop implies the square resize it is cut from
+            object.__setattr__(self, "resize", "stretch" if self.crop not in
+                               (None, self.image_size) else DEFAULT_RESIZE)
         if self.resize not in RESIZE_MODES:
             raise bad("resize", f"must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.crop is None:
@@ -67,8 +75,8 @@ class PadimConfig:
                                else default_crop(self.image_size))
         if self.resize != "stretch" and self.crop != self.image_size:
             raise bad("crop", f"must equal image_size={self.image_size} with resize="
-                              f"{self.resize!r} (a padded image is not centre-cropped), got "
-                              f"{self.crop}")
+                              f"{self.resize!r} (a padded image is not centre-cropped; "
+                              f"resize='stretch' crops), got {self.crop}")
         total = sum(SPECS[self.backbone].channels)
         if not 1 <= self.d <= total:
             raise bad("d", f"must be between 1 and {total} for {self.backbone}, got {self.d}")
@@ -104,11 +112,14 @@ under (the old behaviour). Loading such a file uses these, never today's default
 model scores exactly as it did."""
 
 PRESETS: dict[str, dict[str, object]] = {
-    "reference": {},
-    "quality": {"backbone": "efficientnet_lite2", "image_size": 224, "resize": "pad-reflect",
-                "upsample": "bilinear", "score_top_percent": 0.5},
+    "quality": {},
+    "reference": {"backbone": "efficientnet_lite0", "image_size": 256, "resize": "stretch",
+                  "upsample": "nearest", "score_top_percent": 0.0},
 }
-"""Named starting points, as PadimConfig fields that differ from ``DEFAULTS``. ``reference``
-is the PaDiM paper's recipe (the defaults); ``quality`` meets every detection goal of issue 14
-on both data sets measured at about 1.4x the predict time, but updates 3.9x slower and makes
-3.3x larger model files (docs/quality.md, fourth round). Options given beside a preset win."""
+"""Named starting points, as PadimConfig fields that differ from ``DEFAULTS``. ``quality`` is
+the default: it meets every detection goal of issue 14 on both data sets measured, at about
+1.4x the reference recipe's predict time, 3.5x its update time and 3.3x its model file size
+(docs/quality.md). ``reference`` is the PaDiM paper's recipe (EfficientNet-Lite0, d = 100,
+256 → 224 centre crop, nearest upsampling, map maximum): the default until issue 14, and the
+quick choice when Accept as normal speed or file size matter more. Options given beside a
+preset win."""

@@ -219,17 +219,19 @@ class PadimModel:
 
     Parameters
     ----------
-    backbone : str, default "efficientnet_lite0"
+    backbone : str, default "efficientnet_lite2"
         Feature extractor, one of ``backbones.SPECS``.
     d : int, optional
         Feature channels kept per patch (at most the backbone's three layers together);
         None for the backbone's own default (``BackboneSpec.default_d``: 192 for Lite2, all
         its channels; 100 for the others).
-    image_size : int, default 256
-        Square resize of every image before cropping.
+    image_size : int, default 224
+        Size every image is resized to: its long side with the padded resizes, the square
+        with "stretch".
     crop : int, optional
-        Centre crop fed to the backbone; None for ``config.default_crop``: 7/8 of
-        ``image_size`` (224 for 256); ``crop=image_size`` keeps the border (docs/quality.md).
+        Centre crop fed to the backbone, with ``resize="stretch"`` only; None for the whole
+        image (padded resizes) or ``config.default_crop``: 7/8 of ``image_size`` (224 for
+        256) with "stretch"; ``crop=image_size`` keeps the border (docs/quality.md).
     device : str, default "auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     seed : int, default 1024
@@ -252,15 +254,16 @@ class PadimModel:
         Keep what ``partial_fit`` needs: the float64 sums and the calibration embeddings
         (about 175 MB at d = 100, 4 GB at d = 550, in memory and in the model file).
         False gives the smallest fit memory and files; the model can then only be refitted.
-    score_top_percent : float, default 0.0
+    score_top_percent : float, default 0.5
         Image score = mean of the top share (in %) of its map's pixels; 0 = the maximum
         (the PaDiM paper). Model files from before this setting load with 0.
-    resize : str, default "stretch"
+    resize : str, optional
         "stretch": square resize (the PaDiM paper); "pad": aspect-preserving resize of the
         long side, centred on black (for non-square parts of varying size; the crop is then
         the whole image); "pad-reflect": the same with the part's mirror image in the bands.
-        Model files from before this setting load with "stretch".
-    upsample : {"nearest", "bilinear"}, default "nearest"
+        None: "pad-reflect", or "stretch" when a ``crop`` smaller than ``image_size`` is
+        given. Model files from before this setting load with "stretch".
+    upsample : {"nearest", "bilinear"}, default "bilinear"
         How the stride-8 and stride-16 feature maps reach the stride-4 grid: replicated
         (the PaDiM paper) or bilinearly interpolated. Model files from before this setting
         load with "nearest".
@@ -325,7 +328,7 @@ class PadimModel:
                  batch_size: int = DEFAULTS.batch_size, sigma: float = DEFAULTS.sigma,
                  updatable: bool = DEFAULTS.updatable,
                  score_top_percent: float = DEFAULTS.score_top_percent,
-                 resize: str = DEFAULTS.resize,
+                 resize: str | None = None,
                  upsample: str = DEFAULTS.upsample,
                  min_defect_area: int = DEFAULTS.min_defect_area,
                  verdict_rule: str = DEFAULTS.verdict_rule,
@@ -340,7 +343,7 @@ class PadimModel:
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
             sigma=float(sigma), updatable=bool(updatable),
-            score_top_percent=float(score_top_percent), resize=str(resize),
+            score_top_percent=float(score_top_percent), resize=resize,
             upsample=str(upsample), min_defect_area=int(min_defect_area),
             verdict_rule=str(verdict_rule))
         self.region = None if region is None else check_region(region, self.config.crop)

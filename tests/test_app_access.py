@@ -51,7 +51,7 @@ def sign_in(name: str, password: str | None = None, at: AppTest | None = None) -
 
 def library_model(demo: Path) -> None:
     """demo@1 in the library, saved by the admin (faster than training through the UI)."""
-    model = PadimModel(**t.SMALL).fit(sorted((demo / "train" / "good").glob("*.png")))
+    model = PadimModel(**t.SMALL_MODEL).fit(sorted((demo / "train" / "good").glob("*.png")))
     with workspace() as store:
         store.library.save(model, "demo", created_by="ann")
 

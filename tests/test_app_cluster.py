@@ -89,8 +89,7 @@ def test_workers_shown_and_demo_fit_on_the_cluster(scheduler: Any, demo_env: Pat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        local = PadimModel(d=t.SMALL["d"], image_size=t.SMALL["image_size"],
-                           crop=t.SMALL["crop"]).fit(
+        local = PadimModel(**t.SMALL_MODEL).fit(
             sorted((demo_env / "train" / "good").glob("*.png")))
     finally:
         torch.set_num_threads(threads)

@@ -41,14 +41,21 @@ def test_train_page_offers_backbones_and_device() -> None:
 
 
 def test_training_panel_defaults_are_the_engines() -> None:
-    from padim_core.config import DEFAULTS, PadimConfig, default_crop
+    from padim_core.config import DEFAULTS, default_crop
 
     at = t.open_page(t.new_app(), "train")
+    assert at.selectbox(key="trainA_backbone").value == DEFAULTS.backbone
     # d follows the chosen backbone's own default (issue 14: 192 for Lite2, 100 for Lite0)
-    assert at.number_input(key="trainA_d_efficientnet_lite0").value == \
-        PadimConfig(backbone="efficientnet_lite0").d
+    assert at.number_input(key=f"trainA_d_{DEFAULTS.backbone}").value == DEFAULTS.d == 192
     assert at.select_slider(key="trainA_size").value == DEFAULTS.image_size
-    assert at.select_slider(key=f"trainA_crop_{DEFAULTS.image_size}").value == DEFAULTS.crop
+    assert at.radio(key="trainA_resize").value == DEFAULTS.resize
+    assert at.radio(key="trainA_upsample").value == DEFAULTS.upsample
+    assert at.number_input(key="trainA_top").value == DEFAULTS.score_top_percent
+    # padding: no crop widget (the whole image); a square resize offers the centre crop
+    assert not [s for s in at.select_slider if s.key.startswith("trainA_crop_")]
+    at.radio(key="trainA_resize").set_value("stretch").run()
+    assert at.select_slider(key=f"trainA_crop_{DEFAULTS.image_size}").value == \
+        default_crop(DEFAULTS.image_size)
     at.select_slider(key="trainA_size").set_value(160).run()
     assert at.select_slider(key="trainA_crop_160").value == default_crop(160)
 

@@ -1,5 +1,5 @@
-"""``python -m bench.quality_timing`` (in ``make bench``): its default pair is the default and
-the quality settings of docs/quality.md, and it prints a ratio per setting (a printout, not a
+"""``python -m bench.quality_timing`` (in ``make bench``): its default pair is the reference
+settings (the old default) and today's default, and it prints a ratio per setting (a printout, not a
 timed test)."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import pytest
 
 from bench.quality_timing import DEFAULT_SETTINGS, main, parse_setting
 from padim_core import PadimModel
-from padim_core.config import DEFAULTS
+from padim_core.config import DEFAULTS, PRESETS, PadimConfig
 
 
-def test_default_pair_is_the_default_and_the_quality_settings() -> None:
-    default, quality = (PadimModel(**parse_setting(s)).config for s in DEFAULT_SETTINGS)
-    assert default == DEFAULTS
+def test_default_pair_is_the_reference_settings_and_the_default() -> None:
+    reference, quality = (PadimModel(**parse_setting(s)).config for s in DEFAULT_SETTINGS)
+    assert reference == PadimConfig(**PRESETS["reference"])
+    assert quality == DEFAULTS
     assert (quality.backbone, quality.d, quality.crop, quality.resize, quality.upsample,
             quality.sigma, quality.score_top_percent) == \
         ("efficientnet_lite2", 192, 224, "pad-reflect", "bilinear", 4.0, 0.5)

@@ -3,8 +3,8 @@ defect with the drawing canvas, re-score the demo test set and see that image's 
 OK; on Inspect move the minimum-area slider and see its contours go, with no new scoring.
 
 The demo set is seeded: ``stain/000.png`` has its stain at crop x 42..148, y 66..178 (from
-its ground-truth mask, 128 px image → 256 → centre crop 224); the rectangle covers that with
-a 24 px margin. Screenshots land in test-artifacts/ (gitignored).
+its ground-truth mask, 128 px image → 256 → centre crop 224, the reference settings the test
+trains with); the rectangle covers that with a 24 px margin. Screenshots land in test-artifacts/ (gitignored).
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
             page.set_default_timeout(120_000)
             page.goto(server)
             page.get_by_text("Start: train a model").click()
+            # the reference settings (256 → 224 crop), whose geometry RECT_CROP is in
+            wait_idle(page)
+            page.get_by_role("button", name="Reference settings").click()
+            page.get_by_text("These are the reference settings.").wait_for()
+            wait_idle(page)
             page.get_by_role("button", name="Train on the demo set").click()
             page.get_by_text("Region to inspect").wait_for()
             nav = page.locator('[data-testid="stSidebarNav"]')

@@ -271,7 +271,10 @@ def test_bad_option_values_are_usage_errors(extra: list[str], option: str, demo:
 
 def test_d_too_large_names_the_limit(demo: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "evaluate", demo, "--d", "177")
+    code, _, err = _run(capsys, "evaluate", demo, "--d", "193")
+    assert code == 2
+    assert "192" in _one_error_line(err)  # efficientnet_lite2 has 24 + 48 + 120 channels
+    code, _, err = _run(capsys, "evaluate", demo, "--backbone", "efficientnet_lite0", "--d", "177")
     assert code == 2
     assert "176" in _one_error_line(err)  # efficientnet_lite0 has 24 + 40 + 112 channels
 

@@ -98,7 +98,7 @@ def test_export_metadata(onnx_file: Path, model_file: Path) -> None:
     assert meta["padim.format"] == ONNX_FORMAT
     assert meta["padim.format_version"] == str(ONNX_FORMAT_VERSION)
     assert meta["padim.package_version"] == __version__
-    assert meta["padim.backbone"] == "efficientnet_lite0"   # the default
+    assert meta["padim.backbone"] == "efficientnet_lite2"   # the default
     assert (meta["padim.d"], meta["padim.image_size"], meta["padim.crop"]) == ("16", "96", "96")
     assert float(meta["padim.image_threshold"]) == card["image_threshold"]
     assert float(meta["padim.pixel_threshold"]) == card["pixel_threshold"]

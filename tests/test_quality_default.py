@@ -1,11 +1,11 @@
-"""The quality settings of docs/quality.md (EfficientNet-Lite2, all 192 channels, the whole
-image at 224 px with mirrored bands for non-square parts, bilinear feature upsampling,
-top-0.5 % image score: every quality goal of issue 14 on both data sets) on the synthetic demo
-set, and the default they did not (yet) replace.
+"""The default since issue 14, the quality settings of docs/quality.md (EfficientNet-Lite2,
+all 192 channels, the whole image at 224 px with mirrored bands for non-square parts, bilinear
+feature upsampling, top-0.5 % image score: every quality goal of issue 14 on both data sets),
+on the synthetic demo set.
 
-What it pins: the default stays the reference recipe (Lite0, d = 100, 256 → 224, max); with
-the quality settings the demo set's defects are all found and located, and a defect in the
-16 px border that the 256 → 224 centre crop cuts away is inside the map and flagged.
+What it pins: the default's settings; with them the demo set's defects are all found and
+located, and a defect in the 16 px border that the reference recipe's 256 → 224 centre crop
+cuts away is inside the map and flagged. The reference recipe stays a preset.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from padim_core import PadimModel
-from padim_core.config import DEFAULTS
+from padim_core.config import DEFAULTS, PRESETS
 from padim_core.datasets import MVTecCategory
 from padim_core.demo import make_demo_set
 from padim_core.evaluation import evaluate_model
@@ -33,20 +33,19 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> MVTecCategory:
 @pytest.fixture(scope="module")
 def model(demo: MVTecCategory) -> PadimModel:
     with pytest.warns(UserWarning, match="training images for d=192"):
-        return PadimModel(**QUALITY, device="cpu").fit(demo.train)
+        return PadimModel(device="cpu").fit(demo.train)
 
 
-QUALITY = {"backbone": "efficientnet_lite2", "image_size": 224, "resize": "pad-reflect",
-           "upsample": "bilinear", "score_top_percent": 0.5}
-
-
-def test_defaults_are_the_reference_recipe_and_lite2_keeps_all_channels() -> None:
+def test_defaults_are_the_quality_settings_and_reference_is_the_paper() -> None:
     assert (DEFAULTS.backbone, DEFAULTS.d, DEFAULTS.image_size, DEFAULTS.crop) == \
-        ("efficientnet_lite0", 100, 256, 224)
-    assert (DEFAULTS.sigma, DEFAULTS.score_top_percent, DEFAULTS.eps) == (4.0, 0.0, 0.01)
-    assert (DEFAULTS.resize, DEFAULTS.upsample) == ("stretch", "nearest")
-    quality = PadimModel(**QUALITY).config
-    assert (quality.d, quality.crop) == (192, 224)    # all channels; padding: no crop
+        ("efficientnet_lite2", 192, 224, 224)        # all channels; padding: no crop
+    assert (DEFAULTS.sigma, DEFAULTS.score_top_percent, DEFAULTS.eps) == (4.0, 0.5, 0.01)
+    assert (DEFAULTS.resize, DEFAULTS.upsample) == ("pad-reflect", "bilinear")
+    assert PRESETS["quality"] == {}
+    reference = PadimModel(**PRESETS["reference"]).config
+    assert (reference.backbone, reference.d, reference.image_size, reference.crop,
+            reference.resize, reference.upsample, reference.score_top_percent) == \
+        ("efficientnet_lite0", 100, 256, 224, "stretch", "nearest", 0.0)
 
 
 def test_default_finds_and_locates_the_demo_defects(model: PadimModel,

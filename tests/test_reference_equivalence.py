@@ -70,10 +70,12 @@ def reference_embeddings(images: list[np.ndarray], idx: np.ndarray) -> torch.Ten
 @pytest.fixture(scope="module")
 def fitted() -> tuple[PadimModel, list[np.ndarray], list[np.ndarray]]:
     train, test = textures(24, 1), textures(4, 2)
-    # The reference settings: eps 0.01, blur sigma 4, image score = maximum of the map.
+    # The reference settings: square resize, nearest upsampling of the coarser maps, eps
+    # 0.01, blur sigma 4, image score = maximum of the map.
     model = PadimModel(backbone="resnet18", weights="random", seed=SEED, d=40,
                        image_size=SIZE, crop=SIZE, batch_size=7, device="cpu", eps=0.01,
-                       sigma=4.0, score_top_percent=0.0)
+                       sigma=4.0, score_top_percent=0.0, resize="stretch",
+                       upsample="nearest")
     model.fit(train)
     return model, train, test
 

@@ -11,6 +11,7 @@ import pytest
 import safetensors.numpy
 
 from padim_core import PadimModel, model_files
+from padim_core.config import PRESETS
 from padim_core.demo import make_demo_set
 from padim_core.errors import InvalidInputError, ModelFileError
 from padim_core.images import load_image, resize_and_crop
@@ -40,8 +41,10 @@ def corner_excluded() -> np.ndarray:
 
 
 def model_for(train: list[Path], region: np.ndarray | None = None, **kw: object) -> PadimModel:
-    return PadimModel(d=24, image_size=SIZE, crop=CROP, device="cpu",
-                      sigma=2.0, region=region, **kw).fit(train)
+    # the reference settings (Lite0, square resize, nearest upsampling, map maximum): the
+    # format versions below are those of nearest upsampling (bilinear needs format 4)
+    settings = {**PRESETS["reference"], "image_size": SIZE, "crop": CROP, **kw}
+    return PadimModel(d=24, device="cpu", sigma=2.0, region=region, **settings).fit(train)
 
 
 @pytest.fixture(scope="module")

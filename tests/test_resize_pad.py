@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from padim_core import PadimModel
+from padim_core.config import DEFAULTS
 from padim_core.datasets import MVTecCategory
 from padim_core.demo import make_demo_set
 from padim_core.errors import InvalidInputError
@@ -67,10 +68,10 @@ def test_unpad_map_returns_the_square_geometry() -> None:
 
 
 def test_pad_means_no_crop_and_unknown_modes_are_named() -> None:
-    assert PadimModel(resize="pad").config.crop == 256
+    assert PadimModel(resize="pad").config.crop == DEFAULTS.image_size == 224
     assert PadimModel(resize="pad", image_size=320).config.crop == 320
     with pytest.raises(InvalidInputError, match="crop") as err:
-        PadimModel(resize="pad-reflect", crop=224)
+        PadimModel(resize="pad-reflect", crop=200)
     assert err.value.source == "crop"
     with pytest.raises(InvalidInputError) as err:
         PadimModel(resize="fit")
@@ -91,7 +92,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> MVTecCategory:
 
 def test_padded_model_saves_loads_and_evaluates_on_the_mask_geometry(
         demo: MVTecCategory, tmp_path: Path) -> None:
-    model = PadimModel(d=16, image_size=64, resize="pad", device="cpu", sigma=1.0)
+    # Lite0, nearest upsampling, map maximum: the settings this geometry test was pinned with
+    model = PadimModel(backbone="efficientnet_lite0", d=16, image_size=64, resize="pad",
+                       device="cpu", sigma=1.0, upsample="nearest", score_top_percent=0.0)
     model.fit(demo.train)
     model.save(tmp_path / "m.safetensors")
     again = PadimModel.load(tmp_path / "m.safetensors", device="cpu")

@@ -70,7 +70,7 @@ def test_fit_save_predict_record_list_export(demo: Path, workspace: tuple[Path, 
     assert code == 0, err
     assert "demo plates@1" in out and "demo plates@2" in out and out.count(" ok") == 2
     code, out, _ = _run(capsys, "models", "show", "demo plates@1", "--data-dir", ws)
-    assert "note         first" in out and "efficientnet_lite0, d=16" in out
+    assert "note         first" in out and "efficientnet_lite2, d=16" in out
     assert "training set fingerprint " in out and "not recorded" not in out
 
     with Store.open(ws, url) as store:   # save operating thresholds, as the app's sliders do
