@@ -89,6 +89,7 @@ BENCH_DEVICES ?= auto
 
 bench: setup
 	$(BIN)/python -m bench --devices $(BENCH_DEVICES)
+	$(BIN)/python -m bench --quick --cases speed --default-settings --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.decoding --devices $(BENCH_DEVICES)
 	$(BIN)/python -m bench.update
 	$(BIN)/python -m bench.update --preset reference

@@ -30,6 +30,7 @@ import torch
 
 from bench.common import (
     DEFAULT_DATA,
+    DEFAULT_SETTINGS,
     FULL,
     QUICK,
     REPO,
@@ -79,6 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed predict passes per side")
     p.add_argument("--profile", action="store_true",
                    help="profile predict and fit (CPU) and print where the time goes")
+    p.add_argument("--default-settings", action="store_true",
+                   help="today's default settings instead of the reference recipe (d = 100) "
+                        "the targets were set on")
     p.add_argument("--system-malloc", action="store_true",
                    help="leave glibc's malloc defaults (the CLI and app keep freed memory "
                         "for reuse); for comparison only")
@@ -170,6 +174,7 @@ def speed_cases(images: ImageSet, s: Settings, device: str, profile: bool,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return PadimModel(s.backbone, d=s.d, image_size=s.image_size, crop=s.crop,
+                              upsample=s.upsample, score_top_percent=s.score_top_percent,
                               device=device, weights=s.weights, batch_size=s.batch_size,
                               extractor=extractor).fit(train)
 
@@ -300,6 +305,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         s = replace(s, repeats=args.repeats)
     if args.system_malloc:
         s = replace(s, system_malloc=True)
+    if args.default_settings:
+        s = replace(s, **DEFAULT_SETTINGS)
     return s
 
 
