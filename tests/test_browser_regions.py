@@ -4,7 +4,8 @@ OK; on Inspect move the minimum-area slider and see its contours go, with no new
 
 The demo set is seeded: ``stain/000.png`` has its stain at crop x 42..148, y 66..178 (from
 its ground-truth mask, 128 px image → 256 → centre crop 224, the reference settings the test
-trains with); the rectangle covers that with a 24 px margin. Screenshots land in test-artifacts/ (gitignored).
+trains with); the rectangle covers that with a 24 px margin. Screenshots land in
+test-artifacts/ (gitignored).
 """
 
 from __future__ import annotations
