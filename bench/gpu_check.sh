@@ -10,7 +10,7 @@
 #   tests     float64 statistics exact on cuda, the decoding pipeline (pinned batches, same
 #             model and scores as sequential decoding), partial_fit on cuda
 #   speed     python -m bench --devices cuda --cases speed: predict and fit vs the backbone,
-#             default backbone, d = 100, decoded images in memory
+#             reference settings (Lite0, d = 100: the "default"), decoded images
 #   wrn2000   Wide-ResNet-50 (random weights) d = 550 fit on 2000 image files, peak GPU memory
 #   files     python -m bench.decoding --devices cuda: from files vs the backbone (>= 70 %)
 #   cli       padim fit / padim predict end to end on the folder (wall time)
