@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from inspector_ui import testing as t
+from padim_core.config import DEFAULTS
 
 # The scratch temp root lets tests check that upload scratch folders are cleaned up.
 pytestmark = pytest.mark.usefixtures("demo_env", "scratch_tempdir")
@@ -29,7 +30,7 @@ def test_train_page_offers_backbones_and_device() -> None:
     at = t.open_page(t.new_app(), "train")
     assert not t.exceptions(at)
     box = at.selectbox(key="trainA_backbone")
-    assert box.value == "efficientnet_lite0"
+    assert box.value == DEFAULTS.backbone == "efficientnet_lite2"
     from padim_core.backbones import backbone_status
 
     missing = [s for s in backbone_status() if not s.available]
@@ -41,7 +42,7 @@ def test_train_page_offers_backbones_and_device() -> None:
 
 
 def test_training_panel_defaults_are_the_engines() -> None:
-    from padim_core.config import DEFAULTS, default_crop
+    from padim_core.config import default_crop
 
     at = t.open_page(t.new_app(), "train")
     assert at.selectbox(key="trainA_backbone").value == DEFAULTS.backbone

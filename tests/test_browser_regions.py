@@ -108,8 +108,15 @@ def test_exclusion_rectangle_and_min_area_slider(server: str) -> None:
             page.wait_for_timeout(2500)        # the canvas sends its drawing on mouse up
             wait_idle(page)                    # and the app reruns with it; a click now
             page.screenshot(path=str(ARTIFACTS / "regions-1-drawn.png"), full_page=True)
-            page.get_by_role("button", name="Apply drawn region").click()
-            page.get_by_text(re.compile("Region applied: .*% of the crop")).wait_for()
+            applied = page.get_by_text(re.compile("Region applied: .*% of the crop"))
+            for _ in range(3):     # a click landing in the canvas's own rerun can be lost
+                page.get_by_role("button", name="Apply drawn region").click()
+                try:
+                    applied.wait_for(timeout=40_000)
+                    break
+                except sync_api.TimeoutError:
+                    wait_idle(page)
+            applied.wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
 
             # Inspect: the old results are stale; re-score them with the region.
