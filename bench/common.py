@@ -14,11 +14,16 @@ import numpy as np
 import torch
 
 from padim_core.backbones import FeatureExtractor
-from padim_core.config import DEFAULTS
+from padim_core.config import DEFAULTS, PRESETS, PadimConfig
 from padim_core.images import iter_image_files, load_image, resize_and_crop
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mvtec_transistor_256"
+
+
+_REFERENCE = PadimConfig(**PRESETS["reference"])
+_MODEL_FIELDS = ("backbone", "d", "image_size", "crop", "upsample", "score_top_percent")
+"""The Settings fields that are model settings (``--default-settings`` replaces them)."""
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,13 @@ class Settings:
     # The reference settings (the PaDiM recipe, d = 100), which the engine-vs-backbone targets
     # were set on; ``python -m bench --default-settings`` measures today's default instead,
     # whose d = 192 distances do 3.7x the arithmetic per patch (docs/performance.md).
-    backbone: str = "efficientnet_lite0"
+    backbone: str = _REFERENCE.backbone
     weights: str | None = None
-    d: int = 100
-    image_size: int = 256
-    crop: int = 224
-    upsample: str = "nearest"
-    score_top_percent: float = 0.0
+    d: int = _REFERENCE.d
+    image_size: int = _REFERENCE.image_size
+    crop: int = _REFERENCE.crop
+    upsample: str = _REFERENCE.upsample
+    score_top_percent: float = _REFERENCE.score_top_percent
     batch_size: int = 32
     repeats: int = 3              # timed passes per side for predict (best is reported)
     fit_repeats: int = 3          # timed passes per side for fit
@@ -56,10 +61,7 @@ class Settings:
 
 FULL = Settings()
 QUICK = replace(FULL, wrn=False, repeats=2, fit_repeats=2)
-DEFAULT_SETTINGS = {"backbone": DEFAULTS.backbone, "d": DEFAULTS.d,
-                    "image_size": DEFAULTS.image_size, "crop": DEFAULTS.crop,
-                    "upsample": DEFAULTS.upsample,
-                    "score_top_percent": DEFAULTS.score_top_percent}
+DEFAULT_SETTINGS = {name: getattr(DEFAULTS, name) for name in _MODEL_FIELDS}
 SMOKE = Settings(d=16, image_size=64, crop=64, batch_size=4, repeats=1, fit_repeats=1,
                  wrn_backbone="resnet18", wrn_weights="random", wrn_d=64, wrn_image_size=64,
                  wrn_crop=64, wrn_n_predict=4, synthetic=(8, 4, 0), synthetic_size=128)

@@ -90,8 +90,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     new = iter_image_files(args.data / "test" / "good")[:10]
     given = {"backbone": args.backbone, "d": args.d, "image_size": args.size}
     options = {**PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None}}
-    if args.size is not None and options.get("resize") == "stretch":
-        options["crop"] = None        # 7/8 of the given size, as the preset's own
     model = PadimModel(device=args.device, weights=args.weights, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

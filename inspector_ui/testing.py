@@ -14,13 +14,14 @@ import cv2
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from padim_core.config import PRESETS
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 SMALL = {"d": 32, "image_size": 128, "crop": 112}
 """Fast settings for tests on a 2-core CPU (with EfficientNet-Lite0 and, through the crop, the
 square resize of the reference settings)."""
-SMALL_MODEL = {"backbone": "efficientnet_lite0", "resize": "stretch", "upsample": "nearest",
-               "score_top_percent": 0.0, **SMALL}
+SMALL_MODEL = {**PRESETS["reference"], **SMALL}
 """PadimModel arguments of the model :func:`train_demo` trains (reference settings + SMALL)."""
 TIMEOUT = 180.0
 

@@ -28,7 +28,7 @@ import numpy as np
 from . import access_commands, store_commands
 from .allocator import keep_freed_memory
 from .backbones import SPECS
-from .config import DEFAULTS, PRESETS, default_crop
+from .config import DEFAULTS, PRESETS
 from .datasets import MVTecCategory, find_dataset_root, training_images
 from .devices import resolve_device
 from .embedding import REDUCTIONS, UPSAMPLE_MODES
@@ -383,13 +383,10 @@ def _check_device(device: str) -> None:
 
 def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """PadimModel keyword arguments from the fit options that were given."""
-    kwargs = {**PRESETS[getattr(args, "preset", None) or "quality"],
-              **{field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
-                 if getattr(args, dest) is not None}}
-    pads = kwargs.get("resize", DEFAULTS.resize) != "stretch"
-    if "image_size" in kwargs and "crop" not in kwargs and not pads:
-        kwargs["crop"] = default_crop(kwargs["image_size"])
-    return kwargs
+    # An unset crop is PadimConfig's to choose (7/8 of the size for a square resize).
+    return {**PRESETS[getattr(args, "preset", None) or "quality"],
+            **{field: getattr(args, dest) for dest, field in _FIT_FIELDS.items()
+               if getattr(args, dest) is not None}}
 
 
 def _new_model(args: argparse.Namespace) -> PadimModel:
