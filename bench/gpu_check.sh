@@ -11,6 +11,8 @@
 #             model and scores as sequential decoding), partial_fit on cuda
 #   speed     python -m bench --devices cuda --cases speed: predict and fit vs the backbone,
 #             reference settings (Lite0, d = 100: the issue's "default"), decoded images
+#   profile   python -m bench.device_profile: each engine step's CPU and kernel time in
+#             predict and fit, top kernels, host<->device copies and synchronisations
 #   wrn2000   Wide-ResNet-50 (random weights) d = 550 fit on 2000 image files, peak GPU memory
 #   files     python -m bench.decoding --devices cuda: from files vs the backbone (>= 70 %)
 #   cli       padim fit / padim predict end to end on the folder (wall time)
@@ -60,6 +62,8 @@ step tests 150 "$PY" -m pytest -q -p no:cacheprovider -o addopts= \
     tests/test_device_statistics.py tests/test_loading.py "tests/test_partial_fit.py::test_update_on_each_device"
 step speed 150 "$PY" -m bench --devices "$DEVICE" --cases speed --data "$DATA" $SMOKE_FLAG \
     --json "$OUT/bench_speed_$DEVICE.json"
+step profile 90 "$PY" -m bench.device_profile --device "$DEVICE" --data "$DATA" $SMOKE_FLAG \
+    --json "$OUT/device_profile_$DEVICE.json"
 step wrn2000 150 sh -c "'$PY' -m bench.memory --mode fit --data '$DATA' --n $WRN_N \
     --repeat $WRN_REPEAT --backbone $WRN_BACKBONE --weights random --d $WRN_D --device $DEVICE \
     --predict-n 32 > '$OUT/wrn550_fit2000_$DEVICE.json' && cat '$OUT/wrn550_fit2000_$DEVICE.json'"
