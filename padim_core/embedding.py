@@ -61,6 +61,14 @@ class Embedder:
                 one_hot = torch.zeros((hi - lo, len(local)))
                 one_hot[local, torch.arange(len(local))] = 1.0
                 self._per_layer.append((torch.as_tensor(local, dtype=torch.long), one_hot))
+        # The index / projection tensors copied to each device once: a copy from the host
+        # at every batch would wait for the device's queue each time.
+        self._on_device: dict[tuple[torch.device, torch.dtype],
+                              tuple[torch.Tensor | None, list[torch.Tensor]]] = {}
+
+    def __getstate__(self) -> dict:
+        """Sent to another process (a Dask worker) without the device copies."""
+        return {**self.__dict__, "_on_device": {}}
 
     @property
     def dim(self) -> int:
@@ -98,7 +106,7 @@ class Embedder:
         else:
             full = first.new_empty(shape)
         c0 = 0
-        for feat, selection in zip(features, per_layer, strict=True):
+        for layer, (feat, selection) in enumerate(zip(features, per_layer, strict=True)):
             if selection is not None and len(selection[0]) == 0:
                 continue                                          # no channel of this layer
             if self.upsample == "bilinear" and feat.shape[-2:] != (big_h, big_w):
@@ -108,21 +116,32 @@ class Embedder:
                                      align_corners=False)
             part = feat.permute(2, 3, 0, 1)                       # (h, w, B, C) view
             if selection is not None:
-                part = _select_channels(part, *selection)
+                index = self._device_tensors(part.device, part.dtype)[1][layer]
+                part = _select_channels(part, index, selection[1])
             c1 = c0 + part.shape[3]
             _write_upsampled(full[..., c0:c1], part)
             c0 = c1
         if self.projection is None:
             return full
-        proj = torch.as_tensor(self.projection, device=full.device, dtype=full.dtype)
+        proj = self._device_tensors(full.device, full.dtype)[0]
         if out is None:
             return full @ proj
         return out.copy_(full @ proj)
 
+    def _device_tensors(self, device: torch.device, dtype: torch.dtype,
+                        ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """(projection, each layer's channel indices) on ``device``, copied there once."""
+        key = (device, dtype)
+        if key not in self._on_device:
+            proj = None if self.projection is None else \
+                torch.as_tensor(self.projection).to(device, dtype)
+            self._on_device[key] = (proj, [index.to(device) for index, _ in self._per_layer])
+        return self._on_device[key]
+
 
 def _select_channels(part: torch.Tensor, index: torch.Tensor, one_hot: torch.Tensor,
                      ) -> torch.Tensor:
-    """Channels ``index`` of part (h, w, B, C) → (h, w, B, c).
+    """Channels ``index`` (on part's device) of part (h, w, B, C) → (h, w, B, c).
 
     On the CPU a product with the (C, c) one-hot matrix: each output is 1·x plus exact
     zeros, so the same numbers for finite features, and about 5x faster than the strided
@@ -131,7 +150,7 @@ def _select_channels(part: torch.Tensor, index: torch.Tensor, one_hot: torch.Ten
     """
     if part.device.type == "cpu" and part.dtype == torch.float32:
         return part @ one_hot
-    return part.index_select(3, index.to(part.device))
+    return part.index_select(3, index)
 
 
 def _write_upsampled(dest: torch.Tensor, part: torch.Tensor) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +88,22 @@ def test_bilinear_orthogonal_projection_and_out_buffer():
 def test_unknown_upsampling_is_refused():
     with pytest.raises(ValueError, match="upsample must be one of"):
         Embedder((8,), channel_index=np.arange(4), upsample="bicubic")
+
+
+def test_indices_and_projection_are_copied_to_a_device_once():
+    """Why: a host-to-device copy at every batch waits for the device's queue (a stall per
+    batch on a GPU); the channel indices and the projection go there once per Embedder."""
+    channels, grids = (24, 40, 112), (16, 8, 4)
+    feats = [f.double() for f in _features(channels, grids, torch.contiguous_format)]
+    index = random_channel_subset(sum(channels), 50, seed=3)
+    emb = Embedder(channels, channel_index=index)
+    first = emb(feats)                          # float64: the gather path a GPU takes
+    cached = emb._on_device[(torch.device("cpu"), torch.float64)][1]
+    second = emb(feats)
+    assert emb._on_device[(torch.device("cpu"), torch.float64)][1] is cached
+    assert torch.equal(first, second)
+    assert torch.equal(first, _reference(feats, index))
+    proj = Embedder(channels, projection=semi_orthogonal_projection(sum(channels), 20, 1))
+    proj(feats)
+    assert proj._on_device[(torch.device("cpu"), torch.float64)][0].dtype == torch.float64
+    assert pickle.loads(pickle.dumps(emb))._on_device == {}    # a Dask worker copies its own

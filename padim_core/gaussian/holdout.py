@@ -49,7 +49,7 @@ class HoldoutStore:
         images = range(x.shape[1]) if images is None else [int(i) for i in images]
         self.n_patches = int(x.shape[0])
         if isinstance(x, torch.Tensor) and x.device.type != "cpu":
-            self._tensors.append(x[:, list(images)])     # indexing copies
+            self._tensors.append(x.index_select(1, _device_index(images, x.device)))
         else:
             src = x.numpy() if isinstance(x, torch.Tensor) else x
             # One strided copy per image: several times faster than np.take on axis 1.
@@ -102,3 +102,12 @@ class HoldoutStore:
             self._file = None
         self._tensors = []
         self._arrays = []
+
+
+def _device_index(images: Sequence[int], device: torch.device) -> torch.Tensor:
+    """``images`` as an index tensor on ``device``; from CUDA pinned memory without waiting
+    (a copy from ordinary host memory would wait for everything queued on the device)."""
+    index = torch.as_tensor(list(images), dtype=torch.long)
+    if device.type == "cuda":
+        index = index.pin_memory()
+    return index.to(device, non_blocking=True)
