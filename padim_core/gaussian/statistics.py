@@ -68,8 +68,9 @@ class PatchStatistics(ABC):
         """Block i's Σxxᵀ as (rows, d, d), the upper triangle at least."""
 
     @abstractmethod
-    def _packed_block(self, i: int) -> np.ndarray:
-        """Block i's Σxxᵀ upper triangles (rows, d(d+1)/2), float64 numpy."""
+    def _packed_block(self, i: int) -> Array:
+        """Block i's Σxxᵀ upper triangles (rows, d(d+1)/2), float64, where the store keeps
+        them (numpy, or a torch tensor on the store's device)."""
 
     @abstractmethod
     def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
@@ -81,8 +82,16 @@ class PatchStatistics(ABC):
         keeps so that images can be added later (``load_sums``), and writes to its file."""
         self.flush()
         total = self._sum.cpu().numpy() if isinstance(self._sum, torch.Tensor) else self._sum
-        return (self.n, np.array(total, np.float64),
-                np.concatenate([self._packed_block(i) for i in range(len(self.bounds))]))
+        # Each block is copied once, straight into the result (from a device: one transfer
+        # per block, no host-side staging copy).
+        packed = np.empty((self.n_patches, self.dim * (self.dim + 1) // 2), np.float64)
+        for i, (lo, hi) in enumerate(self.bounds):
+            block = self._packed_block(i)
+            if isinstance(block, torch.Tensor):
+                torch.from_numpy(packed[lo:hi]).copy_(block)
+            else:
+                packed[lo:hi] = block
+        return self.n, np.array(total, np.float64), packed
 
     def load_sums(self, n: int, total: np.ndarray, packed: np.ndarray) -> PatchStatistics:
         """Set an empty store to sums from ``packed_sums`` (copied in); returns self.

@@ -61,9 +61,8 @@ class TorchPatchStatistics(PatchStatistics):
         full[:, self._triu] = block
         return full.reshape(rows, self.dim, self.dim)
 
-    def _packed_block(self, i: int) -> np.ndarray:
-        block = self.second[i] if self.packed else self.second[i][:, self._triu]
-        return block.cpu().numpy()
+    def _packed_block(self, i: int) -> torch.Tensor:
+        return self.second[i] if self.packed else self.second[i][:, self._triu]
 
     def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
         values = torch.as_tensor(rows, device=self.device)
