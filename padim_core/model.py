@@ -144,6 +144,9 @@ class PredictResult:
             return cls([], np.zeros(0), np.zeros((0, crop, crop), np.float32),
                        np.zeros((0, crop, crop, 3), np.uint8), image_threshold, pixel_threshold)
         first = parts[0]
+        if len(parts) == 1:     # one batch: its arrays as they are, not a copy
+            return replace(first, image_threshold=image_threshold,
+                           pixel_threshold=pixel_threshold)
         return cls([n for p in parts for n in p.names], np.concatenate([p.scores for p in parts]),
                    np.concatenate([p.maps for p in parts]),
                    np.concatenate([p.images for p in parts]), image_threshold, pixel_threshold,
@@ -579,12 +582,12 @@ class PadimModel:
         held = HoldoutStore()
         skipped: list[tuple[str, str]] = []
         grid = (0, 0)
-        crop_sum = np.zeros((self.config.crop, self.config.crop, 3), np.float64)
+        crop_sum = np.zeros((self.config.crop, self.config.crop, 3), np.uint64)
         for batch in self._decoded_batches(images, names):
             idx, crops = batch.indices, batch.pixels
             skipped += batch.skipped
             if len(crops):
-                crop_sum += batch.crops.sum(axis=0, dtype=np.float64)
+                crop_sum += batch.crops.sum(axis=0, dtype=np.uint32)   # exact, 2x faster
                 if stats is None:        # the grid is known from the first batch on
                     x, grid = self._patch_embeddings(crops, embedder)
                     stats = patch_statistics(x.shape[0], x.shape[2], device).update(x)

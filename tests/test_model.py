@@ -81,3 +81,39 @@ def test_fitted_attributes_have_the_documented_shapes(model: PadimModel) -> None
     assert model.calibration_scores_.shape == (model.n_calibration_images_,)
     with pytest.raises(NotFittedError):
         _ = PadimModel(backbone="resnet18", weights="random", d=12).mean_
+
+
+def test_joining_batches_keeps_every_image_and_one_batch_is_not_copied() -> None:
+    """Why: predict joins its per-batch results; for one batch (the app's single image, a
+    line camera's frame) copying the maps and crops again is pure overhead, and on a GPU a
+    large share of what predict costs beyond the backbone."""
+    from padim_core.model import PredictResult
+
+    rng = np.random.default_rng(0)
+
+    def part(names: list[str]) -> PredictResult:
+        n = len(names)
+        return PredictResult(names, rng.random(n), rng.random((n, 8, 8)).astype(np.float32),
+                             np.zeros((n, 8, 8, 3), np.uint8), 1.0, 2.0)
+
+    one = part(["a", "b"])
+    joined = PredictResult.concat([one], 3.0, 4.0, 8)
+    assert joined.maps is one.maps and joined.images is one.images
+    assert (joined.image_threshold, joined.pixel_threshold) == (3.0, 4.0)
+    assert (one.image_threshold, one.pixel_threshold) == (1.0, 2.0)     # left as it was
+    two = PredictResult.concat([one, part(["c"])], 3.0, 4.0, 8)
+    assert two.names == ["a", "b", "c"] and two.maps.shape == (3, 8, 8)
+    np.testing.assert_array_equal(two.maps[:2], one.maps)
+
+
+def test_mean_training_crop_is_the_rounded_mean_of_the_crops() -> None:
+    """Why: the region editor draws on the mean training crop; fit sums the crops in
+    integers batch by batch, which must give the exact rounded mean over every batch."""
+    from padim_core.images import resize_and_crop
+
+    imgs = [np.full((64, 64, 3), v, np.uint8) for v in (255, 254, 1, 0, 7)]
+    imgs[0][:8] = 3
+    m = PadimModel(backbone="resnet18", weights="random", d=8, image_size=64, crop=64,
+                   device="cpu", batch_size=2, calibration_fraction=0.0).fit(imgs)
+    crops = np.stack([resize_and_crop(a, 64, 64) for a in imgs]).astype(np.float64)
+    np.testing.assert_array_equal(m.mean_image_, np.rint(crops.mean(axis=0)).astype(np.uint8))
