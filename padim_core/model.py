@@ -868,6 +868,13 @@ class PadimModel:
         """The model file as bytes (for downloads); ``updatable`` as in ``save``."""
         return model_files.encode(*self._tensors_and_meta(updatable))
 
+    def stream_file(self, write: Callable[[memoryview], object], updatable: bool = True,
+                    ) -> int:
+        """The bytes of ``to_bytes`` handed to ``write`` piece by piece, without building
+        them in memory (the model library writes and hashes them this way); returns the
+        file size."""
+        return model_files.stream(*self._tensors_and_meta(updatable), write)
+
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
              extractor: FeatureExtractor | None = None) -> PadimModel:

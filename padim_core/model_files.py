@@ -34,6 +34,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,37 @@ def update_data(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> UpdateD
 def encode(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
     """Serialize to safetensors bytes."""
     return safetensors.numpy.save(_c_order(tensors), metadata=_metadata(meta))
+
+
+#: safetensors' dtype names, in the order its serializer lays tensors out (widest first,
+#: so every tensor stays aligned; ties by name).
+_DTYPE_NAMES = {np.dtype(t): name for t, name in (
+    (np.uint64, "U64"), (np.int64, "I64"), (np.float64, "F64"), (np.float32, "F32"),
+    (np.uint32, "U32"), (np.int32, "I32"), (np.float16, "F16"), (np.uint16, "U16"),
+    (np.int16, "I16"), (np.int8, "I8"), (np.uint8, "U8"), (np.bool_, "BOOL"))}
+_DTYPE_RANK = {name: rank for rank, name in enumerate(_DTYPE_NAMES.values())}
+
+
+def stream(tensors: dict[str, np.ndarray], meta: dict[str, Any],
+           write: Callable[[memoryview], object]) -> int:
+    """Hand the bytes of ``encode(tensors, meta)`` to ``write`` piece by piece (header,
+    then each tensor's own buffer), so a file of hundreds of MB never exists as one more
+    copy in memory; returns the number of bytes. Same bytes as safetensors writes."""
+    arrays = _c_order(tensors)
+    names = sorted(arrays, key=lambda k: (_DTYPE_RANK[_DTYPE_NAMES[arrays[k].dtype]], k))
+    header: dict[str, Any] = {"__metadata__": dict(sorted(_metadata(meta).items()))}
+    end = 0
+    for name in names:
+        a = arrays[name]
+        header[name] = {"dtype": _DTYPE_NAMES[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [end, end + a.nbytes]}
+        end += a.nbytes
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    head += b" " * (-len(head) % 8)
+    write(memoryview(struct.pack("<Q", len(head)) + head))
+    for name in names:
+        write(memoryview(arrays[name].reshape(-1).view(np.uint8)))
+    return 8 + len(head) + end
 
 
 def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -51,3 +51,17 @@ def test_evaluate_history() -> None:
     assert got["image_auroc"] == pytest.approx(5 / 6)
     with pytest.raises(InvalidInputError, match="both"):
         evaluate_history([True], [1.0])
+
+
+def test_accepting_does_not_wait_for_scikit_learn_to_import() -> None:
+    """Why: scikit-learn takes ~0.8 s to import; the first *Accept as normal* of an app
+    process paid it, although only the Evaluate page's figures need it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, padim_core.feedback, inspector_ui.actions; "
+            "print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=Path(__file__).parents[1]).stdout
+    assert out.strip() == "[]"

@@ -134,6 +134,7 @@ def test_save_lists_the_card_and_loads_the_same_model(store: Store, model: Padim
     assert listed.created_at.tzinfo is not None and listed.status == OK
     data = store.library.read_bytes(listed)
     assert hashlib.sha256(data).hexdigest() == listed.sha256 == v.sha256
+    assert listed.size_bytes == len(data) == len(model.to_bytes())    # streamed in pieces
     assert store.blobs.path(v.sha256).is_file()
     again = store.library.load(store.library.resolve("transistor line 3"), device="cpu")
     np.testing.assert_allclose(again.predict(images[:2]).scores,

@@ -17,7 +17,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,8 +101,12 @@ class BlobStore:
             self._lock.release()
 
     @contextmanager
-    def staged(self, data: bytes) -> Iterator[tuple[str, Path]]:
-        """Write ``data`` to a locked, fsynced temporary file; yields (sha256, temp path).
+    def staged(self, content: bytes | Callable[[Callable[[memoryview], None]], object],
+               ) -> Iterator[tuple[str, Path, int]]:
+        """Write ``content`` to a locked, fsynced temporary file; yields (sha256, temp path,
+        size). ``content`` is the bytes, or a function that hands the file's bytes piece by
+        piece to the writer it is given (a model straight from its arrays: no copy of the
+        whole file in memory); each piece is hashed as it is written.
         ``publish`` it inside the block; whatever is left is removed on leaving it."""
         try:
             self.prepare()
@@ -113,16 +117,27 @@ class BlobStore:
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            digest = hashlib.sha256(data).hexdigest()
-            try:
-                view = memoryview(data)
+            digest = hashlib.sha256()
+            size = 0
+
+            def put(piece: memoryview) -> None:
+                nonlocal size
+                view = memoryview(piece).cast("B")
+                digest.update(view)
+                size += len(view)
                 while view:
                     view = view[os.write(fd, view[:_CHUNK]):]
+
+            try:
+                if callable(content):
+                    content(put)
+                else:
+                    put(memoryview(content))
                 os.fsync(fd)
             except OSError as err:
                 err.filename = err.filename or str(path)
                 raise StoreError(describe_os_error(err, "write")) from None
-            yield digest, path
+            yield digest.hexdigest(), path, size
         finally:
             os.close(fd)
             path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -234,7 +234,7 @@ class Library:
     def save(self, model: PadimModel, name: str, *, note: str = "",
              training_fingerprint: str = "", created_by: str = "") -> ModelVersion:
         """Add a fitted model as the next version of ``name`` (created if new)."""
-        return self._add(name, model.to_bytes(), model.card(), "fit", note,
+        return self._add(name, model.stream_file, model.card(), "fit", note,
                          training_fingerprint, created_by=created_by)
 
     def import_file(self, path: str | os.PathLike, name: str, *, note: str = "",
@@ -255,11 +255,14 @@ class Library:
         model = PadimModel.from_bytes(data, name=file_name, device="cpu")
         return self._add(name, data, model.card(), "upload", note, "", created_by=created_by)
 
-    def _add(self, name: str, data: bytes, card: dict[str, Any], source: str, note: str,
-             fingerprint: str, *, created_by: str = "") -> ModelVersion:
+    def _add(self, name: str, content: bytes | Callable[[Callable[[memoryview], None]], object],
+             card: dict[str, Any], source: str, note: str, fingerprint: str, *,
+             created_by: str = "") -> ModelVersion:
+        """Store ``content`` (the file's bytes, or a function streaming them: see
+        ``BlobStore.staged``) as the next version of ``name``."""
         name = check_name(name)
         note = str(note)
-        with self._blobs.staged(data) as (sha, tmp), self._blobs.locked():
+        with self._blobs.staged(content) as (sha, tmp, size), self._blobs.locked():
             self._blobs.publish(sha, tmp)
             for attempt in range(_RETRIES):
                 try:
@@ -271,7 +274,7 @@ class Library:
                             s.add(model)
                             s.flush()
                         model.last_version += 1
-                        row = _version_row(model, model.last_version, sha, len(data), source,
+                        row = _version_row(model, model.last_version, sha, size, source,
                                            card, note, fingerprint)
                         row.created_by = str(created_by)[:200]
                         s.add(row)
