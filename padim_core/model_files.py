@@ -30,6 +30,7 @@ message that names the file.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -95,8 +96,10 @@ def update_data(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> UpdateD
 
 
 def encode(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
-    """Serialize to safetensors bytes."""
-    return safetensors.numpy.save(_c_order(tensors), metadata=_metadata(meta))
+    """Serialize to safetensors bytes (those of ``stream``: the same model, the same bytes)."""
+    out = io.BytesIO()
+    stream(tensors, meta, out.write)
+    return out.getvalue()
 
 
 #: safetensors' dtype names, in the order its serializer lays tensors out (widest first,
@@ -110,9 +113,11 @@ _DTYPE_RANK = {name: rank for rank, name in enumerate(_DTYPE_NAMES.values())}
 
 def stream(tensors: dict[str, np.ndarray], meta: dict[str, Any],
            write: Callable[[memoryview], object]) -> int:
-    """Hand the bytes of ``encode(tensors, meta)`` to ``write`` piece by piece (header,
+    """Hand the safetensors bytes of a model file to ``write`` piece by piece (header,
     then each tensor's own buffer), so a file of hundreds of MB never exists as one more
-    copy in memory; returns the number of bytes. Same bytes as safetensors writes."""
+    copy in memory; returns the number of bytes. The layout is safetensors' own; unlike
+    its serializer (which orders the metadata keys at random) the same model always gives
+    the same bytes, so the model library stores it once."""
     arrays = _c_order(tensors)
     names = sorted(arrays, key=lambda k: (_DTYPE_RANK[_DTYPE_NAMES[arrays[k].dtype]], k))
     header: dict[str, Any] = {"__metadata__": dict(sorted(_metadata(meta).items()))}
@@ -134,7 +139,8 @@ def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[st
     """Write atomically (temp file then rename) so a crash never leaves half a model."""
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    safetensors.numpy.save_file(_c_order(tensors), str(tmp), metadata=_metadata(meta))
+    with open(tmp, "wb") as fh:
+        stream(tensors, meta, fh.write)
     os.replace(tmp, path)
 
 

@@ -57,7 +57,7 @@ def test_every_dtype_and_odd_shapes_give_safetensors_own_bytes() -> None:
     assert n_pieces == 1 + len(tensors)          # header, then each array's own buffer
 
 
-def test_a_fitted_model_streams_the_bytes_of_to_bytes() -> None:
+def test_a_fitted_model_gives_the_same_bytes_every_way_it_is_written(tmp_path) -> None:
     from padim_core import PadimModel
 
     rng = np.random.default_rng(1)
@@ -71,7 +71,12 @@ def test_a_fitted_model_streams_the_bytes_of_to_bytes() -> None:
         out: list[bytes] = []
         size = model.stream_file(lambda piece, out=out: out.append(bytes(piece)), updatable)
         got = b"".join(out)
-        assert same_file(got, model.to_bytes(updatable)) and size == len(got)
+        tensors, meta = model._tensors_and_meta(updatable)
+        by_safetensors = safetensors.numpy.save(model_files._c_order(tensors),
+                                                metadata=model_files._metadata(meta))
+        assert same_file(got, by_safetensors) and size == len(got)
+        model.save(tmp_path / "m.safetensors", updatable)
+        assert got == model.to_bytes(updatable) == (tmp_path / "m.safetensors").read_bytes()
         again = PadimModel.from_bytes(got, device="cpu")
         np.testing.assert_array_equal(again.predict(imgs[:2]).scores,
                                       model.predict(imgs[:2]).scores)
