@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -725,27 +726,44 @@ class PadimModel:
                       pixel_threshold: float = nan, region: np.ndarray | None = None,
                       ) -> Iterator[PredictResult]:
         """Score ``images`` under ``gaussian`` batch by batch (the fitted state's, or fit's
-        own before there is one)."""
+        own before there is one).
+
+        On a GPU the next batch is queued on the device before the current one's maps are
+        fetched, so the device keeps working while the host copies and wraps results
+        (``_lookahead``); elsewhere each batch is finished before the next is read.
+        """
         gaussian = self._on_scoring_device(gaussian)
+        fetch = _Fetcher(self.device)
+        pending: deque[tuple[DecodedBatch, _Queued | None]] = deque()
         done = 0
+
+        def finished(batch: DecodedBatch, queued: _Queued | None) -> PredictResult:
+            nonlocal done
+            if queued is None:
+                maps_np = np.zeros((0, self.config.crop, self.config.crop), np.float32)
+                scores_np = np.zeros(0)
+            else:
+                maps_np, scores_np = fetch(queued)
+            done = batch.indices[-1] + 1 if batch.indices else done + len(batch.skipped)
+            if progress:
+                progress(min(done, len(images)), len(images), "predict")
+            return PredictResult(batch.names, scores_np, maps_np, batch.crops, image_threshold,
+                                 pixel_threshold, batch.skipped, region,
+                                 self.config.min_defect_area, self.config.verdict_rule)
+
         for batch in self._decoded_batches(images, names):
-            idx, crops, bad = batch.indices, batch.crops, batch.skipped
-            if len(crops):
+            queued = None
+            if len(batch.crops):
                 emb = self._embed(batch.pixels, embedder)
                 with torch.inference_mode():
                     maps = self._render(mahalanobis(emb, gaussian), grid)
-                    scores = masked_scores(maps, region, self.config.score_top_percent)
-                maps_np = maps.cpu().numpy()
-                scores_np = scores.double().cpu().numpy()
-            else:
-                maps_np = np.zeros((0, self.config.crop, self.config.crop), np.float32)
-                scores_np = np.zeros(0)
-            done = idx[-1] + 1 if idx else done + len(bad)
-            if progress:
-                progress(min(done, len(images)), len(images), "predict")
-            yield PredictResult(batch.names, scores_np, maps_np, crops, image_threshold,
-                                pixel_threshold, bad, region, self.config.min_defect_area,
-                                self.config.verdict_rule)
+                    queued = fetch.queue(maps, masked_scores(maps, region,
+                                                             self.config.score_top_percent))
+            pending.append((batch, queued))
+            if len(pending) > _lookahead(self.device):
+                yield finished(*pending.popleft())
+        while pending:
+            yield finished(*pending.popleft())
 
     def _on_scoring_device(self, gaussian: PatchGaussian) -> PatchGaussian:
         """``gaussian`` where scoring runs, kept in a private cache so that predict leaves
@@ -941,3 +959,45 @@ class PadimModel:
         model.region = state.region
         model.state_ = state     # moved to the backbone's device at the first predict
         return model
+
+
+def _lookahead(device: torch.device) -> int:
+    """Batches predict queues on ``device`` before fetching the oldest one's results."""
+    return 1 if device.type == "cuda" else 0
+
+
+@dataclass
+class _Queued:
+    """A batch's maps and scores queued on the device, and the event that marks them done
+    (None off CUDA)."""
+
+    maps: torch.Tensor
+    scores: torch.Tensor
+    ready: Any = None
+
+
+class _Fetcher:
+    """Brings queued results to the host. On CUDA the copy runs on a side stream that
+    waits only for that batch's event, so work queued after it (the next batch) keeps
+    the device busy meanwhile."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def queue(self, maps: torch.Tensor, scores: torch.Tensor) -> _Queued:
+        queued = _Queued(maps, scores.double())
+        if self.stream is not None:
+            queued.ready = torch.cuda.Event()
+            queued.ready.record()
+        return queued
+
+    def __call__(self, queued: _Queued) -> tuple[np.ndarray, np.ndarray]:
+        """(maps (b, crop, crop) float32, scores (b,) float64) as numpy."""
+        if self.stream is None:
+            return queued.maps.cpu().numpy(), queued.scores.cpu().numpy()
+        self.stream.wait_event(queued.ready)
+        with torch.cuda.stream(self.stream):
+            for t in (queued.maps, queued.scores):
+                t.record_stream(self.stream)     # freed only after this stream used them
+            # into pageable host memory: returns when the copy is complete
+            return queued.maps.cpu().numpy(), queued.scores.cpu().numpy()

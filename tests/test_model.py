@@ -117,3 +117,35 @@ def test_mean_training_crop_is_the_rounded_mean_of_the_crops() -> None:
                    device="cpu", batch_size=2, calibration_fraction=0.0).fit(imgs)
     crops = np.stack([resize_and_crop(a, 64, 64) for a in imgs]).astype(np.float64)
     np.testing.assert_array_equal(m.mean_image_, np.rint(crops.mean(axis=0)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("ahead_by", [1, 2])
+def test_predict_with_batches_queued_ahead_gives_the_same_results_in_order(
+        model: PadimModel, monkeypatch: pytest.MonkeyPatch, ahead_by: int) -> None:
+    """Why: on a GPU predict queues the next batch before fetching the current one's maps
+    (so the device is not idle while the host copies); that must not change any result,
+    their order, the unreadable inputs listed, or the progress a user sees."""
+    from padim_core import model as model_module
+
+    inputs: list = [*textures(3, 5), b"not an image", *textures(4, 6)]
+    names = [f"img{i}" for i in range(len(inputs))]
+    from dataclasses import replace
+
+    monkeypatch.setattr(model, "config", replace(model.config, batch_size=2))
+
+    def run() -> tuple[list, list]:
+        calls: list = []
+        parts = list(model.iter_predict(inputs, progress=lambda *a: calls.append(a),
+                                        names=names))
+        return parts, calls
+
+    direct, direct_calls = run()
+    monkeypatch.setattr(model_module, "_lookahead", lambda device: ahead_by)
+    ahead, ahead_calls = run()
+    assert [p.names for p in ahead] == [p.names for p in direct]
+    assert [p.skipped for p in ahead] == [p.skipped for p in direct]
+    assert sum(len(p.skipped) for p in ahead) == 1 and "img3" in str(ahead[1].skipped)
+    for a, d in zip(ahead, direct, strict=True):
+        np.testing.assert_array_equal(a.maps, d.maps)
+        np.testing.assert_array_equal(a.scores, d.scores)
+    assert ahead_calls == direct_calls and ahead_calls[-1][:2] == (8, 8)
