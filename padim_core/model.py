@@ -50,6 +50,7 @@ from .regions import (
     masked_scores,
     region_words,
 )
+from .results import QueuedResult, ResultFetcher, predict_lookahead
 from .scoring import MapRenderer, mahalanobis
 from .thresholds import (
     MIN_THRESHOLD,
@@ -730,14 +731,14 @@ class PadimModel:
 
         On a GPU the next batch is queued on the device before the current one's maps are
         fetched, so the device keeps working while the host copies and wraps results
-        (``_lookahead``); elsewhere each batch is finished before the next is read.
+        (``results.predict_lookahead``); elsewhere each batch is finished before the next is read.
         """
         gaussian = self._on_scoring_device(gaussian)
-        fetch = _Fetcher(self.device)
-        pending: deque[tuple[DecodedBatch, _Queued | None]] = deque()
+        fetch = ResultFetcher(self.device)
+        pending: deque[tuple[DecodedBatch, QueuedResult | None]] = deque()
         done = 0
 
-        def finished(batch: DecodedBatch, queued: _Queued | None) -> PredictResult:
+        def finished(batch: DecodedBatch, queued: QueuedResult | None) -> PredictResult:
             nonlocal done
             if queued is None:
                 maps_np = np.zeros((0, self.config.crop, self.config.crop), np.float32)
@@ -760,7 +761,7 @@ class PadimModel:
                     queued = fetch.queue(maps, masked_scores(maps, region,
                                                              self.config.score_top_percent))
             pending.append((batch, queued))
-            if len(pending) > _lookahead(self.device):
+            if len(pending) > predict_lookahead(self.device):
                 yield finished(*pending.popleft())
         while pending:
             yield finished(*pending.popleft())
@@ -960,44 +961,3 @@ class PadimModel:
         model.state_ = state     # moved to the backbone's device at the first predict
         return model
 
-
-def _lookahead(device: torch.device) -> int:
-    """Batches predict queues on ``device`` before fetching the oldest one's results."""
-    return 1 if device.type == "cuda" else 0
-
-
-@dataclass
-class _Queued:
-    """A batch's maps and scores queued on the device, and the event that marks them done
-    (None off CUDA)."""
-
-    maps: torch.Tensor
-    scores: torch.Tensor
-    ready: Any = None
-
-
-class _Fetcher:
-    """Brings queued results to the host. On CUDA the copy runs on a side stream that
-    waits only for that batch's event, so work queued after it (the next batch) keeps
-    the device busy meanwhile."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-
-    def queue(self, maps: torch.Tensor, scores: torch.Tensor) -> _Queued:
-        queued = _Queued(maps, scores.double())
-        if self.stream is not None:
-            queued.ready = torch.cuda.Event()
-            queued.ready.record()
-        return queued
-
-    def __call__(self, queued: _Queued) -> tuple[np.ndarray, np.ndarray]:
-        """(maps (b, crop, crop) float32, scores (b,) float64) as numpy."""
-        if self.stream is None:
-            return queued.maps.cpu().numpy(), queued.scores.cpu().numpy()
-        self.stream.wait_event(queued.ready)
-        with torch.cuda.stream(self.stream):
-            for t in (queued.maps, queued.scores):
-                t.record_stream(self.stream)     # freed only after this stream used them
-            # into pageable host memory: returns when the copy is complete
-            return queued.maps.cpu().numpy(), queued.scores.cpu().numpy()

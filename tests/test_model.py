@@ -140,7 +140,7 @@ def test_predict_with_batches_queued_ahead_gives_the_same_results_in_order(
         return parts, calls
 
     direct, direct_calls = run()
-    monkeypatch.setattr(model_module, "_lookahead", lambda device: ahead_by)
+    monkeypatch.setattr(model_module, "predict_lookahead", lambda device: ahead_by)
     ahead, ahead_calls = run()
     assert [p.names for p in ahead] == [p.names for p in direct]
     assert [p.skipped for p in ahead] == [p.skipped for p in direct]
