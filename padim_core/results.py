@@ -40,9 +40,9 @@ class ResultFetcher:
 
     def queue(self, maps: torch.Tensor, scores: torch.Tensor) -> QueuedResult:
         queued = QueuedResult(maps, scores.double())
-        if self.stream is not None:
+        if self.stream is not None:     # marks the end of this batch's work so far
             queued.ready = torch.cuda.Event()
-            queued.ready.record()
+            queued.ready.record(torch.cuda.current_stream(maps.device))
         return queued
 
     def __call__(self, queued: QueuedResult) -> tuple[np.ndarray, np.ndarray]:
