@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from bench.common import (
     DEFAULT_DATA,
+    DEFAULT_SETTINGS,
     FULL,
     SMOKE,
     decode,
@@ -68,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=64, help="test images for predict")
     p.add_argument("--top", type=int, default=15, help="operators listed per table")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic sizes (CI)")
+    p.add_argument("--default-settings", action="store_true",
+                   help="today's default settings instead of the reference recipe (d = 100)")
     p.add_argument("--json", type=Path, default=None, help="write the tables to this file")
     p.add_argument("--trace", type=Path, default=None,
                    help="also write a Chrome trace of the fit here (chrome://tracing)")
@@ -176,6 +180,8 @@ def profiled(fn: Callable[[], object], device: torch.device,
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     s = SMOKE if args.smoke else FULL
+    if args.default_settings:
+        s = replace(s, **DEFAULT_SETTINGS)
     data = args.data or (None if args.smoke else DEFAULT_DATA)
     if data is not None and (data / "train" / "good").is_dir():
         images = image_set(data, data.name, args.n_train, args.n_test)
@@ -193,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.predict(test)
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device profile — {label}; {s.backbone}, d = {s.d}, {s.image_size}→{s.crop}, "
+          f"upsample {s.upsample}, "
           f"batch {s.batch_size}; fit on {len(train)} images, predict on {len(test)} "
           f"({images.label}); torch {torch.__version__}")
     out: dict[str, Any] = {"device": label, "settings": {"backbone": s.backbone, "d": s.d},

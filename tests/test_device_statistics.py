@@ -39,3 +39,26 @@ def test_statistics_match_the_float64_reference(device: str, packed: bool) -> No
     np.testing.assert_allclose(mean, ref.mean(axis=1), rtol=1e-13)
     want = np.stack([np.cov(ref[p], rowvar=False) for p in range(n_patches)])
     np.testing.assert_allclose(cov, want, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("device", DEVICES)
+def test_packed_sums_are_the_upper_triangles_in_triu_order(device: str, packed: bool) -> None:
+    """Why: the sums a model keeps for updates are written to its file in
+    ``np.triu_indices`` order; each store writes them its own way (a slice copy, LAPACK's
+    trttp, a device transfer), and all must give the same numbers in that order."""
+    rng = np.random.default_rng(4)
+    n_patches, n, d = 7, 20, 9
+    x = rng.standard_normal((n_patches, n, d)).astype(np.float32)
+    where = device.split("+")[0]
+    store = patch_statistics(n_patches, d, where, packed=packed,
+                             use_torch=True if device.endswith("+torch") else None)
+    store.update(torch.from_numpy(x).to(where))
+    got_n, total, triu = store.packed_sums()
+    ref = x.astype(np.float64)
+    second = np.einsum("pni,pnj->pij", ref, ref)
+    rows, cols = np.triu_indices(d)
+    assert got_n == n and len(store.bounds) > 1          # written block by block
+    assert isinstance(triu, np.ndarray) and triu.dtype == np.float64
+    np.testing.assert_allclose(total, ref.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(triu, second[:, rows, cols], rtol=1e-12)

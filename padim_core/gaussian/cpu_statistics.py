@@ -168,12 +168,12 @@ class CpuPatchStatistics(PatchStatistics):
         lapack.unpack_upper(block, full)
         return full
 
-    def _packed_block(self, i: int) -> np.ndarray:
+    def _write_packed_block(self, i: int, out: np.ndarray) -> None:
         block = self.second[i]
         if self.packed:
-            return block
-        rows, cols = np.triu_indices(self.dim)
-        return block[:, rows * self.dim + cols]
+            out[...] = block
+        else:   # LAPACK's trttp per patch: 4-5x faster than a gather through index arrays
+            lapack.pack_upper(block.reshape(block.shape[0], self.dim, self.dim), out)
 
     def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
         block = self.second[i]

@@ -68,9 +68,8 @@ class PatchStatistics(ABC):
         """Block i's Σxxᵀ as (rows, d, d), the upper triangle at least."""
 
     @abstractmethod
-    def _packed_block(self, i: int) -> Array:
-        """Block i's Σxxᵀ upper triangles (rows, d(d+1)/2), float64, where the store keeps
-        them (numpy, or a torch tensor on the store's device)."""
+    def _write_packed_block(self, i: int, out: np.ndarray) -> None:
+        """Write block i's Σxxᵀ upper triangles into ``out`` (rows, d(d+1)/2) float64."""
 
     @abstractmethod
     def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
@@ -82,15 +81,11 @@ class PatchStatistics(ABC):
         keeps so that images can be added later (``load_sums``), and writes to its file."""
         self.flush()
         total = self._sum.cpu().numpy() if isinstance(self._sum, torch.Tensor) else self._sum
-        # Each block is copied once, straight into the result (from a device: one transfer
-        # per block, no host-side staging copy).
+        # Each block is written once, straight into the result (from a device: one
+        # transfer per block, no host-side staging copy).
         packed = np.empty((self.n_patches, self.dim * (self.dim + 1) // 2), np.float64)
         for i, (lo, hi) in enumerate(self.bounds):
-            block = self._packed_block(i)
-            if isinstance(block, torch.Tensor):
-                torch.from_numpy(packed[lo:hi]).copy_(block)
-            else:
-                packed[lo:hi] = block
+            self._write_packed_block(i, packed[lo:hi])
         return self.n, np.array(total, np.float64), packed
 
     def load_sums(self, n: int, total: np.ndarray, packed: np.ndarray) -> PatchStatistics:

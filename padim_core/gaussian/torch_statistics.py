@@ -61,8 +61,9 @@ class TorchPatchStatistics(PatchStatistics):
         full[:, self._triu] = block
         return full.reshape(rows, self.dim, self.dim)
 
-    def _packed_block(self, i: int) -> torch.Tensor:
-        return self.second[i] if self.packed else self.second[i][:, self._triu]
+    def _write_packed_block(self, i: int, out: np.ndarray) -> None:
+        block = self.second[i] if self.packed else self.second[i][:, self._triu]
+        torch.from_numpy(out).copy_(block)
 
     def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
         values = torch.as_tensor(rows, device=self.device)

@@ -90,7 +90,7 @@ class UpdatedSums(PatchStatistics):
             raise RuntimeError("the updated sums exist once finalize has taken every block")
         return self.n, self.sum, self._out
 
-    def _packed_block(self, i: int) -> np.ndarray:
+    def _write_packed_block(self, i: int, out: np.ndarray) -> None:
         raise NotImplementedError("UpdatedSums builds its packed sums inside finalize")
 
     def _set_packed_block(self, i: int, rows: np.ndarray) -> None:
