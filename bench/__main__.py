@@ -173,9 +173,7 @@ def speed_cases(images: ImageSet, s: Settings, device: str, profile: bool,
     def fit() -> PadimModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return PadimModel(s.backbone, d=s.d, image_size=s.image_size, crop=s.crop,
-                              upsample=s.upsample, score_top_percent=s.score_top_percent,
-                              device=device, weights=s.weights, batch_size=s.batch_size,
+            return PadimModel(**s.model_kwargs(), device=device,
                               extractor=extractor).fit(train)
 
     model = fit()                                       # warm-up of the fit path

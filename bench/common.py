@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,11 @@ class Settings:
     synthetic: tuple[int, int, int] = (200, 40, 60)   # train, test good, test defect
     synthetic_size: int = 256
     system_malloc: bool = False   # True: glibc's defaults, not padim_core.allocator's settings
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """PadimModel arguments of these settings (model fields, weights, batch size)."""
+        return {**{name: getattr(self, name) for name in _MODEL_FIELDS},
+                "weights": self.weights, "batch_size": self.batch_size}
 
 
 FULL = Settings()

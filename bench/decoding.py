@@ -98,9 +98,8 @@ def _best_of(sides: dict[str, Callable[[], object]], repeats: int,
 def device_case(device: str, paths: list[Path], s: Any, workers: int, batch_size: int,
                 repeats: int) -> dict[str, Any]:
     """Every side on ``device`` over the same ``paths``; images/s and share of the backbone."""
-    model = PadimModel(s.backbone, d=s.d, image_size=s.image_size, crop=s.crop, device=device,
-                       upsample=s.upsample, score_top_percent=s.score_top_percent,
-                       weights=s.weights, batch_size=batch_size, decode_workers=workers)
+    model = PadimModel(**{**s.model_kwargs(), "batch_size": batch_size}, device=device,
+                       decode_workers=workers)
     sync = synchronizer(model.device)
     batches = crop_batches(decode(paths, s.image_size), s.image_size, s.crop, batch_size)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import sys
 import time
@@ -37,6 +36,7 @@ from bench.common import (
     make_synthetic,
     synchronizer,
 )
+from bench.profiling import owner_and_name
 from padim_core import PadimModel
 
 #: (label, "module:attribute.path"): the engine steps timed as profiler ranges. Functions a
@@ -78,15 +78,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _target(path: str) -> tuple[Any, str]:
-    module, _, attrs = path.partition(":")
-    owner: Any = importlib.import_module(f"padim_core.{module}")
-    *parents, name = attrs.split(".")
-    for part in parents:
-        owner = getattr(owner, part)
-    return owner, name
-
-
 @contextlib.contextmanager
 def labelled_steps(steps: Sequence[tuple[str, str]] = STEPS) -> Iterator[None]:
     """Wrap each step in a profiler range named by its label; undone on leaving."""
@@ -100,7 +91,7 @@ def labelled_steps(steps: Sequence[tuple[str, str]] = STEPS) -> Iterator[None]:
 
     try:
         for label, path in steps:
-            owner, name = _target(path)
+            owner, name = owner_and_name(path)
             original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
             undo.append((owner, name, original))
             setattr(owner, name, ranged(label, original))
@@ -190,9 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images = make_synthetic(Path(tempfile.mkdtemp(prefix="padim-profile-")), s)
     train = decode(images.train[:args.n_train], s.image_size)
     test = decode(images.test[:args.n_test], s.image_size)
-    model = PadimModel(s.backbone, d=s.d, image_size=s.image_size, crop=s.crop,
-                       upsample=s.upsample, score_top_percent=s.score_top_percent,
-                       device=args.device, weights=s.weights, batch_size=s.batch_size)
+    model = PadimModel(**s.model_kwargs(), device=args.device)
     device = model.device
     warnings.simplefilter("ignore")
     model.fit(train)                              # warm-up: every shape, cuDNN's choices

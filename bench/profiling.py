@@ -53,14 +53,23 @@ FIT_STEPS: list[tuple[str, str]] = [
 ]
 
 
-def _resolve(path: str) -> Callable[..., Any] | None:
+def owner_and_name(path: str) -> tuple[Any, str]:
+    """"module:Class.attr" under padim_core → (the module or class holding it, its name);
+    AttributeError if a part on the way is gone."""
     module, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(f"padim_core.{module}")
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
+    owner: Any = importlib.import_module(f"padim_core.{module}")
+    *parents, name = qualname.split(".")
+    for part in parents:
+        owner = getattr(owner, part)
+    return owner, name
+
+
+def _resolve(path: str) -> Callable[..., Any] | None:
+    try:
+        owner, name = owner_and_name(path)
+    except AttributeError:
+        return None
+    return getattr(owner, name, None)
 
 
 def _key(fn: Callable[..., Any]) -> Key:

@@ -848,7 +848,7 @@ class PadimModel:
         mean = g.mean if isinstance(g.mean, np.ndarray) else g.mean.cpu().numpy()
         whit = g.whitener if isinstance(g.whitener, np.ndarray) else g.whitener.cpu().numpy()
         tensors = {"mean": np.ascontiguousarray(mean, np.float32),
-                   "whitener_triu": model_files.pack_upper(whit).astype(np.float32),
+                   "whitener_triu": model_files.pack_upper(whit).astype(np.float32, copy=False),
                    "calibration_scores": np.asarray(s.calibration_scores, np.float64)}
         if s.region is not None:
             tensors["region"] = s.region.astype(np.uint8)

@@ -37,6 +37,10 @@ _CHUNK = 1 << 20
 
 OK, MISSING, DAMAGED = "ok", "file missing", "damaged"
 
+#: What ``BlobStore.staged`` writes: the file's bytes, or a function that hands them piece
+#: by piece to the writer it is given.
+FileContent = bytes | Callable[[Callable[[memoryview], None]], object]
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -101,8 +105,7 @@ class BlobStore:
             self._lock.release()
 
     @contextmanager
-    def staged(self, content: bytes | Callable[[Callable[[memoryview], None]], object],
-               ) -> Iterator[tuple[str, Path, int]]:
+    def staged(self, content: FileContent) -> Iterator[tuple[str, Path, int]]:
         """Write ``content`` to a locked, fsynced temporary file; yields (sha256, temp path,
         size). ``content`` is the bytes, or a function that hands the file's bytes piece by
         piece to the writer it is given (a model straight from its arrays: no copy of the

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import InvalidInputError
-from .blobs import OK, BlobStore
+from .blobs import OK, BlobStore, FileContent
 from .database import Database
 from .errors import BlobUnavailableError, NotFoundError, StoreError
 from .tables import MAX_NAME_CHARS, InspectionRow, ModelRow, VersionRow, utcnow
@@ -255,9 +255,8 @@ class Library:
         model = PadimModel.from_bytes(data, name=file_name, device="cpu")
         return self._add(name, data, model.card(), "upload", note, "", created_by=created_by)
 
-    def _add(self, name: str, content: bytes | Callable[[Callable[[memoryview], None]], object],
-             card: dict[str, Any], source: str, note: str, fingerprint: str, *,
-             created_by: str = "") -> ModelVersion:
+    def _add(self, name: str, content: FileContent, card: dict[str, Any], source: str,
+             note: str, fingerprint: str, *, created_by: str = "") -> ModelVersion:
         """Store ``content`` (the file's bytes, or a function streaming them: see
         ``BlobStore.staged``) as the next version of ``name``."""
         name = check_name(name)
