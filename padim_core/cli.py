@@ -192,6 +192,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="progress bars on stderr (default: when stderr is a terminal)")
 
 
+def _add_recursive(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help=f"also take the images in every folder below {where} (hidden "
+                             "ones skipped; names keep their folders: good/000.png)")
+
+
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Dask cluster (docs/cluster.md)").add_mutually_exclusive_group()
     g.add_argument("--cluster", metavar="local:N",
@@ -220,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA",
                      help="a folder of normal images, or an MVTec-style category (uses "
                           "train/good)")
+    _add_recursive(fit, "DATA (an MVTec category still gives only its train/good)")
     fit.add_argument("-o", "--output", metavar="MODEL",
                      help="model file to write (.safetensors); and/or --save-as NAME")
     fit.add_argument("--compact", action="store_true", help=COMPACT_HELP)
@@ -239,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "library when no such file exists")
     upd.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                      help="normal image files and/or folders of them")
+    _add_recursive(upd, "each folder given")
     upd.add_argument("-o", "--output", metavar="NEW_MODEL",
                      help="model file to write (may be MODEL itself); and/or --save-as NAME")
     upd.add_argument("--compact", action="store_true", help=COMPACT_HELP)
@@ -254,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="model file written by 'padim fit' (left out with --model NAME)")
     pred.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR",
                       help="image files and/or folders of images")
+    _add_recursive(pred, "each folder given")
     pred.add_argument("--out", required=True, metavar="DIR", help="output folder")
     pred.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
                       help="torch (default: MODEL is a .safetensors file) or onnxruntime "
@@ -499,13 +508,13 @@ def _overlay_relpath(name: str, used: set[str]) -> str:
     return rel
 
 
-def _collect_inputs(items: Sequence[str]) -> list[Path]:
+def _collect_inputs(items: Sequence[str], recursive: bool) -> list[Path]:
     """Image paths from files and folders given on the command line."""
     paths: list[Path] = []
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            paths += iter_image_files(path)
+            paths += iter_image_files(path, recursive=recursive)
         elif path.exists():
             paths.append(path)
         else:
@@ -522,7 +531,7 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
     store_commands.check_fit_args(args)
     model = _new_model(args)  # option errors first: they cost nothing to find
     _apply_region_options(args, model)
-    paths = training_images(args.data)
+    paths = training_images(args.data, recursive=args.recursive)
     out = _output_file(args.output) if args.output else None
     with _cluster(args) as client:
         _ = model.extractor  # load the weights now: a missing file fails before any work
@@ -544,7 +553,7 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
 
 def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
     store_commands.check_fit_args(args)
-    paths = _collect_inputs(args.inputs)
+    paths = _collect_inputs(args.inputs, args.recursive)
     out = _output_file(args.output) if args.output else None
     _check_device(args.device)
     model, source = store_commands.model_to_update(args) or \
@@ -569,7 +578,10 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace, progress: _Progress) -> int:
-    paths = _collect_inputs(store_commands.check_predict_args(args))
+    paths = _collect_inputs(store_commands.check_predict_args(args), args.recursive)
+    if args.recursive:  # a rerun must not score the overlays of the last one
+        out = Path(args.out).expanduser().resolve()
+        paths = [p for p in paths if not p.resolve().is_relative_to(out)]
     names = relative_names(paths)
     if args.library_model is None:
         model, recorder, store = _load_engine(args), None, None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from padim_core.errors import InvalidInputError
-from padim_core.images import iter_image_files
+from padim_core.images import is_visible_folder, iter_image_files, subfolder_hint
 from padim_core.limits import IMAGE_EXTENSIONS
 
 #: Folder name of normal (defect-free) images in the MVTec layout.
@@ -35,14 +35,8 @@ class LabeledImage:
 
 def _visible_subfolders(folder: Path) -> list[Path]:
     """Subfolders sorted by name, without hidden ones and macOS ``__MACOSX`` litter."""
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"
-        ),
-        key=lambda p: p.name,
-    )
+    return sorted((p for p in folder.iterdir() if p.is_dir() and is_visible_folder(p.name)),
+                  key=lambda p: p.name)
 
 
 def _find_mask(root: Path, defect_type: str, image: Path) -> Path | None:
@@ -134,9 +128,10 @@ def find_dataset_root(folder: str | os.PathLike) -> Path:
     )
 
 
-def training_images(path: str | os.PathLike) -> list[Path]:
+def training_images(path: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
     """Normal images to fit on: ``train/good`` of an MVTec category (also one wrapped in a
-    single subfolder), else the image files directly inside the folder.
+    single subfolder), else the image files directly inside the folder (``recursive``: and
+    in every folder below it).
     """
     folder = Path(path)
     if not folder.exists():
@@ -145,14 +140,15 @@ def training_images(path: str | os.PathLike) -> list[Path]:
         raise InvalidInputError(str(folder), "is not a folder")
     if is_mvtec_category(folder):
         return iter_image_files(folder / "train" / NORMAL_LABEL)
-    try:
-        return iter_image_files(folder)
-    except InvalidInputError:
-        pass
-    if not any(is_mvtec_category(sub) for sub in _visible_subfolders(folder)):
-        raise InvalidInputError(
-            str(folder),
-            "contains no image files and is not an MVTec-style category (no train/good folder)",
-        )
+    wrapped = any(is_mvtec_category(sub) for sub in _visible_subfolders(folder))
+    if not (wrapped and recursive):  # recursing into a category would fit on its defects
+        try:
+            return iter_image_files(folder, recursive=recursive)
+        except InvalidInputError as err:
+            if not wrapped:
+                raise InvalidInputError(
+                    str(folder), "contains no image files and is not an MVTec-style category "
+                    "(no train/good folder)" + ("" if recursive else subfolder_hint(folder))
+                ) from err
     root = find_dataset_root(folder)  # raises if several categories are wrapped here
     return iter_image_files(root / "train" / NORMAL_LABEL)

@@ -483,24 +483,71 @@ def is_image_file(path: str | os.PathLike) -> bool:
     )
 
 
-def iter_image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name; hidden files are skipped.
+def is_visible_folder(name: str) -> bool:
+    """False for hidden folders and macOS ``__MACOSX`` litter, which never hold parts."""
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def _files_below(root: Path) -> list[Path]:
+    """Image files in ``root`` and every visible folder below it, sorted by relative path.
+
+    Symbolic links to folders are not followed (no loops, no escaping the tree).
+    """
+    found: list[Path] = []
+
+    def fail(exc: OSError) -> None:
+        raise InvalidInputError(str(exc.filename or root),
+                                f"cannot be listed ({exc.strerror or exc})") from exc
+
+    for top, folders, names in os.walk(root, onerror=fail):
+        folders[:] = [f for f in folders if is_visible_folder(f)]
+        found += (Path(top) / n for n in names if is_image_file(Path(top) / n))
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def subfolder_hint(root: Path) -> str:
+    """``"; its subfolders (a, b) hold 40: include them with --recursive ..."`` when the
+    folders right below ``root`` hold image files, else ``""``: the end of a "no image
+    files" message. One level only: a typo like ``/`` must not walk the disk."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for sub in sorted(root.iterdir(), key=lambda p: p.name):
+            if sub.is_dir() and is_visible_folder(sub.name):
+                with contextlib.suppress(OSError):
+                    if n := sum(1 for p in sub.iterdir() if is_image_file(p)):
+                        counts[sub.name] = n
+    if not counts:
+        return ""
+    shown = ", ".join(list(counts)[:4]) + (", ..." if len(counts) > 4 else "")
+    return (f"; its subfolders ({shown}) hold {sum(counts.values())}: include them with "
+            "--recursive (API: recursive=True)")
+
+
+def iter_image_files(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """Image files directly inside ``folder`` (``recursive``: also in every visible folder
+    below it), sorted by name / relative path; hidden files and folders are skipped.
 
     Raises InvalidInputError if the folder does not exist, is not a folder, or has no
-    image files (so a typo never silently trains on nothing).
+    image files (so a typo never silently trains on nothing); when only its subfolders
+    hold images, the message says how many and where.
     """
     root = Path(folder)
     if not root.exists():
         raise InvalidInputError(str(root), "folder not found")
     if not root.is_dir():
         raise InvalidInputError(str(root), "is not a folder")
-    try:
-        files = sorted((p for p in root.iterdir() if is_image_file(p)), key=lambda p: p.name)
-    except OSError as exc:
-        raise InvalidInputError(str(root), f"cannot be listed ({exc.strerror or exc})") from exc
+    if recursive:
+        files = _files_below(root)
+    else:
+        try:
+            files = sorted((p for p in root.iterdir() if is_image_file(p)),
+                           key=lambda p: p.name)
+        except OSError as exc:
+            raise InvalidInputError(str(root),
+                                    f"cannot be listed ({exc.strerror or exc})") from exc
     if not files:
-        raise InvalidInputError(
-            str(root),
-            "contains no image files (expected " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")",
-        )
+        problem = "contains no image files (expected " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
+        if not recursive and (hint := subfolder_hint(root)):
+            problem += hint
+        raise InvalidInputError(str(root), problem)
     return files

@@ -94,6 +94,54 @@ def test_predict_writes_csv_and_overlays(model_file: Path, demo: Path, tmp_path:
     assert "6 image(s) scored" in stdout
 
 
+def test_predict_recursive_takes_subfolders_and_skips_its_own_output(
+        model_file: Path, demo: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    test = demo / "test"   # good/, hole/, scratch/, stain/: no image directly inside
+    code, _, err = _run(capsys, "predict", model_file, test, "--out", tmp_path / "p")
+    assert code == 1
+    line = _one_error_line(err)
+    assert str(test) in line and "good, hole, scratch, stain" in line and "--recursive" in line
+
+    data = tmp_path / "data"   # the output folder inside the data, as after a first run
+    data.mkdir()
+    for kind in ("good", "hole"):
+        (data / kind / "deeper").mkdir(parents=True)
+        for src in sorted((test / kind).iterdir())[:2]:
+            (data / kind / "deeper" / src.name).write_bytes(src.read_bytes())
+    (data / ".cache").mkdir()
+    (data / ".cache" / "000.png").write_bytes((test / "good" / "000.png").read_bytes())
+    for _ in range(2):
+        code, stdout, err = _run(capsys, "predict", model_file, data, "-r",
+                                 "--out", data / "out")
+        assert code == 0, err
+        with open(data / "out" / "results.csv", newline="") as fh:
+            names = [row["name"] for row in csv.DictReader(fh)]
+        assert names == ["good/deeper/000.png", "good/deeper/001.png",
+                         "hole/deeper/000.png", "hole/deeper/001.png"]
+        assert "4 image(s) scored" in stdout
+    assert (data / "out" / "overlays" / "hole" / "deeper" / "001.png").is_file()
+
+
+def test_fit_recursive(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "by_day"
+    for day in ("mon", "tue"):
+        (data / day).mkdir(parents=True)
+        for src in sorted((demo / "train" / "good").iterdir())[:6]:
+            (data / day / src.name).write_bytes(src.read_bytes())
+    code, _, err = _run(capsys, "fit", data, "-o", tmp_path / "m.safetensors", *SMALL)
+    assert code == 1
+    assert "mon, tue" in _one_error_line(err)
+    code, stdout, err = _run(capsys, "fit", data, "-r", "-o", tmp_path / "m.safetensors", *SMALL)
+    assert code == 0, err
+    assert "12 fitted" in stdout
+    # an MVTec category wrapped in a folder: -r still fits on train/good, never on test/
+    code, stdout, err = _run(capsys, "fit", demo.parent, "-r", "-o", tmp_path / "w.safetensors",
+                             *SMALL)
+    assert code == 0, err
+    assert "12 fitted" in stdout
+
+
 def test_predict_single_file_overlay_named_by_stem(model_file: Path, demo: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "predict", model_file, demo / "test" / "hole" / "000.png",

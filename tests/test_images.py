@@ -475,6 +475,38 @@ def test_iter_image_files_errors(tmp_path: Path) -> None:
     assert err.value.problem.startswith("contains no image files")
 
 
+def test_iter_image_files_recursive(tmp_path: Path) -> None:
+    png = encode(Image.fromarray(noise()), "PNG")
+    for rel in ("b/2.png", "b/10.png", "a/x/1.png", "top.png", "a/0.jpg", ".hidden/1.png",
+                "__MACOSX/a/1.png", "a/.dot.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(png)
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)   # never followed
+    files = iter_image_files(tmp_path, recursive=True)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "a/0.jpg", "a/x/1.png", "b/10.png", "b/2.png", "top.png"]
+    assert [p.name for p in iter_image_files(tmp_path)] == ["top.png"]
+
+
+def test_iter_image_files_names_the_subfolders_that_hold_images(tmp_path: Path) -> None:
+    png = encode(Image.fromarray(noise()), "PNG")
+    for rel in ("good/0.png", "good/1.png", "scratch/0.png", "empty/readme.txt",
+                ".hidden/0.png", "deep/er/0.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(png)
+    with pytest.raises(InvalidInputError) as err:
+        iter_image_files(tmp_path)
+    assert err.value.problem.startswith("contains no image files")
+    # one level looked at: deep/er is not counted, hidden and empty folders are not named
+    assert "its subfolders (good, scratch) hold 3: include them with --recursive" in \
+        err.value.problem
+    assert len(iter_image_files(tmp_path, recursive=True)) == 4
+    empty = tmp_path / "empty"
+    with pytest.raises(InvalidInputError) as err:
+        iter_image_files(empty, recursive=True)
+    assert "subfolders" not in err.value.problem
+
+
 def test_image_extensions_cover_the_documented_suffixes() -> None:
     assert {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"} == IMAGE_EXTENSIONS
 
