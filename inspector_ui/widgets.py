@@ -81,11 +81,16 @@ def page_start(title: str) -> None:
         show_messages()
 
 
-def require_model(slot_key: str = "A") -> state.ModelSlot:
-    """The model in ``slot_key``; without one, a pointer to the Train page and the page stops."""
+def require_model(slot_key: str = "A", in_library: int = 0) -> state.ModelSlot:
+    """The model in ``slot_key``; without one, a pointer to the library picker above
+    (``in_library`` versions saved) or the Train page, and the page stops."""
     slot = state.get_slot(slot_key)
     if slot is None:
-        st.info("No model yet. Train one (or load a model file) first.")
+        if in_library:
+            st.info(f"No model open. The library above holds {in_library} version(s): "
+                    "open one, or train a new one.")
+        else:
+            st.info("No model yet. Train one (or load a model file) first.")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     return slot

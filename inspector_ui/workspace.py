@@ -207,12 +207,13 @@ def version_refs(store: Store) -> dict[str, ModelVersion]:
     return refs
 
 
-def library_picker(store: Store, slot_key: str, prefix: str) -> None:
-    """A selectbox of the library's versions and a button that opens one into a slot."""
+def library_picker(store: Store, slot_key: str, prefix: str) -> int:
+    """A selectbox of the library's versions and a button that opens one into a slot;
+    returns how many versions there are to open."""
     refs = version_refs(store)
     if not refs:
         st.caption("The library is empty: models trained on the Train page are saved there.")
-        return
+        return 0
     left, right = st.columns([3, 1])
     ref = left.selectbox("Model from the library", list(refs), key=f"{prefix}_lib_ref")
     right.markdown("&nbsp;")
@@ -220,6 +221,7 @@ def library_picker(store: Store, slot_key: str, prefix: str) -> None:
             and open_version(store, refs[ref], slot_key)):
         state.flash("success", f"{state.SLOT_NAMES[slot_key]} is {ref} from the library.")
         st.rerun()
+    return len(refs)
 
 
 # --------------------------------------------------------------------------- inspections

@@ -14,8 +14,8 @@ store = workspace.get_store()
 workspace.sync_url(store)
 workspace.sync_url(store, "B")
 with st.expander("Model A from the library", expanded=state.get_slot("A") is None):
-    workspace.library_picker(store, "A", "compareA")
-slot_a = widgets.require_model("A")
+    saved = workspace.library_picker(store, "A", "compareA")
+slot_a = widgets.require_model("A", saved)
 
 mode = st.radio("What to compare", [TWO_IMAGES, TWO_MODELS], horizontal=True,
                 key="compare_mode")

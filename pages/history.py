@@ -13,6 +13,7 @@ from padim_core.store import DECISIONS, VERDICTS
 
 widgets.page_start("History")
 store = workspace.get_store()
+workspace.sync_url(store)   # not shown here, but a reload must not lose the open model
 
 ALL = "all"
 with st.container(border=True):

@@ -26,8 +26,8 @@ store = workspace.get_store()
 workspace.sync_url(store)
 workspace.ensure_demo_model(store)
 with st.expander("Model from the library", expanded=state.get_slot("A") is None):
-    workspace.library_picker(store, "A", "inspect")
-slot = widgets.require_model("A")
+    saved = workspace.library_picker(store, "A", "inspect")
+slot = widgets.require_model("A", saved)
 
 with st.container(border=True):
     panels.inspect_panel("A")

@@ -55,6 +55,20 @@ def test_empty_library_says_how_to_fill_it(store: Store) -> None:
     assert at.button(key="models_save").disabled          # no model A yet
 
 
+@pytest.mark.parametrize("page", ["inspect", "compare"])
+def test_no_model_open_points_to_the_library_when_it_has_models(
+        store: Store, model: PadimModel, page: str) -> None:
+    """A new session (the next day, a bookmark without ?model=) with a filled library:
+    the page says the models are there to open, not "train one first"."""
+    store.library.save(model, "plates")
+    store.library.save(_variant(model, 1), "plates")
+    at = t.open_page(t.new_app(), page)
+    assert not t.exceptions(at) and not t.errors(at)
+    infos = [i.value for i in at.info]
+    assert any("No model open. The library above holds 2 version(s)" in i for i in infos), infos
+    assert not any("No model yet" in i for i in infos)
+
+
 def test_models_table_default_rename_delete_and_broken_file(store: Store,
                                                             model: PadimModel) -> None:
     store.library.save(model, "plates", note="week 48")

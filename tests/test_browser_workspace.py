@@ -2,9 +2,10 @@
 
 Train on the demo set → the address bar names the saved version → inspect, and decide one
 image → reload: the model and the recorded inspection are back → the decision shows on
-History and in its CSV download → restart the server on the same data dir: the link opens
-the model again. Each click waits for the page to settle (``wait_idle``), as a user does.
-Screenshots land in test-artifacts/ (gitignored). Never runs `playwright install`.
+History and in its CSV download → reload on History, go to Inspect: the model is open →
+restart the server on the same data dir: the link opens the model again. Each click waits
+for the page to settle (``wait_idle``), as a user does. Screenshots land in test-artifacts/
+(gitignored). Never runs `playwright install`.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ def test_model_and_results_survive_reload_and_restart(tmp_path: Path) -> None:
                 rows = list(csv.DictReader(io.StringIO(exported)))
                 assert len(rows) == 1, exported               # the filter: one decided row
                 assert (rows[0]["decision"], rows[0]["decided_by"]) == ("false alarm", "ann")
+
+                # History keeps the open model in the link too: reload there, then Inspect
+                page.wait_for_url(re.compile(r"/history\?model=demo&v=1"))
+                page.reload()
+                page.get_by_text("Reopened demo@1 from the library").wait_for()
+                wait_idle(page)
+                page.locator('[data-testid="stSidebarNav"]').get_by_role(
+                    "link", name="Inspect").click()
+                page.get_by_text("Last recorded inspection with demo@1").wait_for()
+                no_exception(page)
 
             with streamlit_app(demo, tmp_path / "second.log", data_dir=data_dir) as url:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
