@@ -709,9 +709,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     _check_device(args.device)
     check_token = access_commands.token_checker(args)
-    model, what, ref = store_commands.served_model(args)
-    app = create_app(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                     check_token=check_token, library_ref=ref)
+    live, what = store_commands.served_model(args)
+    app = create_app(live, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                     check_token=check_token)
     _say(f"serving {what} on http://{args.host}:{args.port} (API docs at /docs"
          f"{'; API token required' if check_token else ''})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

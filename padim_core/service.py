@@ -8,6 +8,9 @@
   regions (docs/regions.md); ``?overlay=png`` returns the
   overlay PNG instead (score and verdict in ``X-Padim-*`` headers).
 - ``GET /health``, ``GET /model`` (the card), OpenAPI page at ``/docs``.
+- Given a :class:`live_model.LiveModel` that follows the library (``padim serve --model NAME
+  --follow``), each batch is scored, and each answer judged, by the version served when the
+  batch started; a new version is loaded beside the old one and swapped in between batches.
 - With ``check_token`` (``padim serve`` on a network address, or ``--require-token``) every
   request but the API description (``/docs``, ``/openapi.json``) needs
   ``Authorization: Bearer TOKEN``; without a valid token: 401, before any body is read.
@@ -48,9 +51,9 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import InvalidInputError
-from .export import model_id
 from .images import load_image
 from .limits import MAX_UPLOAD_MB
+from .live_model import LiveModel, Served, warm_up
 from .model import PadimModel, __version__
 from .regions import defect_regions, summary
 from .thresholds import is_ng, is_ng_by_area
@@ -66,11 +69,13 @@ _IMAGE_PART_TYPES = ("image/", "application/octet-stream")
 
 @dataclass(frozen=True)
 class Scored:
-    """One image's result from the scoring thread."""
+    """One image's result from the scoring thread, and the model snapshot that scored it
+    (its answer is judged with that snapshot's thresholds and region)."""
 
     score: float
     map: np.ndarray
     crop: np.ndarray
+    served: Served | None = None
 
 
 class MicroBatcher:
@@ -158,13 +163,14 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-def _score_with(model: PadimModel) -> Callable[[list[np.ndarray]], list[Scored]]:
+def _score_with(live: LiveModel) -> Callable[[list[np.ndarray]], list[Scored]]:
     def score(images: list[np.ndarray]) -> list[Scored]:
-        res = model.predict(images, names=[f"#{i}" for i in range(len(images))])
+        served = live.current     # one snapshot for the whole batch
+        res = served.model.predict(images, names=[f"#{i}" for i in range(len(images))])
         if len(res.names) != len(images):
             first = res.skipped[0] if res.skipped else ("image", "unreadable")
             raise InvalidInputError(*first)
-        return [Scored(float(res.scores[i]), res.maps[i], res.images[i])
+        return [Scored(float(res.scores[i]), res.maps[i], res.images[i], served)
                 for i in range(len(images))]
     return score
 
@@ -277,37 +283,32 @@ class BearerGuard:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
+def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH,
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                max_upload_bytes: int = MAX_UPLOAD_MB * 2**20,
                check_token: Callable[[str], bool] | None = None,
                library_ref: str | None = None) -> FastAPI:
-    """A FastAPI app scoring images with the fitted ``model`` (see the module docstring).
+    """A FastAPI app scoring images with the fitted ``model`` (see the module docstring), or
+    with whatever a :class:`LiveModel` serves at the time (it follows the library).
     ``check_token``: when given, every request needs a bearer token it accepts.
     ``library_ref``: the workspace version served (``NAME@N``), named in every answer so line
     software can log which version judged a part.
 
-    The scoring thread starts and stops with the app's lifespan (uvicorn, or ``with
-    TestClient(app)``).
+    The scoring thread (and a LiveModel's follower) start and stop with the app's lifespan
+    (uvicorn, or ``with TestClient(app)``).
     """
-    card = model.card()
-    identity = {"id": model_id(card), "package_version": __version__,
-                "backbone": card["backbone"], "d": card["d"], "created": card["created"],
-                "version": library_ref}
-    thresholds = {"image": float(model.image_threshold_), "pixel": float(model.pixel_threshold_)}
-    region, min_area = model.region_, model.config.min_defect_area
-    by_area = model.config.verdict_rule == "area"
-    batcher = MicroBatcher(_score_with(model), max_batch, max_wait_ms)
+    live = model if isinstance(model, LiveModel) else LiveModel(Served.of(model, library_ref))
+    batcher = MicroBatcher(_score_with(live), max_batch, max_wait_ms)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
-        # One pass before the first request: loads the backbone, places the Gaussians.
-        crop = int(card["crop"])
-        await run_in_threadpool(model.predict, [np.full((crop, crop, 3), 128, np.uint8)])
+        await run_in_threadpool(warm_up, live.current.model)
         batcher.start()
+        live.start()
         try:
             yield
         finally:
+            live.stop()
             batcher.stop()
 
     app = FastAPI(title="PaDiM Inspector scoring service", version=__version__,
@@ -317,7 +318,7 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
     app.add_middleware(UploadGuard, path="/predict", max_bytes=max_upload_bytes)
     if check_token is not None:   # added last: runs first, before any body is read
         app.add_middleware(BearerGuard, check_token=check_token)
-    app.state.batcher = batcher
+    app.state.batcher, app.state.live = batcher, live
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
@@ -338,13 +339,16 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and what is being served."""
-        return {"status": "ok", "model_id": identity["id"], "queued": batcher.pending,
-                "batches": batcher.batches, "images": batcher.images}
+        served = live.current
+        return {"status": "ok", "model_id": served.identity["id"], "version": served.ref,
+                "queued": batcher.pending, "batches": batcher.batches, "images": batcher.images}
 
     @app.get("/model")
     async def model_card() -> dict[str, Any]:
         """The model card (backbone, d, sizes, thresholds, calibration) and its id."""
-        return {"model": identity, "card": card}
+        served = live.current
+        return {"model": served.identity, "card": served.card,
+                "thresholds": served.thresholds}
 
     @app.post("/predict", responses={200: {"content": {"image/png": {}}},
                                      400: {"description": "not a usable image"},
@@ -367,20 +371,23 @@ def create_app(model: PadimModel, max_batch: int = DEFAULT_MAX_BATCH,
         except InvalidInputError as err:
             return _error(400, str(err))
         result = await batcher.submit(image)
-        score = result.score
-        found = defect_regions(result.map, thresholds["pixel"], region, min_area)[0]
-        ng = bool(is_ng_by_area(score, len(found)) if by_area
-                  else is_ng(score, thresholds["image"]))
+        served, score = result.served or live.current, result.score
+        model_ = served.model
+        region, min_area = model_.region_, model_.config.min_defect_area
+        found = defect_regions(result.map, served.pixel_threshold, region, min_area)[0]
+        ng = bool(is_ng_by_area(score, len(found)) if model_.config.verdict_rule == "area"
+                  else is_ng(score, served.image_threshold))
+        identity = served.identity
         if overlay == "png":
             png = await run_in_threadpool(threshold_overlay_png, result.crop, result.map,
-                                          thresholds["pixel"], region, min_area)
+                                          served.pixel_threshold, region, min_area)
             return Response(png, media_type="image/png", headers={
                 "X-Padim-Score": f"{score:.9g}", "X-Padim-Verdict": "NG" if ng else "OK",
-                "X-Padim-Model": identity["id"]})
+                "X-Padim-Model": identity["id"], "X-Padim-Version": served.ref or ""})
         finite = math.isfinite(score)
         return {"name": name, "score": score if finite else None,
-                "normalized_score": score / thresholds["image"] if finite else None,
-                "verdict": "NG" if ng else "OK", "thresholds": thresholds, "model": identity,
-                **summary(found)}
+                "normalized_score": score / served.image_threshold if finite else None,
+                "verdict": "NG" if ng else "OK", "thresholds": served.thresholds,
+                "model": identity, **summary(found)}
 
     return app

@@ -13,12 +13,14 @@ import getpass
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .live_model import DEFAULT_FOLLOW_SECONDS, LiveModel, Served
 from .store import (
     DATA_DIR_ENV,
     DATABASE_URL_ENV,
@@ -370,26 +372,68 @@ def add_serve_options(srv: argparse.ArgumentParser) -> None:
     g.add_argument("--model", dest="library_model", metavar="NAME[@VERSION]",
                    help="serve this library model (its default or newest version, or VERSION) "
                         "instead of a MODEL file; its saved operating thresholds apply")
+    g.add_argument("--follow", action="store_true",
+                   help="with --model NAME: keep serving NAME's default (else newest) version "
+                        "as the library changes (a new version, another default, thresholds "
+                        "saved on the Models page), without a restart")
+    g.add_argument("--follow-seconds", type=float, default=DEFAULT_FOLLOW_SECONDS,
+                   metavar="S", help="how often --follow looks at the library "
+                                     f"(default {DEFAULT_FOLLOW_SECONDS:g})")
     add_data_dir(g)
 
 
-def served_model(args: argparse.Namespace) -> tuple[PadimModel, str, str | None]:
+class LibraryPoll:
+    """``serve --follow``: what the library now chooses for NAME, as a snapshot to serve,
+    or None while it is what is served. Opens its own store on first use (in the follower's
+    thread) and keeps it, so file checks are cached."""
+
+    def __init__(self, args: argparse.Namespace, name: str) -> None:
+        self.args, self.name = args, name
+        self.store: Store | None = None
+
+    def __call__(self, served: Served) -> Served | None:
+        if self.store is None:
+            self.store = open_store(self.args)
+        v = self.store.library.resolve(self.name, verify=False)
+        if v.id == served.version_id:
+            if v.thresholds == (served.image_threshold, served.pixel_threshold):
+                return None
+            return replace(served, image_threshold=v.thresholds[0],
+                           pixel_threshold=v.thresholds[1])
+        model = self.store.library.load(v, device=self.args.device)
+        return Served.of(model, v.ref, v.id, v.thresholds)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def served_model(args: argparse.Namespace) -> tuple[LiveModel, str]:
     """``serve``: the model from the MODEL file or from ``--model NAME[@VERSION]`` (exactly
-    one of them), what to call it in the log, and its library version (``NAME@N``, or None
-    for a file)."""
+    one of them; ``--follow`` only with NAME), and what to call it in the log."""
     from .cli import _load_model
 
     if (args.model is None) == (args.library_model is None):
         raise _usage("give a MODEL file or --model NAME[@VERSION] (one of them)")
+    if args.follow and (args.library_model is None or parse_ref(args.library_model)[1]):
+        raise _usage("--follow follows the library's choice for a name: give --model NAME "
+                     "without @VERSION")
+    if not args.follow_seconds > 0:
+        raise _usage(f"--follow-seconds: must be > 0, got {args.follow_seconds}")
     if args.library_model is None:
-        return _load_model(args.model, args.device), str(args.model), None
+        return LiveModel(Served.of(_load_model(args.model, args.device))), str(args.model)
     with open_store(args) as store:
         v, model = _load_version(store, args.library_model, args.device)
     _ = model.extractor      # a missing backbone fails here, before the server starts
-    return model, f"{v.ref} from {store.data_dir}", v.ref
+    poll = LibraryPoll(args, v.name) if args.follow else None
+    live = LiveModel(Served.of(model, v.ref, v.id), poll, args.follow_seconds, log=_say)
+    follows = f", following {v.name} (its default version, else the newest)" if args.follow \
+        else ""
+    return live, f"{v.ref} from {store.data_dir}{follows}"
 
 
-__all__ = ["COMMANDS", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",
+__all__ = ["COMMANDS", "LibraryPoll", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",
            "add_predict_options", "add_serve_options", "check_fit_args", "check_predict_args",
            "library_model", "model_to_update", "open_store", "parse_since", "run", "save_fitted",
            "save_updated", "served_model"]

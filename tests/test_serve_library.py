@@ -7,6 +7,7 @@ uvicorn.run is replaced by a recorder, and the recorded app is driven with TestC
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,87 @@ def test_serve_mistakes_are_one_line(argv: list[str], problem: str, tmp_path: Pa
     assert code in (1, 2) and not served
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("padim: error: ") and problem in lines[0], err
+
+
+def _wait_for(client: TestClient, version: str, seconds: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        health = client.get("/health").json()
+        if health["version"] == version or time.monotonic() > deadline:
+            return health
+        time.sleep(0.05)
+
+
+def test_follow_switches_versions_and_thresholds_without_a_restart(
+        demo: Path, tmp_path: Path, served: list[Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The line keeps up with the library: a new version (e.g. after *Accept as normal*), a
+    changed default and thresholds saved on the Models page reach the answers; a version
+    whose file is gone is logged and the one before goes on serving."""
+    ws = tmp_path / "ws"
+    images = sorted((demo / "train" / "good").glob("*.png"))
+    part = next((demo / "test").glob("*/*.png"))
+    first = PadimModel(d=16, image_size=96, crop=96, device="cpu").fit(images)
+    second = PadimModel(d=8, image_size=96, crop=96, device="cpu").fit(images)
+    third = PadimModel(d=12, image_size=96, crop=96, device="cpu").fit(images)
+    with Store.open(ws) as store:
+        v1 = store.library.save(first, "plates")
+
+    argv = ["serve", "--model", "plates", "--follow", "--follow-seconds", "0.05",
+            "--data-dir", str(ws), "--device", "cpu"]
+    assert main(argv) == 0
+    assert "serving plates@1 from" in capsys.readouterr().out
+
+    def ask(client: TestClient) -> dict[str, Any]:
+        return client.post("/predict", files={"file": (part.name, part.read_bytes(),
+                                                        "image/png")}).json()
+
+    with TestClient(served[-1]) as client, Store.open(ws) as store:
+        before = ask(client)
+        assert (before["model"]["version"], before["model"]["d"]) == ("plates@1", 16)
+
+        v2 = store.library.save(second, "plates")                # the newest is served
+        assert _wait_for(client, "plates@2")["version"] == "plates@2"
+        answer = ask(client)
+        assert (answer["model"]["version"], answer["model"]["d"]) == ("plates@2", 8)
+        assert answer["score"] != pytest.approx(before["score"])
+        model_id = answer["model"]["id"]
+
+        store.library.set_thresholds(v2, 1e9, 2e9)                # Models page: save thresholds
+        deadline = time.monotonic() + 60
+        while ask(client)["thresholds"]["image"] != 1e9 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answer = ask(client)
+        assert answer["thresholds"] == {"image": 1e9, "pixel": 2e9}
+        assert answer["verdict"] == "OK" and answer["model"]["id"] == model_id
+
+        v3 = store.library.save(third, "plates")                  # its file then goes missing
+        store.blobs.path(v3.sha256).unlink()
+        time.sleep(1.0)
+        assert client.get("/health").json()["version"] == "plates@2"
+        assert ask(client)["model"]["version"] == "plates@2"
+
+        store.library.set_default("plates", v1.version)            # pinned back by a default
+        assert _wait_for(client, "plates@1")["version"] == "plates@1"
+        assert ask(client)["model"] == before["model"]
+        overlay = client.post("/predict?overlay=png",
+                              files={"file": (part.name, part.read_bytes(), "image/png")})
+        assert overlay.headers["X-Padim-Version"] == "plates@1"
+    log = capsys.readouterr().out
+    assert "now serving plates@2: image" in log and "thresholds of plates@2: image 1e+09" in log
+    assert log.count("cannot follow the library") == 1, log     # once, not every 50 ms
+    assert "still serving plates@2" in log and "now serving plates@1" in log
+
+
+@pytest.mark.parametrize("extra, problem", [
+    (["--model", "plates@1", "--follow"], "--follow follows the library's choice"),
+    (["m.safetensors", "--follow"], "--follow follows the library's choice"),
+    (["--model", "plates", "--follow", "--follow-seconds", "0"], "--follow-seconds: must be"),
+])
+def test_follow_mistakes_are_usage_errors(extra: list[str], problem: str, tmp_path: Path,
+                                          served: list[Any],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", *extra, "--data-dir", str(tmp_path / "ws")])
+    err = capsys.readouterr().err
+    assert code == 2 and not served
+    assert problem in err, err
