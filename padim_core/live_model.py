@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PadimError
 from .export import model_id
 from .model import PadimModel, __version__
 
@@ -116,7 +115,7 @@ class LiveModel:
                 return False
             if new.model is not old.model:
                 warm_up(new.model)
-        except (PadimError, OSError, RuntimeError, ValueError) as err:
+        except Exception as err:   # noqa: BLE001 - the follower must outlive any failure
             problem = f"cannot follow the library ({err}); still serving {old.ref}"
             if problem != self._last_problem:
                 self.log(problem)
