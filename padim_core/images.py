@@ -496,13 +496,16 @@ def _files_below(root: Path) -> list[Path]:
     found: list[Path] = []
 
     def fail(exc: OSError) -> None:
-        raise InvalidInputError(str(exc.filename or root),
-                                f"cannot be listed ({exc.strerror or exc})") from exc
+        raise _unlistable(exc.filename or root, exc) from exc
 
     for top, folders, names in os.walk(root, onerror=fail):
         folders[:] = [f for f in folders if is_visible_folder(f)]
         found += (Path(top) / n for n in names if is_image_file(Path(top) / n))
     return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def _unlistable(folder: str | os.PathLike, exc: OSError) -> InvalidInputError:
+    return InvalidInputError(str(folder), f"cannot be listed ({exc.strerror or exc})")
 
 
 def subfolder_hint(root: Path) -> str:
@@ -543,11 +546,10 @@ def iter_image_files(folder: str | os.PathLike, *, recursive: bool = False) -> l
             files = sorted((p for p in root.iterdir() if is_image_file(p)),
                            key=lambda p: p.name)
         except OSError as exc:
-            raise InvalidInputError(str(root),
-                                    f"cannot be listed ({exc.strerror or exc})") from exc
+            raise _unlistable(root, exc) from exc
     if not files:
         problem = "contains no image files (expected " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
-        if not recursive and (hint := subfolder_hint(root)):
-            problem += hint
+        if not recursive:
+            problem += subfolder_hint(root)
         raise InvalidInputError(str(root), problem)
     return files

@@ -36,6 +36,8 @@ class Served:
     image_threshold: float
     pixel_threshold: float
     card: dict[str, Any] = field(repr=False, compare=False)
+    #: What every answer says about the model that judged it (hashed once, not per request).
+    identity: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def of(cls, model: PadimModel, ref: str | None = None, version_id: int | None = None,
@@ -43,15 +45,11 @@ class Served:
         """``model`` served with ``thresholds`` (default: the model's own)."""
         image, pixel = thresholds if thresholds is not None else \
             (model.image_threshold_, model.pixel_threshold_)
-        return cls(model, ref, version_id, float(image), float(pixel), model.card())
-
-    @property
-    def identity(self) -> dict[str, Any]:
-        """What every answer says about the model that judged it."""
-        card = self.card
-        return {"id": model_id(card), "package_version": __version__,
-                "backbone": card["backbone"], "d": card["d"], "created": card["created"],
-                "version": self.ref}
+        card = model.card()
+        identity = {"id": model_id(card), "package_version": __version__,
+                    "backbone": card["backbone"], "d": card["d"], "created": card["created"],
+                    "version": ref}
+        return cls(model, ref, version_id, float(image), float(pixel), card, identity)
 
     @property
     def thresholds(self) -> dict[str, float]:

@@ -960,4 +960,3 @@ class PadimModel:
         model.region = state.region
         model.state_ = state     # moved to the backbone's device at the first predict
         return model
-

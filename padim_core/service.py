@@ -291,8 +291,9 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
     """A FastAPI app scoring images with the fitted ``model`` (see the module docstring), or
     with whatever a :class:`LiveModel` serves at the time (it follows the library).
     ``check_token``: when given, every request needs a bearer token it accepts.
-    ``library_ref``: the workspace version served (``NAME@N``), named in every answer so line
-    software can log which version judged a part.
+    ``library_ref``: with a PadimModel, the workspace version served (``NAME@N``), named in
+    every answer so line software can log which version judged a part (a LiveModel's
+    snapshots carry their own).
 
     The scoring thread (and a LiveModel's follower) start and stop with the app's lifespan
     (uvicorn, or ``with TestClient(app)``).
