@@ -9,6 +9,7 @@ error says which file and where to put it; random weights are used only on expli
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,17 +183,44 @@ class FeatureExtractor(nn.Module):
 
 
 def _load_state(model: nn.Module, name: str, weights_file: Path | None) -> None:
-    """Load weights with ``weights_only=True``; any failure is one clear line."""
+    """Load weights with ``weights_only=True``; any failure is one line that says what is wrong."""
     if weights_file is None:
         return
     try:
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-    except Exception as err:  # torch raises many types for a file that is not weights
-        lines = str(err).strip().splitlines()
-        first = lines[0][:160] if lines else type(err).__name__
-        raise WeightsUnavailableError(f"{weights_file}: not a {name} weights file ({first})") \
-            from None
+    except pickle.UnpicklingError:
+        raise WeightsUnavailableError(
+            f"{weights_file}: not a {name} weights file (it is not a plain tensor state dict; "
+            "pickled objects such as a whole saved model are refused for safety: save "
+            "model.state_dict() instead)") from None
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        raise WeightsUnavailableError(
+            f"{weights_file}: not a {name} weights file (unreadable: {_first_sentence(err)})"
+        ) from None
+    problem = _state_mismatch(model.state_dict(), state)
+    if problem:
+        raise WeightsUnavailableError(f"{weights_file}: not a {name} weights file ({problem})")
+    model.load_state_dict(state, strict=True)
+
+
+def _first_sentence(err: Exception) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.split(". ")[0].rstrip(".")[:160]
+
+
+def _state_mismatch(expected: dict[str, torch.Tensor], state: object) -> str:
+    """Why ``state`` cannot be this network's weights, or '' when it can."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a state dict"
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and (
+        not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape)]
+    parts = [f"{len(keys)} {what}, e.g. {keys[0]}" for keys, what in (
+        (missing, f"of its {len(expected)} tensors missing"),
+        (unexpected, "unexpected tensors"),
+        (reshaped, "tensors of another shape")) if keys]
+    return "; ".join(parts)
 
 
 def _resnet_stages(name: str, weights_file: Path | None) -> list[nn.Module]:

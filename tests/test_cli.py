@@ -290,6 +290,42 @@ def test_weights_file_not_found(demo: Path, tmp_path: Path,
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def _weights_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Files a user might pass as ResNet-18 weights, each with what the error must say."""
+    import torch
+    import torchvision
+
+    net = torchvision.models.resnet18(weights=None)
+    files = {"pickled-model": (net, "save model.state_dict() instead"),
+             "foreign-dict": ({"head.weight": torch.zeros(2)},
+                              "122 of its 122 tensors missing, e.g. conv1.weight; "
+                              "1 unexpected tensors, e.g. head.weight"),
+             "other-head": ({**net.state_dict(), "fc.weight": torch.zeros(10, 512)},
+                            "1 tensors of another shape, e.g. fc.weight")}
+    out = {}
+    for key, (obj, says) in files.items():
+        torch.save(obj, folder / f"{key}.pth")
+        out[key] = (folder / f"{key}.pth", says)
+    whole = (folder / "other-head.pth").read_bytes()
+    (folder / "cut.pth").write_bytes(whole[: len(whole) // 3])
+    out["cut"] = (folder / "cut.pth", "unreadable: PytorchStreamReader failed")
+    return out
+
+
+def test_wrong_weights_file_says_what_is_wrong(demo: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A weights file that is not the backbone's: one line naming it and the mismatch
+    (not torch's advice to load with weights_only=False), and no model written."""
+    for key, (path, says) in _weights_files(tmp_path).items():
+        code, _, err = _run(capsys, "fit", demo, "-o", tmp_path / "m.safetensors", *SMALL,
+                            "--backbone", "resnet18", "--weights", path)
+        line = _one_error_line(err)
+        assert code == 1, key
+        assert f"{path}: not a resnet18 weights file" in line and says in line, line
+        assert "weights_only" not in line, line
+        assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_resnet_without_weights_names_expected_file(
         demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
