@@ -90,8 +90,10 @@ def camera_panel(slot_key: str) -> None:
         res = scored.result
         thr = state.get_thresholds(slot_key)
         image_thr = thr.image if thr is not None else res.image_threshold
+        pixel_thr = thr.pixel if thr is not None else res.pixel_threshold
         score = float(res.scores[-1])
-        verdict = "NG" if views.is_ng(score, image_thr) else "OK"
+        ng = res.verdicts(image_thr, pixel_threshold=pixel_thr)[-1]   # the model's own rule
+        verdict = "NG" if ng else "OK"
         st.session_state["inspect_selected"] = len(res.names) - 1   # show it below
         say = st.success if verdict == "OK" else st.warning
         say(f"{res.names[-1]}: score {score:.3f}, **{verdict}** — added to the results.")

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from . import onnx_download, plots, state, views
+from padim_core.regions import region_words
+
+from . import onnx_download, plots, region_editor, state, views
 from .widgets import show_problems
 
 
@@ -63,18 +65,26 @@ def model_card(slot_key: str) -> None:
 
 def comparison_side(column: Any, title: str, pred: state.Prediction, amap: np.ndarray,
                     display: views.Display, thresholds: state.Thresholds,
-                    contour_at: float) -> None:
+                    contour_at: float, region: np.ndarray | None,
+                    rule: views.DefectRule) -> None:
     """One side of a comparison: overlay, contours at ``contour_at`` (in ``amap``'s units),
-    score and verdict under ``thresholds``."""
-    ng = views.is_ng(pred.score, thresholds.image)
+    score and verdict under ``thresholds``, the model's region (ignored pixels greyed, no
+    contour there) and the defect ``rule`` (minimum area, verdict by score or by area)."""
+    contours, found = region_editor.contour_picture(pred.image, amap, contour_at, region,
+                                                    rule.min_area)
+    ng = views.verdict_ng(pred.score, amap, thresholds.image, contour_at, region, rule)
     with column:
         st.markdown(f"#### {title}")
         st.caption(pred.name)
-        st.image(views.overlay_image(pred.image, amap, display), width="stretch",
-                 caption="Heatmap overlay (shared colour scale)")
-        st.image(views.contour_image(pred.image, amap, contour_at), width="stretch",
-                 caption=f"Defect contours at pixel threshold {thresholds.pixel:.3f}")
+        st.image(region_editor.overlay_picture(pred.image, amap, display, region),
+                 width="stretch", caption="Heatmap overlay (shared colour scale)")
+        st.image(contours, width="stretch",
+                 caption=f"Defect contours at pixel threshold {thresholds.pixel:.3f}: "
+                         f"{region_editor.defects_caption(found, rule.min_area)}"
+                         + ("" if region is None else f" · inspected: {region_words(region)}"))
         m1, m2, m3 = st.columns(3)
         m1.metric("Score", f"{pred.score:.3f}")
         m2.metric("× threshold", f"{views.ratio(pred.score, thresholds.image):.2f}")
-        m3.metric("Verdict", "NG" if ng else "OK")
+        m3.metric("Verdict", "NG" if ng else "OK",
+                  help="NG for a defect region of at least the minimum area"
+                  if rule.rule == "area" else "NG when the score reaches the image threshold")

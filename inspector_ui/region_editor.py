@@ -9,7 +9,6 @@ area verdict rule, live like the thresholds (they only re-read the stored maps).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,34 +27,31 @@ from padim_core.regions import (
     region_words,
 )
 
-from . import state, views
+from . import state, views, workspace
+from .views import DefectRule
 from .widgets import attempt
 
 EXCLUDE = ("#ff3b30", "rgba(255, 59, 48, 0.35)")
 INCLUDE = ("#34c759", "rgba(52, 199, 89, 0.35)")
 CANVAS_PX = 448
+APPLIED_KEY = "region_applied_"
 ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
 
 
-@dataclass(frozen=True)
-class DefectRule:
-    """What the Inspect page counts as a defect, and which verdict rule it shows."""
-
-    min_area: int
-    rule: str
-
-
 # ------------------------------------------------------------------ actions
-def apply_region(slot_key: str, region: np.ndarray | None, min_area: int) -> state.ModelSlot:
-    """Put a copy of the slot's model with this region (thresholds recalibrated) and
-    minimum defect area into the slot, as a new model (results scored before go stale)."""
+def apply_region(slot_key: str, region: np.ndarray | None, min_area: int,
+                 rule: str | None = None) -> state.ModelSlot:
+    """Put a copy of the slot's model with this region (thresholds recalibrated), minimum
+    defect area and verdict rule (None: unchanged) into the slot, as a new model (results
+    scored before go stale)."""
     slot = state.get_slot(slot_key)
     if slot is None:
         raise InvalidInputError("model", "train or load a model first")
     model = copy.copy(slot.model)        # the slot's model may be shared (library, demo)
     model.set_region(region)
-    model.set_defect_rule(check_min_area(min_area, model.config.crop, "minimum defect area"))
-    origin = slot.origin.split(" · region:")[0]
+    model.set_defect_rule(check_min_area(min_area, model.config.crop, "minimum defect area"),
+                          rule)
+    origin = slot.origin.split(" · region:")[0].split(" · library:")[0]
     return state.set_slot(slot_key, model, f"{origin} · region: {region_words(region)}",
                           slot.skipped)
 
@@ -151,36 +147,67 @@ def region_panel(slot_key: str) -> None:
     # in the menu, that rerun sent the user back to Train.
     if not st.toggle("Edit the region and minimum defect area", key=f"{prefix}_edit"):
         return
+    _show_applied(slot_key, slot.token)
     min_area = int(st.number_input("Minimum defect area (pixels of the crop)", 0, crop * crop,
                                    int(model.config.min_defect_area), key=f"{prefix}_min",
                                    help="Smaller defect regions get no contour."))
+    rule = "area" if st.toggle("NG only for a defect region ≥ minimum area",
+                               value=model.config.verdict_rule == "area",
+                               key=f"{prefix}_area_rule",
+                               help="Off: NG when the score reaches the image threshold.") \
+        else "score"
     draw, upload = st.tabs(["Draw", "Upload a mask"])
     with draw:
         drawn = _canvas(model, prefix, slot.token)
         c1, c2 = st.columns(2)
         if c1.button("Apply drawn region", key=f"{prefix}_apply", type="primary"):
-            region = region_from_shapes(crop, drawn) if drawn else model.region_
-            _apply(slot_key, region, min_area)
+            region = region_from_shapes(crop, drawn, model.region_) if drawn else model.region_
+            _apply(slot_key, region, min_area, rule)
         if c2.button("Inspect the whole image", key=f"{prefix}_clear"):
-            _apply(slot_key, None, min_area)
+            _apply(slot_key, None, min_area, rule)
     with upload:
         file = st.file_uploader("Mask PNG (white = inspect, black = ignore)", type=["png"],
                                 key=f"{prefix}_file")
         if st.button("Apply mask", key=f"{prefix}_apply_file", disabled=file is None):
             loaded = attempt(load_region, file.getvalue(), crop, file.name)
             if loaded is not None:
-                for note in loaded[1]:
-                    state.flash("info", note)
-                _apply(slot_key, loaded[0], min_area)
+                _apply(slot_key, loaded[0], min_area, rule, [("info", n) for n in loaded[1]])
 
 
-def _apply(slot_key: str, region: np.ndarray | None, min_area: int) -> None:
-    slot = attempt(apply_region, slot_key, region, min_area)
-    if slot is not None:
-        state.flash("success", f"Region applied: {region_words(region)}; thresholds "
-                               f"image {slot.model.image_threshold_:.3f}, pixel "
-                               f"{slot.model.pixel_threshold_:.3f}.")
-        st.rerun()
+def _apply(slot_key: str, region: np.ndarray | None, min_area: int, rule: str,
+           notes: list[tuple[str, str]] | None = None) -> None:
+    """Apply, then save the result as the next version of the slot's library model (as
+    "accept as normal" does), so a reload, the history and ``padim`` see the same model."""
+    before = state.get_slot(slot_key)
+    ref = before.library_ref if before is not None else None
+    slot = attempt(apply_region, slot_key, region, min_area, rule)
+    if slot is None:
+        return
+    said = [*(notes or []), ("success", f"Region applied: {region_words(region)}, defects "
+                                        f"from {min_area} px, verdict by {rule}; thresholds "
+                                        f"image {slot.model.image_threshold_:.3f}, pixel "
+                                        f"{slot.model.pixel_threshold_:.3f}.")]
+    if ref is None:
+        said.append(("warning", "This model is not in the library, so the region lasts until "
+                                "a reload: save model A on the Models page to keep it."))
+    else:
+        previous = f"{ref[0]}@{ref[1]}"
+        saved = workspace.save_slot(workspace.get_store(), slot_key, ref[0],
+                                    note=f"{previous} with region: {region_words(region)}, "
+                                         f"defects from {min_area} px, verdict by {rule}")
+        if saved is not None:
+            said.append(("success", f"Saved as {saved.ref} ({previous} is kept)."))
+    st.session_state[f"{APPLIED_KEY}{slot_key}"] = (slot.token, said)
+    st.rerun()
+
+
+def _show_applied(slot_key: str, token: str) -> None:
+    """What the last Apply did, for as long as its model is in the slot (the canvas reruns
+    the page when it loads, which would take a one-time message away before it is read)."""
+    applied = st.session_state.get(f"{APPLIED_KEY}{slot_key}")
+    if applied is not None and applied[0] == token:
+        for kind, text in applied[1]:
+            getattr(st, kind)(text)
 
 
 def _canvas(model: Any, prefix: str, token: str) -> list[tuple[str, list[tuple[float, float]]]]:

@@ -12,11 +12,13 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from padim_core import thresholds, visualize
+from padim_core.regions import defect_regions
 from padim_core.tables import spreadsheet_safe
 
 DEFAULT_COLORMAP = "jet"
@@ -60,6 +62,29 @@ def ratio(score: float, threshold: float) -> float:
 def is_ng(score: float, threshold: float) -> bool:
     """Verdict of one score, by the engine's one rule (``thresholds.is_ng``)."""
     return bool(thresholds.is_ng(score, threshold))
+
+
+@dataclass(frozen=True)
+class DefectRule:
+    """What the Inspect page counts as a defect, and which verdict rule it shows."""
+
+    min_area: int
+    rule: str
+
+    @classmethod
+    def of(cls, model: Any) -> DefectRule:
+        """The model's own minimum defect area and verdict rule."""
+        return cls(int(model.config.min_defect_area), model.config.verdict_rule)
+
+
+def verdict_ng(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float,
+               region: np.ndarray | None, rule: DefectRule) -> bool:
+    """One image's verdict under ``rule``, as ``PredictResult.verdicts`` gives it for a batch:
+    by score, or by a defect region (inside ``region``) of at least the minimum area."""
+    if rule.rule == "area":
+        found = defect_regions(amap, pixel_threshold, region, rule.min_area)[0]
+        return bool(thresholds.is_ng_by_area(np.asarray([score]), np.asarray([len(found)]))[0])
+    return bool(thresholds.is_ng(score, image_threshold))
 
 
 def calibration_scores(model: object) -> np.ndarray:

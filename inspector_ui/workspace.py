@@ -267,9 +267,13 @@ def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
     thr = state.get_thresholds(slot_key)
     image_thr = thr.image if thr else float(slot.model.image_threshold_)
     pixel_thr = thr.pixel if thr else float(slot.model.pixel_threshold_)
+    model = slot.model
+    rule = views.DefectRule.of(model)      # as the CLI records: the model's own rule
     entries = [NewInspection(
         file_name, score, name, version, image_thr, pixel_thr,
         image_sha256=_sha256(source), operator=operator,
+        verdict="NG" if views.verdict_ng(score, amap, image_thr, pixel_thr, model.region_,
+                                         rule) else "OK",
         image=image, overlay=views.overlay_image(image, amap, display))
         for file_name, score, image, amap, source in scored]
     try:

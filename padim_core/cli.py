@@ -636,7 +636,8 @@ def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
                 found = summary(part.defects(i)[0])
                 details = _write_details(out, rel, name, part, i, bool(ng[i]), found)
                 if recorder is not None:
-                    recorder.add(name, path_of[name], part.scores[i], part.images[i], png)
+                    recorder.add(name, path_of[name], part.scores[i], part.images[i], png,
+                                 bool(ng[i]))
                 rows.writerow([spreadsheet_safe(name), f"{part.scores[i]:.6g}",
                                f"{part.normalized[i]:.6g}", "NG" if ng[i] else "OK",
                                spreadsheet_safe(rel), spreadsheet_safe(str(path_of[name])),

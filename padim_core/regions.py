@@ -136,14 +136,21 @@ def area_in_pixels(area_mm2: float, mm_per_pixel: float) -> float:
 
 
 def region_from_shapes(crop: int, shapes: Sequence[tuple[str, Sequence[tuple[float, float]]]],
-                       ) -> NDArray[np.bool_] | None:
+                       current: NDArray[np.bool_] | None = None) -> NDArray[np.bool_] | None:
     """A mask from drawn shapes: ``(kind, polygon points (x, y) in crop pixels)``, kind
     ``"include"`` or ``"exclude"``, painted in order. With any include shape the mask starts
-    empty (only what is included is inspected), else full. None when there are no shapes."""
+    empty (only what is included is inspected); else from the ``current`` region (exclude
+    shapes take more away from what is inspected now), or full. None when there are no
+    shapes."""
     if not shapes:
-        return None
+        return current
     includes = any(kind == "include" for kind, _ in shapes)
-    mask = np.zeros((crop, crop), np.uint8) if includes else np.ones((crop, crop), np.uint8)
+    if includes:
+        mask = np.zeros((crop, crop), np.uint8)
+    elif current is not None:
+        mask = np.asarray(current, bool).astype(np.uint8)
+    else:
+        mask = np.ones((crop, crop), np.uint8)
     for kind, points in shapes:
         pts = np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)
         if len(pts) >= 3:

@@ -325,7 +325,9 @@ class Recorder:
         self.count = 0
 
     def add(self, name: str, path: Path, score: float, image: np.ndarray,
-            overlay_png: bytes) -> None:
+            overlay_png: bytes, ng: bool) -> None:
+        """Queue one row; ``ng`` is the verdict predict printed (the model's rule: by score,
+        or by a defect region's area), so the history never disagrees with results.csv."""
         image_thr, pixel_thr = self.version.thresholds
         try:
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -335,7 +337,8 @@ class Recorder:
             file_name=name, score=float(score), model_name=self.version.name,
             model_version=self.version.version, version_id=self.version.id,
             image_threshold=image_thr, pixel_threshold=pixel_thr, image_sha256=digest,
-            operator=self.operator, image=image, overlay=overlay_png))
+            operator=self.operator, image=image, overlay=overlay_png,
+            verdict="NG" if ng else "OK"))
 
     def flush(self) -> None:
         if self.pending:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import cards, panels, state, views, widgets, workspace
+from inspector_ui import cards, panels, region_editor, state, views, widgets, workspace
 
 TWO_IMAGES = "Two images, one model"
 TWO_MODELS = "One image, two models"
@@ -54,9 +54,11 @@ if mode == TWO_MODELS:
 with st.sidebar:
     st.subheader("Thresholds")
     thr_a = widgets.threshold_controls("A", prefix="cmp", container=st.sidebar)
-    thr_b = None
+    rule_a = region_editor.defect_controls("A", prefix="cmp", container=st.sidebar)
+    thr_b = rule_b = None
     if mode == TWO_MODELS and slot_b is not None:
         thr_b = widgets.threshold_controls("B", prefix="cmpB", container=st.sidebar)
+        rule_b = region_editor.defect_controls("B", prefix="cmpB", container=st.sidebar)
     st.subheader("Heatmap")
     alpha, cmap = widgets.display_controls(prefix="cmp", container=st.sidebar)
 
@@ -78,10 +80,11 @@ if mode == TWO_IMAGES:
     st.caption(f"Both under {state.SLOT_NAMES['A']} ({slot_a.model.config.backbone}); "
                f"colour scale {vmin:.2f} … {vmax:.2f} for both.")
     c1, c2 = st.columns(2)
-    cards.comparison_side(c1, "Left", left, left.amap, display, thr_a, thr_a.pixel)
-    cards.comparison_side(c2, "Right", right, right.amap, display, thr_a, thr_a.pixel)
+    for column, side, pred in ((c1, "Left", left), (c2, "Right", right)):
+        cards.comparison_side(column, side, pred, pred.amap, display, thr_a, thr_a.pixel,
+                              slot_a.model.region_, rule_a)
 else:
-    assert slot_b is not None and thr_b is not None
+    assert slot_b is not None and thr_b is not None and rule_b is not None
     name = st.selectbox("Image", names, key="compare_image")
     pred_a = panels.predict_one("A", name, pool[name])
     pred_b = panels.predict_one("B", name, pool[name])
@@ -96,8 +99,9 @@ else:
     st.caption(f"Colour scale in multiples of each model's pixel threshold: {vmin:.2f} … "
                f"{vmax:.2f} on both sides; contours at 1.0.")
     c1, c2 = st.columns(2)
-    for column, key, slot, pred, amap, thr in ((c1, "A", slot_a, pred_a, map_a, thr_a),
-                                               (c2, "B", slot_b, pred_b, map_b, thr_b)):
+    for column, key, slot, pred, amap, thr, rule in (
+            (c1, "A", slot_a, pred_a, map_a, thr_a, rule_a),
+            (c2, "B", slot_b, pred_b, map_b, thr_b, rule_b)):
         cfg = slot.model.config
         cards.comparison_side(column, f"{state.SLOT_NAMES[key]}: {cfg.backbone}, d={cfg.d}",
-                              pred, amap, display, thr, 1.0)
+                              pred, amap, display, thr, 1.0, slot.model.region_, rule)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inspector_ui import testing as t
@@ -95,3 +96,32 @@ def test_model_b_from_file(predict_calls: list[int]) -> None:
     assert t.slot(at, "B") is not None
     a_score, b_score = scores_shown(at)
     assert a_score == pytest.approx(b_score, rel=1e-4), "same model file, same score"
+
+
+def test_compare_shows_the_region_and_the_defect_rule() -> None:
+    """Compare judges as Inspect does: the model's region (an uploaded mask), the minimum
+    defect area and the area verdict rule (it used to ignore all three)."""
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    crop = t.slot(at).model.config.crop
+    mask = np.zeros((crop, crop, 3), np.uint8)
+    mask[:, crop // 2:] = 255                                  # inspect the right half
+    at.toggle(key="regionA_edit").set_value(True).run()
+    at.file_uploader(key="regionA_file").set_value(
+        ("half.png", t.png_bytes(mask), "image/png")).run()
+    at.button(key="regionA_apply_file").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    at = t.open_page(at, "compare")
+    at.button(key="compare_demo").click().run()
+    token = t.slot(at).token
+    captions = [c for img in at.image for c in img.captions if "Defect contours" in c]
+    assert len(captions) == 2 and all("inspected: 50.0% of the crop" in c for c in captions)
+    at.slider(key="cmp_image_thr").set_value(at.slider(key="cmp_image_thr").min).run()
+    assert verdicts(at) == ["NG", "NG"]                        # by score: everything
+    at.slider(key=f"cmp_min_area_{token}").set_value(crop * crop).run()
+    at.toggle(key=f"cmp_area_rule_{token}").set_value(True).run()
+    assert verdicts(at) == ["OK", "OK"]                        # by area: nothing that large
+    assert not t.exceptions(at)
+
+
+def verdicts(at) -> list[str]:  # type: ignore[no-untyped-def]
+    return [str(m.value) for m in at.metric if m.label == "Verdict"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,46 @@ def test_canvas_objects_become_crop_polygons() -> None:
     assert shapes == [("exclude", [(10, 20), (110, 20), (110, 45), (10, 45)]),
                       ("include", [(5, 10), (25, 10), (15, 30)]),
                       ("exclude", [(10, 10), (60, 15), (30, 75)])]
+
+
+def test_an_applied_region_is_saved_as_the_next_version(demo_env: Path, tmp_path: Path) -> None:
+    """Apply (mask, minimum area, area rule) on a library model saves the next version, so a
+    reload and the history use it; the result stays on screen through later reruns (the
+    canvas reruns the page on load); the history records the verdicts of that rule."""
+    from padim_core.store import Store
+
+    at = t.train_demo(t.open_page(t.new_app(), "train"))
+    name, version = t.slot(at).library_ref
+    crop = t.slot(at).model.config.crop
+    mask = np.full((crop, crop, 3), 255, np.uint8)
+    mask[:, : crop // 2] = 0                                   # ignore the left half
+    at.toggle(key="regionA_edit").set_value(True).run()
+    at.number_input(key="regionA_min").set_value(crop * crop)
+    at.toggle(key="regionA_area_rule").set_value(True)
+    at.file_uploader(key="regionA_file").set_value(
+        ("half.png", t.png_bytes(mask), "image/png")).run()
+    at.button(key="regionA_apply_file").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    slot = t.slot(at)
+    assert slot.library_ref == (name, version + 1)
+    assert at.query_params["v"] == str(version + 1)
+    for _ in range(2):
+        said = [s.value for s in at.success]
+        assert any("Region applied: 50.0% of the crop" in s for s in said), said
+        assert any(f"Saved as {name}@{version + 1} ({name}@{version} is kept)" in s
+                   for s in said), said
+        at.run()
+    with Store.open(tmp_path / "workspace") as store:
+        saved = store.library.load(store.library.version(name, version + 1), device="cpu")
+        assert np.array_equal(saved.region_, mask[..., 0] > 0)
+        assert saved.config.min_defect_area == crop * crop
+        assert saved.config.verdict_rule == "area"
+
+    at = t.open_page(at, "inspect")
+    at.button(key="inspect_demo").click().run()
+    assert not t.exceptions(at)
+    with Store.open(tmp_path / "workspace") as store:
+        rows = store.history.find()
+    assert rows and {r.model_version for r in rows} == {version + 1}
+    assert {r.verdict for r in rows} == {"OK"}     # no region as large as the crop
+    assert any(r.score >= r.image_threshold for r in rows)      # NG by the score rule

@@ -111,6 +111,21 @@ def test_shapes_paint_include_then_exclude() -> None:
     assert all_but[80, 80] and not all_but[40, 40]
 
 
+def test_exclude_shapes_take_from_the_current_region_include_shapes_start_anew() -> None:
+    """Drawn over a model that already ignores its left half (shown grey on the canvas), an
+    exclude shape keeps the left half ignored; include shapes say what is inspected."""
+    current = np.ones((CROP, CROP), bool)
+    current[:, : CROP // 2] = False
+    top = [(0, 0), (CROP, 0), (CROP, 10), (0, 10)]
+    less = region_from_shapes(CROP, [("exclude", top)], current)
+    assert not less[:, : CROP // 2].any() and not less[:5].any() and less[50, CROP - 5]
+    assert current[5, CROP - 5], "the current region is not changed in place"
+    square = [(10, 10), (60, 10), (60, 60), (10, 60)]
+    anew = region_from_shapes(CROP, [("include", square)], current)
+    assert anew[40, 20] and not anew[80, 80]        # the square, left half included
+    assert region_from_shapes(CROP, [], current) is current
+
+
 # ------------------------------------------------------------------ scores and thresholds
 def test_a_defect_only_in_the_excluded_area_scores_like_a_good_part(
         demo_root: Path, whole: PadimModel, regioned: PadimModel) -> None:

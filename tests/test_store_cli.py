@@ -182,3 +182,26 @@ def test_a_database_that_cannot_be_reached_is_one_line(tmp_path: Path,
     code, _, err = _run(capsys, "models", "list", "--data-dir", tmp_path)
     line = _error(err)
     assert code == 1 and "127.0.0.1" in line and "secret" not in line
+
+
+def test_recorded_verdicts_follow_the_models_area_rule(demo: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """A model judged by defect area: the history gets the verdicts results.csv prints, not
+    ones re-derived from the score (they disagreed: every row NG by score, OK by area)."""
+    ws = tmp_path / "ws"
+    code, _, err = _run(capsys, "fit", demo, "--save-as", "plates", "--data-dir", ws, *SMALL,
+                        "--verdict-rule", "area")
+    assert code == 0, err
+    with Store.open(ws) as store:      # every score is NG by score, no pixel is a defect
+        store.library.set_thresholds(store.library.resolve("plates@1"), 1e-3, 1e12)
+    code, _, err = _run(capsys, "predict", "--model", "plates", demo / "test", "-r",
+                        "--out", tmp_path / "pred", "--record", "--data-dir", ws,
+                        "--device", "cpu")
+    assert code == 0, err
+    printed = {r["name"]: r["verdict"]
+               for r in csv.DictReader((tmp_path / "pred" / "results.csv").open())}
+    assert set(printed.values()) == {"OK"}
+    with Store.open(ws) as store:
+        recorded = {r.file_name: r.verdict for r in store.history.find()}
+    assert recorded == printed
