@@ -16,7 +16,7 @@ import streamlit as st
 from padim_core.errors import PadimError
 from padim_core.store import DECISIONS, Store
 
-from . import access, actions, state, views, widgets
+from . import access, actions, state, uploads, views, widgets
 from .workspace import OPERATOR_KEY
 
 #: The Evaluate page's last "evaluate on history" result (kept across reruns).
@@ -108,7 +108,8 @@ def show(store: Store, row_id: int, prefix: str,
     st.markdown("**Learn from this image**")
     if image is None:
         upload = st.file_uploader(f"The original {row.file_name} (needed to learn it)",
-                                  key=f"{prefix}_fb_original_{row_id}")
+                                  key=f"{prefix}_fb_original_{row_id}",
+                                  max_upload_size=uploads.IMAGE_UPLOADER_MB)
         if upload is not None:
             raw = upload.getvalue()
             if row.image_sha256 and hashlib.sha256(raw).hexdigest() != row.image_sha256:

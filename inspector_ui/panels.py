@@ -131,7 +131,8 @@ def training_panel(slot_key: str, save_to_library: bool = False) -> FitSettings 
                  "page); the link in the address bar then reopens it after a reload.")
     left, right = st.columns([3, 2])
     files = left.file_uploader("Images of good parts", accept_multiple_files=True,
-                               key=f"{prefix}_files", help=UPLOAD_HELP)
+                               key=f"{prefix}_files", help=UPLOAD_HELP,
+                               max_upload_size=uploads.IMAGE_UPLOADER_MB)
     go_upload = left.button("Train on uploaded images", key=f"{prefix}_go", type="primary",
                             disabled=settings is None or not files)
     right.markdown("**No images at hand?**")
@@ -172,7 +173,8 @@ def model_loader(slot_key: str) -> None:
     """Upload a saved model file into slot ``slot_key`` instead of training."""
     prefix = f"load{slot_key}"
     file = st.file_uploader("Model file (.safetensors)", key=f"{prefix}_file",
-                            help="A model downloaded from this tool or saved by the CLI.")
+                            help="A model downloaded from this tool or saved by the CLI.",
+                            max_upload_size=uploads.MODEL_UPLOADER_MB)
     clicked = st.button("Load model", key=f"{prefix}_go", disabled=file is None)
     if not clicked or file is None:
         return
@@ -210,7 +212,8 @@ def inspect_panel(slot_key: str) -> None:
     """Upload images (or use the demo test set) and score them with slot ``slot_key``."""
     left, right = st.columns([3, 2])
     files = left.file_uploader("Images to inspect", accept_multiple_files=True,
-                               key="inspect_files", help=UPLOAD_HELP)
+                               key="inspect_files", help=UPLOAD_HELP,
+                               max_upload_size=uploads.IMAGE_UPLOADER_MB)
     go_upload = left.button("Inspect uploaded images", type="primary", key="inspect_go",
                             disabled=not files)
     right.markdown("**Demo test set**")
@@ -243,7 +246,7 @@ def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Predic
 def compare_sources_panel(pool: dict[str, state.ImageData]) -> None:
     """Add uploaded images or the demo test set to the Compare page's images (and ``pool``)."""
     files = st.file_uploader("Images", accept_multiple_files=True, key="compare_files",
-                             help=UPLOAD_HELP)
+                             help=UPLOAD_HELP, max_upload_size=uploads.IMAGE_UPLOADER_MB)
     a1, a2 = st.columns(2)
     batch = None
     if a1.button("Add uploaded images", key="compare_add", disabled=not files) and files:

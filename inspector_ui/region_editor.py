@@ -27,7 +27,7 @@ from padim_core.regions import (
     region_words,
 )
 
-from . import state, views, workspace
+from . import state, uploads, views, workspace
 from .views import DefectRule
 from .widgets import attempt
 
@@ -167,7 +167,7 @@ def region_panel(slot_key: str) -> None:
             _apply(slot_key, None, min_area, rule)
     with upload:
         file = st.file_uploader("Mask PNG (white = inspect, black = ignore)", type=["png"],
-                                key=f"{prefix}_file")
+                                key=f"{prefix}_file", max_upload_size=uploads.IMAGE_UPLOADER_MB)
         if st.button("Apply mask", key=f"{prefix}_apply_file", disabled=file is None):
             loaded = attempt(load_region, file.getvalue(), crop, file.name)
             if loaded is not None:

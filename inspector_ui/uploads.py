@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from padim_core.errors import InvalidInputError, PadimError
-from padim_core.limits import IMAGE_EXTENSIONS, MAX_UPLOAD_MB
+from padim_core.limits import IMAGE_EXTENSIONS, MAX_MODEL_UPLOAD_MB, MAX_UPLOAD_MB
 
 from .state import ImageData
+
+#: The caps the file uploaders give the browser (``max_upload_size``): images, zips and masks;
+#: model files. The app checks sizes itself as well (``MAX_UPLOAD_MB``, ``MAX_MODEL_UPLOAD_MB``).
+IMAGE_UPLOADER_MB: int = MAX_UPLOAD_MB
+MODEL_UPLOADER_MB: int = MAX_MODEL_UPLOAD_MB
 
 if TYPE_CHECKING:
     from padim_core.datasets import MVTecCategory

@@ -13,7 +13,8 @@ MAX_IMAGE_PIXELS: int = 64_000_000
 #: Smallest accepted image side in pixels; smaller images carry no usable texture.
 MIN_IMAGE_SIDE: int = 8
 
-#: Largest browser upload in MB; must equal ``server.maxUploadSize`` in .streamlit/config.toml.
+#: Largest image, zip or mask upload in MB (each uploader's ``max_upload_size`` in the app; the
+#: scoring service's request cap).
 MAX_UPLOAD_MB: int = 200
 
 #: Most entries (files, not folders) a zip archive may list before it is refused unread.
@@ -31,8 +32,10 @@ COMPRESSION_RATIO_MIN_BYTES: int = 1024 * 1024
 #: Largest model file read from disk in MB (a Wide-ResNet50 d=550 model is ~3.8 GB).
 MAX_MODEL_FILE_MB: int = 8192
 
-#: Largest model file accepted as a browser upload in MB (Streamlit caps uploads anyway).
-MAX_MODEL_UPLOAD_MB: int = MAX_UPLOAD_MB
+#: Largest model file accepted as a browser upload in MB: an updatable model of the default
+#: settings is 0.7-1.1 GB. Must equal ``server.maxUploadSize`` in .streamlit/config.toml, the
+#: server's cap for every upload (the image uploaders ask the browser for MAX_UPLOAD_MB).
+MAX_MODEL_UPLOAD_MB: int = 2048
 
 #: File suffixes (lower case) treated as images in folders and archives.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(

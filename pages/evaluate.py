@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from inspector_ui import feedback_panel, panels, plots, state, views, widgets, workspace
+from inspector_ui import feedback_panel, panels, plots, state, uploads, views, widgets, workspace
 
 widgets.page_start("Evaluate")
 workspace.sync_url(workspace.get_store())
@@ -27,7 +27,8 @@ with st.container(border=True):
         settings = panels.fit_settings("evalfit")
     left, right = st.columns([3, 2])
     archive = left.file_uploader("Labelled set (.zip)", key="eval_zip",
-                                 help="A zip of one MVTec-style category folder.")
+                                 help="A zip of one MVTec-style category folder.",
+                                 max_upload_size=uploads.IMAGE_UPLOADER_MB)
     go_zip = left.button("Evaluate the uploaded set", key="eval_go", type="primary",
                          disabled=archive is None)
     right.markdown("**Demo set**")

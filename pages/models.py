@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector_ui import access, state, widgets, workspace
+from inspector_ui import access, state, uploads, widgets, workspace
 
 widgets.page_start("Models")
 store = workspace.get_store()
@@ -35,7 +35,8 @@ if access.allowed("engineer"):   # adding versions is for engineers and admins
                     st.rerun()
         with right:
             st.markdown("**A model file (.safetensors)**")
-            upload = st.file_uploader("Model file", type=["safetensors"], key="models_upload")
+            upload = st.file_uploader("Model file", type=["safetensors"], key="models_upload",
+                                      max_upload_size=uploads.MODEL_UPLOADER_MB)
             upload_name = st.text_input("Name", key="models_upload_name", max_chars=200,
                                         placeholder="default: the file name")
             if st.button("Add the file to the library", key="models_upload_go",

@@ -566,14 +566,28 @@ def test_no_user_file_is_unpickled_and_weights_load_weights_only() -> None:
     assert problems == []
 
 
-def test_upload_cap_matches_streamlit_config() -> None:
-    """limits.MAX_UPLOAD_MB must equal server.maxUploadSize (the browser-side cap)."""
+def test_upload_caps_match_streamlit_config_and_every_uploader_names_its_cap() -> None:
+    """server.maxUploadSize (Streamlit's cap for every upload) is the model-file cap; each
+    file uploader in the app gives the browser its own cap: model files MAX_MODEL_UPLOAD_MB,
+    images, zips and masks MAX_UPLOAD_MB (without it they would take 2 GB files)."""
     import tomllib
 
     from padim_core import limits
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
-    assert config["server"]["maxUploadSize"] == limits.MAX_UPLOAD_MB
+    assert config["server"]["maxUploadSize"] == limits.MAX_MODEL_UPLOAD_MB
+    calls = 0
+    for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"),
+                 *(ROOT / "inspector_ui").glob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        for call in re.finditer(r"file_uploader\((.*?)\)\n", text, re.S):
+            calls += 1
+            want = "MODEL_UPLOADER_MB" if "Model file" in call.group(1) else "IMAGE_UPLOADER_MB"
+            assert f"max_upload_size=uploads.{want}" in call.group(1), (path.name, call.group(0))
+    assert calls >= 8
+    from inspector_ui import uploads
+    assert (uploads.IMAGE_UPLOADER_MB, uploads.MODEL_UPLOADER_MB) == (
+        limits.MAX_UPLOAD_MB, limits.MAX_MODEL_UPLOAD_MB)
 
 
 def test_readme_documents_every_limit() -> None:
