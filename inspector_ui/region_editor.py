@@ -240,9 +240,12 @@ def defect_controls(slot_key: str, *, prefix: str, container: Any = None) -> Def
     assert slot is not None, "defect_controls needs a model in the slot"
     cfg = slot.model.config
     top = cfg.crop * cfg.crop
-    min_area = where.slider("Minimum defect area (px)", 0, top, int(cfg.min_defect_area),
-                            key=f"{prefix}_min_area_{slot.token}",
-                            help="Defect regions smaller than this get no contour.")
+    min_area = where.select_slider(
+        "Minimum defect area (px)", views.area_steps(top, int(cfg.min_defect_area)),
+        int(cfg.min_defect_area), key=f"{prefix}_min_area_{slot.token}",
+        help="Defect regions smaller than this get no contour (pixels of the crop; the "
+             "model's own value is one of the steps; set any value in the region editor on "
+             "Train).")
     by_area = where.toggle("NG only for a defect region ≥ minimum area",
                            value=cfg.verdict_rule == "area",
                            key=f"{prefix}_area_rule_{slot.token}",

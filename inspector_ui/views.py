@@ -77,6 +77,17 @@ class DefectRule:
         return cls(int(model.config.min_defect_area), model.config.verdict_rule)
 
 
+def area_steps(top: int, current: int = 0) -> list[int]:
+    """Minimum-area choices from 0 to ``top`` (crop²): 1-2-5 steps per decade, and the model's
+    own value. A linear slider over 0…50 176 px moved ~200 px² per screen pixel, so small
+    areas such as 40 px could not be picked with the mouse."""
+    steps, decade = {0, int(top), int(current)}, 1
+    while decade <= top:
+        steps.update(m * decade for m in (1, 2, 5) if m * decade <= top)
+        decade *= 10
+    return sorted(steps)
+
+
 def verdict_ng(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float,
                region: np.ndarray | None, rule: DefectRule) -> bool:
     """One image's verdict under ``rule``, as ``PredictResult.verdicts`` gives it for a batch:

@@ -117,7 +117,7 @@ def test_compare_shows_the_region_and_the_defect_rule() -> None:
     assert len(captions) == 2 and all("inspected: 50.0% of the crop" in c for c in captions)
     at.slider(key="cmp_image_thr").set_value(at.slider(key="cmp_image_thr").min).run()
     assert verdicts(at) == ["NG", "NG"]                        # by score: everything
-    at.slider(key=f"cmp_min_area_{token}").set_value(crop * crop).run()
+    at.select_slider(key=f"cmp_min_area_{token}").set_value(crop * crop).run()
     at.toggle(key=f"cmp_area_rule_{token}").set_value(True).run()
     assert verdicts(at) == ["OK", "OK"]                        # by area: nothing that large
     assert not t.exceptions(at)

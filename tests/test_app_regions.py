@@ -28,8 +28,10 @@ def test_min_area_and_area_rule_redraw_without_rescoring(predict_calls: list[int
     token = t.slot(at).token
     ng_by_score = int(t.metric(at, "NG count"))
     assert "≥ 0 px" in contour_captions(at)[0]
-    at.slider(key=f"insp_min_area_{token}").set_value(at.slider(
-        key=f"insp_min_area_{token}").max).run()
+    steps = at.select_slider(key=f"insp_min_area_{token}").options
+    assert steps[:6] == ["0", "1", "2", "5", "10", "20"]     # small areas can be picked
+    crop = t.slot(at).model.config.crop
+    at.select_slider(key=f"insp_min_area_{token}").set_value(crop * crop).run()
     assert "no defect region" in contour_captions(at)[0]
     at.toggle(key=f"insp_area_rule_{token}").set_value(True).run()
     assert int(t.metric(at, "NG count")) == 0 < ng_by_score      # nothing that large
