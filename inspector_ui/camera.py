@@ -47,7 +47,8 @@ def joined(before: state.Inspection | None, photo: state.Inspection) -> state.In
         sources={**before.sources, **photo.sources}, label=label,
         seconds=before.seconds + photo.seconds, problems=list(before.problems),
         scale=views.shared_scale(result.maps),
-        history_ids={**before.history_ids, **photo.history_ids})
+        history_ids={**before.history_ids, **photo.history_ids},
+        history_batch=before.history_batch or photo.history_batch)
 
 
 def score_photo(slot_key: str, data: bytes, taken: datetime | None = None,
@@ -62,6 +63,8 @@ def score_photo(slot_key: str, data: bytes, taken: datetime | None = None,
     batch.add(name, data)
     photo = actions.run_inspection(slot_key, batch)     # replaces the results for now…
     slot = state.get_slot(slot_key)
+    if before is not None and before.model_token == photo.model_token:
+        photo.history_batch = before.history_batch     # one batch in the history, as here
     if slot is not None and slot.library_ref is not None:
         from . import workspace
 

@@ -69,6 +69,8 @@ class Inspection:
     scale: tuple[float, float] = (0.0, 1.0)
     #: image name → its row in the workspace history (scored with a library model).
     history_ids: dict[str, int] = field(default_factory=dict)
+    #: the history's batch id of these rows (camera photos join the batch they extend).
+    history_batch: str = ""
 
 
 @dataclass

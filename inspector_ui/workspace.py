@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import threading
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from padim_core.store import (
     ModelVersion,
     NewInspection,
     Store,
+    new_batch,
 )
 from padim_core.store.store import resolve_data_dir, resolve_url
 
@@ -234,9 +236,10 @@ def record_inspection(store: Store, slot: state.ModelSlot, inspection: state.Ins
     res = inspection.result
     display = views.Display(inspection.scale[0], inspection.scale[1], 0.5,
                             views.colormaps()[0])
+    inspection.history_batch = inspection.history_batch or new_batch()
     ids = _record(store, slot, slot_key, operator, [
         (str(n), float(res.scores[i]), res.images[i], res.maps[i], inspection.sources.get(n))
-        for i, n in enumerate(res.names)], display)
+        for i, n in enumerate(res.names)], display, inspection.history_batch)
     if ids:
         inspection.history_ids = dict(zip((str(n) for n in res.names), ids, strict=True))
 
@@ -257,7 +260,7 @@ def record_prediction(store: Store, slot_key: str, prediction: state.Prediction,
 
 def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
             scored: list[tuple[str, float, Any, Any, state.ImageData | None]],
-            display: views.Display) -> list[int]:
+            display: views.Display, batch: str = "") -> list[int]:
     """History rows for ``(name, score, image, map, source)`` under the slot's library
     version and its current thresholds; [] when not a library model or on a store error."""
     if slot.library_ref is None or not access.allowed("operator"):
@@ -274,7 +277,7 @@ def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
         image_sha256=_sha256(source), operator=operator,
         verdict="NG" if views.verdict_ng(score, amap, image_thr, pixel_thr, model.region_,
                                          rule) else "OK",
-        image=image, overlay=views.overlay_image(image, amap, display))
+        image=image, overlay=views.overlay_image(image, amap, display), batch=batch)
         for file_name, score, image, amap, source in scored]
     try:
         return store.history.record(entries)
@@ -294,10 +297,15 @@ def _sha256(data: state.ImageData | None) -> str:
 
 
 def latest_inspections(store: Store, name: str, version: int) -> list[Inspection]:
-    """The last batch recorded with a version: rows from the newest one back to the first
-    row more than a minute older than its predecessor (one click's worth), newest first."""
-    rows = store.history.find(Filters(model_name=name, model_version=version),
-                              limit=MAX_ROWS)
+    """The last batch recorded with a version, newest first: the rows of the newest row's
+    run (one click on Inspect, one camera session, one ``predict --record``), never rows of
+    another session recorded in between. Rows from before batch ids (revision 0004): from
+    the newest back to the first more than a minute older than its predecessor."""
+    wanted = Filters(model_name=name, model_version=version)
+    newest = store.history.find(wanted, limit=1)
+    if newest and newest[0].batch:
+        return store.history.find(replace(wanted, batch=newest[0].batch), limit=MAX_ROWS)
+    rows = store.history.find(wanted, limit=MAX_ROWS)
     batch: list[Inspection] = []
     for r in rows:
         if batch and (batch[-1].inspected_at - r.inspected_at).total_seconds() > 60:

@@ -28,6 +28,7 @@ from .store import (
     ModelVersion,
     NewInspection,
     Store,
+    new_batch,
     parse_ref,
     training_fingerprint,
 )
@@ -321,6 +322,7 @@ class Recorder:
 
     def __init__(self, store: Store, version: ModelVersion, operator: str) -> None:
         self.store, self.version, self.operator = store, version, operator
+        self.batch = new_batch()                    # every row of this predict run
         self.pending: list[NewInspection] = []
         self.count = 0
 
@@ -338,7 +340,7 @@ class Recorder:
             model_version=self.version.version, version_id=self.version.id,
             image_threshold=image_thr, pixel_threshold=pixel_thr, image_sha256=digest,
             operator=self.operator, image=image, overlay=overlay_png,
-            verdict="NG" if ng else "OK"))
+            verdict="NG" if ng else "OK", batch=self.batch))
 
     def flush(self) -> None:
         if self.pending:

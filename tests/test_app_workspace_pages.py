@@ -140,3 +140,21 @@ def test_a_reloaded_batch_whose_thumbnails_were_pruned_still_shows_its_rows() ->
     assert int(t.metric(again, "Images")) == n_images and len(again.image) == 0
     assert any("thumbnails of this image were pruned" in c.value for c in again.caption)
     assert len([c for c in again.caption if "(thumbnail pruned)" in c.value]) == n_images
+
+
+def test_a_reload_shows_the_newest_run_only_not_rows_of_another_session(demo_env) -> None:
+    """Two sessions inspect with one version within a minute: after a reload, "Last recorded
+    inspection" is the newest run (its batch id), not both runs merged by time."""
+    first = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
+    first.button(key="inspect_demo").click().run()
+    assert int(t.metric(first, "Images")) > 2
+    second = reloaded(first, "inspect")                  # another tab on the same model
+    second.file_uploader(key="inspect_files").set_value(t.inspect_uploads(demo_env)[:2]).run()
+    second.button(key="inspect_go").click().run()
+    assert int(t.metric(second, "Images")) == 2
+    again = reloaded(first, "inspect")
+    assert not t.exceptions(again) and not t.errors(again)
+    assert int(t.metric(again, "Images")) == 2
+    with workspace() as store:
+        rows = store.history.find()
+        assert len({r.batch for r in rows}) == 2 and all(len(r.batch) == 32 for r in rows)

@@ -9,7 +9,7 @@
 
 from .blobs import DAMAGED, MISSING, OK
 from .errors import BlobUnavailableError, NotFoundError, SchemaTooNewError, StoreError
-from .history import DECISIONS, VERDICTS, Filters, History, Inspection, NewInspection
+from .history import DECISIONS, VERDICTS, Filters, History, Inspection, NewInspection, new_batch
 from .library import (
     Library,
     ModelEntry,
@@ -26,5 +26,5 @@ __all__ = [
     "ROLES", "THUMBNAIL_CAP_ENV", "VERDICTS", "ApiToken", "BlobUnavailableError", "Filters",
     "History", "Inspection", "Library", "LockedOutError", "ModelEntry", "ModelVersion",
     "NewInspection", "NotFoundError", "SchemaTooNewError", "SignInError", "Store", "StoreError",
-    "User", "Users", "check_name", "parse_ref", "training_fingerprint",
+    "User", "Users", "check_name", "new_batch", "parse_ref", "training_fingerprint",
 ]

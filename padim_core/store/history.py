@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -39,7 +40,12 @@ THUMBNAIL_SIDE = 256
 THUMBNAIL_QUALITY = 80
 CSV_COLUMNS = ("id", "time_utc", "file_name", "image_sha256", "model_name", "model_version",
                "score", "normalized_score", "image_threshold", "pixel_threshold", "verdict",
-               "decision", "comment", "decided_by", "decided_at_utc", "operator")
+               "decision", "comment", "decided_by", "decided_at_utc", "operator", "batch")
+
+
+def new_batch() -> str:
+    """A fresh batch id: the rows of one inspection run share it."""
+    return uuid.uuid4().hex
 
 
 def thumbnail_jpeg(image: np.ndarray | bytes | None) -> bytes | None:
@@ -80,6 +86,8 @@ class NewInspection:
     image: np.ndarray | bytes | None = None
     overlay: np.ndarray | bytes | None = None
     inspected_at: datetime | None = None
+    #: The run it belongs to (``new_batch()``); "" puts it in one batch per ``record`` call.
+    batch: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class Inspection:
     comment: str
     decided_by: str
     decided_at: datetime | None
+    batch: str = ""
 
     @property
     def model_ref(self) -> str:
@@ -125,6 +134,7 @@ class Filters:
     model_version: int | None = None
     verdict: str | None = None
     decision: str | None = None
+    batch: str | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         if self.since is not None:
@@ -141,6 +151,8 @@ class Filters:
             query = query.where(InspectionRow.decision.is_(None))
         elif self.decision is not None:
             query = query.where(InspectionRow.decision == _check_decision(self.decision))
+        if self.batch is not None:
+            query = query.where(InspectionRow.batch == self.batch)
         return query
 
 
@@ -186,6 +198,7 @@ class History:
         """Add rows (one transaction); returns their ids. Thumbnails over the cap are pruned,
         oldest first, in the same transaction."""
         rows, thumbs = [], []
+        call_batch = new_batch()
         for e in entries:
             score = _finite(e.score, "score")
             image_thr = _finite(e.image_threshold, "image threshold")
@@ -198,7 +211,8 @@ class History:
                 model_version=e.model_version, version_id=e.version_id, score=score,
                 normalized_score=score / image_thr, image_threshold=image_thr,
                 pixel_threshold=pixel_thr, verdict=_check_verdict(verdict),
-                operator=str(e.operator), comment="", decided_by=""))
+                operator=str(e.operator), comment="", decided_by="",
+                batch=str(e.batch or call_batch)[:32]))
             thumbs.append((thumbnail_jpeg(e.image), thumbnail_jpeg(e.overlay)))
         with self._db.writing() as s:
             s.add_all(rows)
@@ -325,7 +339,7 @@ def _csv_row(r: Inspection) -> list[str]:
             f"{r.pixel_threshold:.6g}", r.verdict, r.decision_label, text(r.comment),
             text(r.decided_by),
             "" if r.decided_at is None else r.decided_at.isoformat(timespec="seconds"),
-            text(r.operator)]
+            text(r.operator), r.batch]
 
 
 def _inspection(r: InspectionRow) -> Inspection:
@@ -335,4 +349,4 @@ def _inspection(r: InspectionRow) -> Inspection:
         version_id=r.version_id, score=r.score, normalized_score=r.normalized_score,
         image_threshold=r.image_threshold, pixel_threshold=r.pixel_threshold,
         verdict=r.verdict, operator=r.operator, decision=r.decision, comment=r.comment,
-        decided_by=r.decided_by, decided_at=r.decided_at)
+        decided_by=r.decided_by, decided_at=r.decided_at, batch=r.batch or "")

@@ -153,6 +153,9 @@ class InspectionRow(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     decided_by: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), default="")
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: One id per inspection run (a click on Inspect, a camera session, a predict run); ""
+    #: for rows recorded before revision 0004.
+    batch: Mapped[str] = mapped_column(String(32), default="", server_default="", index=True)
 
 
 class ThumbnailRow(Base):
