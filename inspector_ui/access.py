@@ -17,6 +17,7 @@ also leave out what the role may not do (``allowed``).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import streamlit as st
@@ -36,6 +37,8 @@ COOKIE_KEY = "_access_cookie"
 #: and the account name a single sign-on identity asked for when the workspace had none.
 SSO_KEY = "_access_sso"
 SSO_REFUSED_KEY = "_access_sso_refused"
+#: Set when this tab's session ran past PADIM_SESSION_HOURS (the sign-in form says so).
+EXPIRED_KEY = "_access_expired"
 ROLE_WORDS = {"operator": "operators (and above)", "engineer": "engineers and admins",
               "admin": "admins"}
 
@@ -115,9 +118,14 @@ def sign_in(store: Store, name: str, password: str) -> User:
     """Check the password (with lock-out) and make the session the user's; SignInError with
     the message to show otherwise."""
     user = store.users.authenticate(name, password, _address())
-    st.session_state[USER_KEY] = (user.name, user.role, user.password_stamp)
+    _keep(user, time.time())
     st.session_state.pop(SIGNED_OUT_KEY, None)
     return user
+
+
+def _keep(user: User, since: float) -> None:
+    """Make ``user`` the session's, signed in at ``since`` (epoch seconds)."""
+    st.session_state[USER_KEY] = (user.name, user.role, user.password_stamp, since)
 
 
 def sso_configured() -> bool:
@@ -150,23 +158,29 @@ def _sso_user(store: Store) -> User | None:
 
 
 def _restore(store: Store, cookies: policy.SessionCookies) -> None:
-    """Re-check the session's user against the store; or sign in from the cookie."""
+    """Re-check the session's user against the store and the session hours (an open tab
+    ends when its cookie would); or sign in from the cookie."""
     found = st.session_state.get(USER_KEY)
     if found:
         user = store.users.get(found[0])
-        if user is None or user.password_stamp != found[2]:
-            st.session_state.pop(USER_KEY, None)   # removed, or the password changed
+        since = found[3] if len(found) > 3 else time.time()
+        expired = cookies.expired(since)
+        if user is None or user.password_stamp != found[2] or expired:
+            st.session_state.pop(USER_KEY, None)   # removed, password changed, too old
             st.session_state.pop(COOKIE_KEY, None)
+            if expired:
+                st.session_state[EXPIRED_KEY] = True
         else:
-            st.session_state[USER_KEY] = (user.name, user.role, user.password_stamp)
+            _keep(user, since)
         return
     if st.session_state.get(SIGNED_OUT_KEY):
         return
-    user = cookies.user(st.context.cookies.get(policy.COOKIE_NAME), store)
-    if user is None and sso_configured():
+    restored = cookies.session(st.context.cookies.get(policy.COOKIE_NAME), store)
+    if restored is None and sso_configured():
         user = _sso_user(store)
-    if user is not None:
-        st.session_state[USER_KEY] = (user.name, user.role, user.password_stamp)
+        restored = None if user is None else (user, time.time())
+    if restored is not None:
+        _keep(*restored)
 
 
 def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
@@ -175,6 +189,9 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
     with holder.container():
         st.title("PaDiM Inspector")
         st.caption("This server is shared on the network: sign in to continue.")
+        if st.session_state.get(EXPIRED_KEY):
+            st.info(f"Your session ended after {cookies.max_age_s / 3600:g} hour(s) "
+                    f"({policy.SESSION_HOURS_ENV}): sign in again.", icon=":material/timer_off:")
         with st.form("access_sign_in"):
             name = st.text_input("User name", key="access_name", max_chars=200)
             password = st.text_input("Password", type="password", key="access_password")
@@ -192,6 +209,7 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
             st.error(str(err), icon=":material/error:")
             return False
     holder.empty()
+    st.session_state.pop(EXPIRED_KEY, None)
     st.session_state[COOKIE_KEY] = (cookies.issue(user), int(cookies.max_age_s))
     return True
 
@@ -218,7 +236,7 @@ def _sso_buttons() -> None:
 def _signed_in_corner() -> bool:
     """Who is signed in and a Sign out button, in the sidebar (with this session's cookie,
     set again); True when Sign out was clicked."""
-    name, role, _ = st.session_state[USER_KEY]
+    name, role = st.session_state[USER_KEY][:2]
     corner = st.sidebar.empty()
     with corner.container():
         st.caption(f"Signed in as **{name}** ({role})")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,10 +139,17 @@ class SessionCookies:
     def user(self, value: str | None, store: Store) -> User | None:
         """The user ``value`` signs in, or None: unsigned, tampered, expired, or for an
         account that is gone or whose password has changed since."""
+        found = self.session(value, store)
+        return None if found is None else found[0]
+
+    def session(self, value: str | None, store: Store) -> tuple[User, float] | None:
+        """``(user, when the cookie was issued, epoch seconds)``, or None as for ``user``:
+        a session restored from the cookie ends when the cookie would."""
         if not value or len(value) > 4096:
             return None
         try:
-            data = self._serializer().loads(value, max_age=self.max_age_s)
+            data, issued = self._serializer().loads(value, max_age=self.max_age_s,
+                                                    return_timestamp=True)
         except (SignatureExpired, BadSignature):
             return None
         if not isinstance(data, dict) or not isinstance(data.get("u"), str):
@@ -149,7 +157,11 @@ class SessionCookies:
         user = store.users.get(data["u"])
         if user is None or user.password_stamp != data.get("p"):
             return None
-        return user
+        return user, issued.timestamp()
+
+    def expired(self, since: float, now: float | None = None) -> bool:
+        """Whether a session that began at ``since`` (epoch seconds) is past its hours."""
+        return (time.time() if now is None else now) - since > self.max_age_s
 
 
 #: ID-token claims that name the account of a single sign-on user, in the order tried.

@@ -197,3 +197,25 @@ def test_sign_out_shows_the_form_again_and_a_removed_user_is_signed_out() -> Non
         store.users.remove("erin")
     at.run()
     assert "_access_user" not in at.session_state and at.text_input(key="access_name")
+
+
+def test_an_open_tab_is_signed_out_when_the_session_hours_are_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PADIM_SESSION_HOURS ends a session in a tab left open, not only its cookie on a
+    reload: the next click after the hours shows the sign-in form, saying why."""
+    monkeypatch.setenv(policy.SESSION_HOURS_ENV, "1")
+    at = sign_in("ann")
+    assert at.session_state["_access_user"][0] == "ann"
+    at = t.open_page(at, "models")
+    assert not any(w.key == "access_name" for w in at.text_input)
+    import time as clock
+
+    later = clock.time() + 3601
+    monkeypatch.setattr(clock, "time", lambda: later)       # an hour and a second on
+    at.run()
+    assert not t.exceptions(at)
+    assert "_access_user" not in at.session_state and at.text_input(key="access_name")
+    assert any("Your session ended after 1 hour(s)" in i.value for i in at.info)
+    sign_in("ann", at=at)                                   # and one can sign in again
+    assert at.session_state["_access_user"][0] == "ann"
+    assert not any("Your session ended" in i.value for i in at.info)

@@ -217,7 +217,12 @@ def test_not_ready_names_what_is_missing(tmp_path: Path,
 def test_a_workspace_from_before_accounts_is_upgraded_in_place(tmp_path: Path) -> None:
     from alembic import command
 
-    from padim_core.store.database import _alembic_config, current_revision, make_engine
+    from padim_core.store.database import (
+        _alembic_config,
+        current_revision,
+        head_revision,
+        make_engine,
+    )
 
     data = tmp_path / "old"
     (data / "blobs").mkdir(parents=True)
@@ -239,6 +244,17 @@ def test_a_workspace_from_before_accounts_is_upgraded_in_place(tmp_path: Path) -
         store.users.add("ann", PASSWORD, "admin")
         assert store.users.authenticate("ann", PASSWORD).name == "ann"
     engine = make_engine(f"sqlite:///{data / 'inspector.db'}")
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == head_revision() >= "0003"
     engine.dispose()
     assert os.path.exists(data / "inspector.db")
+
+
+def test_a_cookie_restores_a_session_that_ends_when_the_cookie_would(store: Store) -> None:
+    """The session a cookie restores starts at the cookie's issue time, so a tab kept open
+    after a reload does not get a fresh PADIM_SESSION_HOURS."""
+    cookies = _cookies(store)
+    before = time.time()
+    user, issued = cookies.session(cookies.issue(store.users.get("otto")), store)
+    assert user.name == "otto" and before - 1 <= issued <= time.time()
+    assert not cookies.expired(issued, now=issued + cookies.max_age_s - 1)
+    assert cookies.expired(issued, now=issued + cookies.max_age_s + 1)
