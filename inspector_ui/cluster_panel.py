@@ -80,6 +80,12 @@ def cluster_info(address: str) -> tuple[Client, ClusterInfo]:
         _connection.clear()
         raise InvalidInputError(address, f"the Dask scheduler does not answer "
                                          f"({type(err).__name__})") from None
+    if client.status != "running" or not info:
+        # A client that lost its scheduler closes itself after a few seconds and then
+        # answers {} without raising: drop it, so the next visit connects again.
+        _connection.clear()
+        raise InvalidInputError(address, "the Dask scheduler has gone away (the connection "
+                                         f"is {client.status}); the next visit tries again")
     rows = [{"worker": str(w.get("name", addr)), "address": addr,
              "threads": int(w.get("nthreads", 0)),
              "memory limit (GB)": round(float(w.get("memory_limit") or 0) / 1e9, 1),

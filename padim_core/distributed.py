@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from distributed import Client, Future, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, wait
 
 from .backbones import FeatureExtractor, load_feature_extractor
 from .embedding import Embedder
-from .errors import InvalidInputError
+from .errors import ClusterError, InvalidInputError
 from .gaussian import HoldoutStore, PatchStatistics, patch_statistics
 from .images import input_name
 from .model import PadimModel, PredictResult, Progress, _placed, too_few_readable
@@ -42,6 +42,10 @@ CONNECT_TIMEOUT_S = 5
 LOCAL_PREFIX = "local:"
 SHARDS_PER_WORKER = 2          # a few per worker: a lost worker costs little, load evens out
 PREDICT_BATCHES_PER_WORKER = 2  # batches in flight per worker thread while predicting
+#: Seconds without a single worker after which fit / predict on a cluster stop with an error
+#: (Dask itself would wait for a worker forever); a worker that joins in time carries on.
+NO_WORKERS_S = 60.0
+POLL_S = 2.0
 
 
 # --------------------------------------------------------------------------- connecting
@@ -305,16 +309,20 @@ def predict(model: PadimModel, images: Sequence[Any], client: Client,
 
 
 def _in_order(futures: Sequence[Future] | Iterator[Future], progress: Progress | None,
-              done_after: list[int], stage: str, window: int | None = None) -> Iterator[Any]:
+              done_after: list[int], stage: str, window: int | None = None,
+              no_workers_s: float | None = None) -> Iterator[Any]:
     """The futures' results in the order given, fetched as they finish (a reorder buffer
     of finished futures; their data stays on the workers until its turn). ``window`` bounds
     how many are in flight when ``futures`` is an iterator that submits them lazily.
-    ``done_after[i]``: inputs done once result i is out, for ``progress``."""
+    ``done_after[i]``: inputs done once result i is out, for ``progress``. A cluster left
+    without workers for ``no_workers_s`` (or without its scheduler) is a ClusterError, the
+    futures cancelled, instead of a wait without end."""
     source = iter(futures)
     total = done_after[-1] if done_after else 0
     index_of: dict[str, int] = {}
     finished: dict[int, Future] = {}
-    pending = as_completed()
+    pending: set[Future] = set()
+    watch = _WorkerWatch(NO_WORKERS_S if no_workers_s is None else no_workers_s)
 
     def submit_next() -> bool:
         future = next(source, None)
@@ -327,13 +335,56 @@ def _in_order(futures: Sequence[Future] | Iterator[Future], progress: Progress |
     while (window is None or len(index_of) < window) and submit_next():
         pass
     following = 0
-    for future in pending:
-        finished[index_of[future.key]] = future
-        while following in finished:
-            result = finished.pop(following).result()
-            if progress:
-                progress(done_after[following], total, stage)
-            following += 1
-            if window is not None:
-                submit_next()
-            yield result
+    try:
+        while pending:
+            try:
+                done = wait(list(pending), timeout=POLL_S, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                watch.check(next(iter(pending)).client, stage)
+                continue
+            for future in done:
+                pending.discard(future)
+                finished[index_of[future.key]] = future
+            while following in finished:
+                result = finished.pop(following).result()
+                if progress:
+                    progress(done_after[following], total, stage)
+                following += 1
+                if window is not None:
+                    submit_next()
+                yield result
+    except ClusterError:
+        for future in pending:
+            future.cancel()
+        raise
+
+
+_WORDS = {"features": "the fit", "predict": "scoring"}
+
+
+class _WorkerWatch:
+    """Counts how long the scheduler has had no worker while results are awaited."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s, self.since = limit_s, None
+
+    def check(self, client: Client, stage: str) -> None:
+        import time
+
+        where = getattr(client.scheduler, "address", None) or "the Dask scheduler"
+        try:
+            workers = len(client.nthreads())
+        except (OSError, TimeoutError) as err:
+            raise ClusterError(f"{where}: the scheduler does not answer "
+                               f"({type(err).__name__}), so {_WORDS.get(stage, stage)} "
+                               "stopped") from None
+        if workers:
+            self.since = None
+            return
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        if now - self.since >= self.limit_s:
+            raise ClusterError(f"{where}: no worker for {self.limit_s:g} s, so "
+                               f"{_WORDS.get(stage, stage)} stopped "
+                               "(every worker left or was stopped); start workers "
+                               f"(dask worker {where}) and run it again")

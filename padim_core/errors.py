@@ -28,5 +28,9 @@ class WeightsUnavailableError(PadimError, FileNotFoundError):
     """Pretrained backbone weights are not on this machine (never replaced by random ones)."""
 
 
+class ClusterError(PadimError, RuntimeError):
+    """A Dask cluster cannot finish the work (no workers left, the scheduler gone)."""
+
+
 class NotFittedError(PadimError, RuntimeError):
     """The model was used before ``fit`` or ``load``."""

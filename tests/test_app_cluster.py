@@ -125,3 +125,31 @@ def test_unreachable_scheduler_is_one_error(monkeypatch: pytest.MonkeyPatch) -> 
     assert not t.exceptions(at)
     assert [e for e in t.errors(at) if "no Dask scheduler answered within" in e]
     assert at.button(key="trainA_demo")                    # training here still offered
+
+
+def test_a_scheduler_that_went_away_is_an_error_and_the_next_visit_connects_again() -> None:
+    """The cached client of a scheduler that stopped closes itself and then answers {}
+    without raising: the panel showed 0 workers and a disabled button until the app was
+    restarted. Now it is one error, and the next call connects afresh."""
+    import time
+
+    from padim_core.errors import InvalidInputError
+
+    gone = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                        dashboard_address=None)
+    address = gone.scheduler_address
+    cluster_panel._connection.clear()
+    try:
+        client, info = cluster_panel.cluster_info(address)
+        assert info.threads == 1
+        gone.close()
+        deadline = time.monotonic() + 60
+        while client.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(InvalidInputError, match="scheduler"):
+            cluster_panel.cluster_info(address)
+        with pytest.raises(InvalidInputError, match="no Dask scheduler answered within"):
+            cluster_panel.cluster_info(address)              # a new connection was tried
+    finally:
+        cluster_panel._connection.clear()
+        gone.close()

@@ -206,3 +206,40 @@ def test_a_worker_killed_during_a_fit_changes_nothing(
 def test_connect_refuses_a_malformed_local_cluster() -> None:
     with pytest.raises(InvalidInputError, match="local:N"), on_dask.connect("local:0"):
         pass
+
+
+def test_a_cluster_left_without_workers_stops_the_fit_with_one_error(
+        images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker gone mid-fit: Dask would wait for one forever (the app showed
+    "starting…", the CLI printed nothing); after NO_WORKERS_S the fit stops with a
+    ClusterError naming the scheduler and what to do."""
+    from distributed import Client, LocalCluster
+
+    from padim_core.errors import ClusterError
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(on_dask, "NO_WORKERS_S", 2.0)
+    marker = tmp_path / "worker.pid"
+    slow = [*images[:4], SlowOnce(images[4], marker), *images[5:]]
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                on_dask.fit(PadimModel(**dict(SMALL, d=20)), slow, client, shard_images=2)
+            except BaseException as err:   # noqa: BLE001 - checked by the main thread
+                outcome["error"] = err
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not marker.exists() and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), outcome.get("error")
+        cluster.scale(0)                                  # every worker leaves for good
+        thread.join(60)
+        assert not thread.is_alive(), "the fit still waits for a worker"
+    err = outcome.get("error")
+    assert isinstance(err, ClusterError), err
+    assert "no worker for 2 s, so the fit stopped" in str(err) and "dask worker" in str(err)
