@@ -33,7 +33,7 @@ SQL_NAME = "robert'); DROP TABLE users;--"
 def store(tmp_path: Path) -> Store:
     s = Store.open(tmp_path / "data")
     s.users.add("ann", PASSWORD, "admin")
-    s.users.add("otto", "op-pass", "operator")
+    s.users.add("otto", "op-passwd", "operator")
     yield s
     s.close()
 
@@ -59,17 +59,38 @@ def test_bad_sign_ins_are_refused_with_a_message(store: Store, name: str,
 
 
 def test_sql_looking_names_are_just_names(store: Store) -> None:
-    store.users.add(SQL_NAME, "pw", "operator")
-    assert store.users.authenticate(SQL_NAME, "pw").name == SQL_NAME
+    store.users.add(SQL_NAME, "password", "operator")
+    assert store.users.authenticate(SQL_NAME, "password").name == SQL_NAME
     assert {u.name for u in store.users.list()} == {"ann", "otto", SQL_NAME}
     with pytest.raises(InvalidInputError, match="already exists"):
-        store.users.add(SQL_NAME, "pw2", "admin")
+        store.users.add(SQL_NAME, "password2", "admin")
     with pytest.raises(InvalidInputError, match="role"):
-        store.users.add("eve", "pw", "root")
+        store.users.add("eve", "password", "root")
     with pytest.raises(InvalidInputError, match="password: is empty"):
         store.users.add("eve", "", "operator")
     with pytest.raises(InvalidInputError, match="at most 1024"):
         store.users.add("eve", "x" * 10_000, "operator")
+
+
+def test_new_passwords_have_at_least_eight_characters_old_ones_still_sign_in(
+        store: Store) -> None:
+    """A one-letter admin password was accepted; new accounts and new passwords need 8
+    characters. An account made before the minimum still signs in (only its hash is
+    checked), and sign-in never says how long a password must be."""
+    from argon2 import PasswordHasher
+
+    with pytest.raises(InvalidInputError, match="has 7 characters; at least 8 are needed"):
+        store.users.add("eve", "7 chars", "admin")
+    with pytest.raises(InvalidInputError, match="at least 8"):
+        store.users.set_password("otto", "short")
+    assert store.users.add("eve", "8 chars!", "operator").name == "eve"
+    with store._db.writing() as s:         # as an account from before the minimum
+        s.execute(text("UPDATE users SET password_hash = :h WHERE name = 'eve'"),
+                  {"h": PasswordHasher().hash("a")})
+    assert store.users.authenticate("eve", "a").name == "eve"
+    with pytest.raises(SignInError) as refused:
+        store.users.authenticate("eve", "b")
+    assert "at least" not in str(refused.value)
 
 
 def test_passwords_and_tokens_are_never_stored_as_themselves(store: Store,
@@ -90,7 +111,7 @@ def test_repeated_failures_lock_the_user_out_even_with_the_right_password(
     with pytest.raises(LockedOutError, match="too many failed sign-ins for this user.*"
                                              "Try again in about 15 minutes"):
         store.users.authenticate("ann", PASSWORD, "10.0.0.4")
-    assert store.users.authenticate("otto", "op-pass", "10.0.0.3").name == "otto"
+    assert store.users.authenticate("otto", "op-passwd", "10.0.0.3").name == "otto"
     store.users.clear_failures("ann")
     assert store.users.authenticate("ann", PASSWORD, "10.0.0.3").name == "ann"
 

@@ -28,13 +28,14 @@ def test_users_add_list_role_passwd_remove(tmp_path: Path, capsys: pytest.Captur
                            stdin="first password\n")
     assert code == 0 and "added ann (admin)" in out + err and "session secret" in out + err
     assert (data / "session-secret").exists()
-    assert padim(capsys, monkeypatch, data, "users", "add", "otto", stdin="op\n")[0] == 0
+    assert padim(capsys, monkeypatch, data, "users", "add", "otto", stdin="operator pw\n")[0] == 0
     code, out, err = padim(capsys, monkeypatch, data, "users", "list")
     assert code == 0 and "otto" in out + err and "operator" in out + err
     assert padim(capsys, monkeypatch, data, "users", "role", "otto", "engineer")[0] == 0
-    assert padim(capsys, monkeypatch, data, "users", "passwd", "otto", stdin="new\n")[0] == 0
+    assert padim(capsys, monkeypatch, data, "users", "passwd", "otto",
+                 stdin="new password\n")[0] == 0
     with Store.open(data) as store:
-        assert store.users.authenticate("otto", "new").role == "engineer"
+        assert store.users.authenticate("otto", "new password").role == "engineer"
         assert store.users.authenticate("ann", "first password").role == "admin"
     assert padim(capsys, monkeypatch, data, "users", "remove", "otto")[0] == 0
     code, _, err = padim(capsys, monkeypatch, data, "users", "remove", "ann")
@@ -44,8 +45,9 @@ def test_users_add_list_role_passwd_remove(tmp_path: Path, capsys: pytest.Captur
 @pytest.mark.parametrize(("name", "password", "problem"), [
     ("ann", "", "password: is empty"),
     ("ann", "p" * 10_000, "at most 1024"),
-    ("", "pw", "user name: is empty"),
-    ("a\tb", "pw", "control or invalid character"),
+    ("ann", "abc1234", "has 7 characters; at least 8 are needed"),
+    ("", "password", "user name: is empty"),
+    ("a\tb", "password", "control or invalid character"),
 ])
 def test_bad_accounts_are_one_line_and_exit_1(tmp_path: Path, name: str, password: str,
                                               problem: str,

@@ -32,6 +32,8 @@ ROLES = ("operator", "engineer", "admin")
 #: Longest password accepted, in characters (argon2 takes any length; this bounds the work
 #: one request can cause).
 MAX_PASSWORD_CHARS = 1024
+#: Shortest password a new account or a new password may have (sign-in checks only the hash).
+MIN_PASSWORD_CHARS = 8
 #: Failed sign-ins allowed in ``LOCKOUT_WINDOW`` per user name, and per client address.
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDRESS = 20
@@ -109,6 +111,16 @@ def check_password(password: object) -> str:
     return password
 
 
+def check_new_password(password: object) -> str:
+    """``check_password``, and at least ``MIN_PASSWORD_CHARS`` long: for a new account or a
+    new password (an account made before the minimum still signs in)."""
+    password = check_password(password)
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInputError("password", f"has {len(password)} characters; at least "
+                                            f"{MIN_PASSWORD_CHARS} are needed")
+    return password
+
+
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -137,7 +149,7 @@ class Users:
         """A new account; InvalidInputError when the name is taken or anything is unusable."""
         name = check_name(name, "user name")
         role_rank(role)
-        hashed = _HASHER.hash(check_password(password))
+        hashed = _HASHER.hash(check_new_password(password))
         try:
             with self._db.writing() as s:
                 row = UserRow(name=name, role=role, password_hash=hashed, created_at=utcnow())
@@ -169,7 +181,7 @@ class Users:
             return int(s.scalar(query) or 0)
 
     def set_password(self, name: str, password: str) -> User:
-        hashed = _HASHER.hash(check_password(password))
+        hashed = _HASHER.hash(check_new_password(password))
         with self._db.writing() as s:
             row = self._row(s, name)
             row.password_hash = hashed
@@ -316,5 +328,5 @@ class Users:
             return None if row is None else _token(row)
 
 
-__all__ = ["MAX_PASSWORD_CHARS", "ROLES", "ApiToken", "LockedOutError", "SignInError", "User",
-           "Users", "check_password", "role_rank"]
+__all__ = ["MAX_PASSWORD_CHARS", "MIN_PASSWORD_CHARS", "ROLES", "ApiToken", "LockedOutError",
+           "SignInError", "User", "Users", "check_new_password", "check_password", "role_rank"]
