@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from typing import Any
 
 from .access import ensure_secret, is_loopback, not_ready, secret_path
 from .errors import InvalidInputError
-from .store import ROLES, Store
+from .store import DATABASE_URL_ENV, ROLES, Store
+from .store.store import resolve_data_dir
 
 COMMANDS = ("users", "tokens", "access")
 
@@ -106,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "access" and is_loopback(args.host):
         _say(f"{args.host} is a loopback address: only this machine can connect; no sign-in.")
         return 0
+    if args.command == "access" and not _workspace_exists(args):
+        # A check must not make a workspace (run in the wrong folder, it left one there).
+        where = resolve_data_dir(getattr(args, "data_dir", None))
+        print(f"padim: error: refusing to serve on {args.host}. There is no workspace at "
+              f"{where}: make the first admin with: padim users add NAME --role admin "
+              f"--data-dir {where}", file=sys.stderr)
+        return 2
     with open_store(args) as store:
         handler = {("users", "add"): _users_add, ("users", "list"): _users_list,
                    ("users", "remove"): _users_remove, ("users", "passwd"): _users_passwd,
@@ -185,6 +194,12 @@ def _tokens_revoke(store: Store, args: argparse.Namespace) -> int:
     info = store.users.revoke_token(args.name)
     _say(f"revoked token {info.name!r}; requests with it now get 401")
     return 0
+
+
+def _workspace_exists(args: argparse.Namespace) -> bool:
+    """Whether the workspace is there: a database URL was given, or the data dir exists."""
+    return bool(os.environ.get(DATABASE_URL_ENV)) or \
+        resolve_data_dir(getattr(args, "data_dir", None)).is_dir()
 
 
 def _access_check(store: Store, args: argparse.Namespace) -> int:

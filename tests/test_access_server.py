@@ -87,6 +87,12 @@ def test_a_network_address_without_sign_in_set_up_refuses_to_start(tmp_path: Pat
                              text=True)
     assert refused.returncode == 2
     assert "refusing to serve on 0.0.0.0" in refused.stderr
+    assert "no workspace at" in refused.stderr and "padim users add" in refused.stderr
+    assert not (tmp_path / "ws").exists(), "the check made a workspace"
+    (tmp_path / "ws").mkdir()                               # a workspace without an admin
+    refused = subprocess.run(check, shell=True, cwd=ROOT, env=env, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2
     assert "no admin account" in refused.stderr and "padim users add" in refused.stderr
     added = subprocess.run([sys.executable, "-m", "padim_core", "users", "add", "ann",
                             "--role", "admin"], input="a good password\n", cwd=ROOT, env=env,
