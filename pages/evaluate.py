@@ -6,7 +6,17 @@ import json
 
 import streamlit as st
 
-from inspector_ui import feedback_panel, panels, plots, state, uploads, views, widgets, workspace
+from inspector_ui import (
+    access,
+    feedback_panel,
+    panels,
+    plots,
+    state,
+    uploads,
+    views,
+    widgets,
+    workspace,
+)
 
 widgets.page_start("Evaluate")
 workspace.sync_url(workspace.get_store())
@@ -18,10 +28,14 @@ st.markdown(
     "metrics) `ground_truth/<defect type>/<name>_mask.png`."
 )
 with st.container(border=True):
-    fit_first = st.checkbox("Train model A on the set's train/good images first",
-                            value=slot is None, key="eval_fit_first",
-                            help="Replaces model A. Without this, the current model A is "
-                                 "evaluated.")
+    may_train = access.allowed("engineer")
+    fit_first = may_train and st.checkbox(
+        "Train model A on the set's train/good images first", value=slot is None,
+        key="eval_fit_first", help="Replaces model A. Without this, the current model A is "
+                                   "evaluated.")
+    if not may_train:
+        st.caption("Training is for engineers and admins: the model A you opened is "
+                   "evaluated.")
     settings = None
     if fit_first:
         settings = panels.fit_settings("evalfit")
@@ -37,7 +51,8 @@ with st.container(border=True):
     can_run = fit_first or slot is not None
     train_with = settings if fit_first else None
     if (go_zip or go_demo) and not can_run:
-        st.error("There is no model A yet: train or load one, or tick the box above.")
+        st.error("There is no model A yet: train or load one, or tick the box above."
+                 if may_train else "There is no model A yet: open one from the library.")
     elif (go_zip or go_demo) and fit_first and settings is None:
         st.error("No backbone is available to train with.")
     elif go_zip and archive is not None:

@@ -219,3 +219,19 @@ def test_an_open_tab_is_signed_out_when_the_session_hours_are_over(
     sign_in("ann", at=at)                                   # and one can sign in again
     assert at.session_state["_access_user"][0] == "ann"
     assert not any("Your session ended" in i.value for i in at.info)
+
+
+def test_an_operator_evaluates_the_open_model_and_is_not_offered_training(demo: Path) -> None:
+    """Evaluate offered an operator "Train model A … first" (ticked), then refused it on the
+    click; now it is not offered and the opened model is evaluated."""
+    library_model(demo)
+    at = t.open_page(sign_in("otto"), "evaluate")
+    assert not any(c.key == "eval_fit_first" for c in at.checkbox)
+    at.button(key="eval_demo").click().run()
+    assert any("open one from the library" in e for e in t.errors(at))
+    at = t.open_page(at, "train")
+    at.button(key="trainA_lib_open").click().run()
+    at = t.open_page(at, "evaluate")
+    at.button(key="eval_demo").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert t.metric(at, "Image AUROC")
