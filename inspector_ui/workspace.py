@@ -38,6 +38,8 @@ from . import access, actions, state, views, widgets
 ERROR_ICON = ":material/error:"
 #: Most history rows one page shows (newest first); the CSV export has them all.
 MAX_ROWS = 1000
+#: Audit events shown on the Models page (admins); the CSV has all.
+AUDIT_ROWS = 200
 OPERATOR_KEY = "operator_name"
 
 
@@ -329,11 +331,12 @@ def _actor() -> str:
 
 
 def run_action(action: str, fn, *args, role: str) -> bool:  # type: ignore[no-untyped-def]
-    """Call a library change the session's user needs ``role`` for; an error (or a role too
-    low) becomes one message, the page goes on."""
+    """Call a library change the session's user needs ``role`` for, as that user (``by=``,
+    for the audit trail); an error (or a role too low) becomes one message, the page goes
+    on."""
     try:
         access.require_role(role)
-        fn(*args)
+        fn(*args, by=_actor())
     except PadimError as err:
         report(action, err)
         return False
@@ -364,6 +367,32 @@ def history_table(rows: list[Inspection]) -> pd.DataFrame:
 def history_csv(store: Store, chosen: Filters) -> bytes:
     buf = io.StringIO()
     store.history.export_csv(buf, chosen)
+    return buf.getvalue().encode("utf-8")
+
+
+def audit_panel(store: Store) -> None:
+    """Admins: the newest changes to shared state (who, what, on what, when) and the whole
+    audit trail as CSV (``padim audit`` on the command line)."""
+    if not access.allowed("admin"):
+        return
+    with st.expander("Audit trail: who changed models, thresholds, accounts and decisions"):
+        events = store.audit.find(limit=AUDIT_ROWS)
+        if not events:
+            st.caption("Nothing has been changed yet.")
+            return
+        st.dataframe(pd.DataFrame([{
+            "time": f"{e.at.astimezone():%Y-%m-%d %H:%M:%S}", "who": e.actor,
+            "action": e.action, "on": e.target, "details": e.details} for e in events]),
+            hide_index=True, width="stretch", key="audit_table")
+        st.caption(f"The newest {len(events)} event(s); the file has them all.")
+        st.download_button("Download the audit trail (.csv)", data=lambda: _audit_csv(store),
+                           file_name="padim-audit.csv", mime="text/csv", on_click="ignore",
+                           key="audit_csv")
+
+
+def _audit_csv(store: Store) -> bytes:
+    buf = io.StringIO()
+    store.audit.export_csv(buf)
     return buf.getvalue().encode("utf-8")
 
 
@@ -428,7 +457,8 @@ def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
     return True
 
 
-__all__ = ["DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "decide", "decision_panel",
+__all__ = ["AUDIT_ROWS", "DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "audit_panel",
+           "decide", "decision_panel",
            "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
            "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
            "operator_input", "record_inspection", "record_prediction", "report", "run_action",

@@ -19,6 +19,7 @@ from .access import ensure_secret, is_loopback, not_ready, secret_path
 from .errors import InvalidInputError
 from .store import DATABASE_URL_ENV, ROLES, Store
 from .store.store import resolve_data_dir
+from .store_commands import cli_user
 
 COMMANDS = ("users", "tokens", "access")
 
@@ -63,7 +64,8 @@ def add_parsers(sub: Any) -> None:
     actions = tokens.add_subparsers(dest="action", metavar="ACTION")
     p = actions.add_parser("add", help="make a token (printed once; only its hash is kept)")
     p.add_argument("name", metavar="NAME", help="what the token is for, e.g. 'line 3 PLC'")
-    p.add_argument("--by", default="", metavar="USER", help="who made it (kept with it)")
+    p.add_argument("--by", default="", metavar="USER",
+                   help="who made it (kept with it; default: your login name, marked (cli))")
     add_data_dir(p)
     p = actions.add_parser("list", help="every token: name, prefix, made when/by, revoked")
     add_data_dir(p)
@@ -129,10 +131,10 @@ def _users_add(store: Store, args: argparse.Namespace) -> int:
         # A random password nobody is told: the account exists for its role, and the
         # password form can never open it.
         user = store.users.add(args.name.strip().lower() if "@" in args.name else args.name,
-                               secrets.token_urlsafe(48), args.role)
+                               secrets.token_urlsafe(48), args.role, by=cli_user())
         _say(f"added {user.name} ({user.role}), single sign-on only")
     else:
-        user = store.users.add(args.name, read_password(), args.role)
+        user = store.users.add(args.name, read_password(), args.role, by=cli_user())
         _say(f"added {user.name} ({user.role})")
     if ensure_secret(store):
         _say(f"made the session secret {secret_path(store)} (keep it private)")
@@ -152,26 +154,26 @@ def _users_list(store: Store, args: argparse.Namespace) -> int:
 
 
 def _users_remove(store: Store, args: argparse.Namespace) -> int:
-    store.users.remove(args.name)
+    store.users.remove(args.name, by=cli_user())
     _say(f"removed {args.name.strip()}; what they did keeps their name")
     return 0
 
 
 def _users_passwd(store: Store, args: argparse.Namespace) -> int:
-    user = store.users.set_password(args.name, read_password("New password"))
+    user = store.users.set_password(args.name, read_password("New password"), by=cli_user())
     store.users.clear_failures(user.name)
     _say(f"new password set for {user.name}; their other sessions have ended")
     return 0
 
 
 def _users_role(store: Store, args: argparse.Namespace) -> int:
-    user = store.users.set_role(args.name, args.role)
+    user = store.users.set_role(args.name, args.role, by=cli_user())
     _say(f"{user.name} is now {user.role}")
     return 0
 
 
 def _tokens_add(store: Store, args: argparse.Namespace) -> int:
-    token, info = store.users.add_token(args.name, args.by)
+    token, info = store.users.add_token(args.name, args.by or cli_user())
     _say(f"token {info.name!r} (shown only now; send it as 'Authorization: Bearer TOKEN'):")
     print(token)
     return 0
@@ -191,7 +193,7 @@ def _tokens_list(store: Store, args: argparse.Namespace) -> int:
 
 
 def _tokens_revoke(store: Store, args: argparse.Namespace) -> int:
-    info = store.users.revoke_token(args.name)
+    info = store.users.revoke_token(args.name, by=cli_user())
     _say(f"revoked token {info.name!r}; requests with it now get 401")
     return 0
 

@@ -1,6 +1,6 @@
 """The workspace commands of ``padim``: ``models list|show|export|import|delete``, ``history
-export``, and the library side of ``fit --save-as``, ``update [NAME@V] --save-as`` and
-``predict --model NAME --record``.
+export``, ``audit list|export``, and the library side of ``fit --save-as``, ``update [NAME@V]
+--save-as`` and ``predict --model NAME --record``.
 
 ``cli.py`` registers these parsers and dispatches here. Every command takes ``--data-dir``
 (default ``PADIM_DATA_DIR``, else ``./inspector-data``) and honours ``PADIM_DATABASE_URL``.
@@ -36,7 +36,7 @@ from .store import (
 if TYPE_CHECKING:
     from .model import PadimModel
 
-COMMANDS = ("models", "history")
+COMMANDS = ("models", "history", "audit")
 
 
 # --------------------------------------------------------------------------- parsers
@@ -106,6 +106,27 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--model", metavar="NAME", help="only rows of this model")
     add_data_dir(p)
 
+    audit = sub.add_parser("audit", help="the audit trail: who changed models, thresholds, "
+                                         "accounts, tokens, decisions",
+                           description="Every change to the workspace's shared state, who "
+                                       "made it and when (docs/access.md).")
+    audit.set_defaults(progress=False)
+    actions = audit.add_subparsers(dest="action", metavar="ACTION")
+    since_help = ("only events from then on (2026-12-01 or 2026-12-01T08:00; local time "
+                  "unless an offset is given)")
+    p = actions.add_parser("list", help="the newest events, one per line")
+    p.add_argument("--since", metavar="DATE", help=since_help)
+    p.add_argument("--action", dest="kind", metavar="ACTION",
+                   help="one kind (model.delete, user.role, decision, …) or family (model, "
+                        "user, token)")
+    p.add_argument("--actor", metavar="NAME", help="only what this user did")
+    p.add_argument("--last", type=int, default=50, metavar="N", help="at most N (default 50)")
+    add_data_dir(p)
+    p = actions.add_parser("export", help="write every event as CSV (oldest first)")
+    p.add_argument("--csv", required=True, metavar="FILE")
+    p.add_argument("--since", metavar="DATE", help=since_help)
+    add_data_dir(p)
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -151,12 +172,14 @@ def _version_line(v: ModelVersion) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``padim models ...`` / ``padim history ...``; returns the exit code."""
+    """``padim models ...`` / ``history ...`` / ``audit ...``; returns the exit code."""
     if args.action is None:
         raise _usage(f"{args.command}: give an action (see 'padim {args.command} --help')")
     with open_store(args) as store:
         if args.command == "history":
             return _history_export(store, args)
+        if args.command == "audit":
+            return (_audit_list if args.action == "list" else _audit_export)(store, args)
         return {"list": _models_list, "show": _models_show, "export": _models_export,
                 "import": _models_import, "delete": _models_delete}[args.action](store, args)
 
@@ -231,7 +254,7 @@ def _models_delete(store: Store, args: argparse.Namespace) -> int:
         entry_name, number = args.ref, None
     except Exception:  # noqa: BLE001 - a name with '@' in it is tried first, as in resolve
         pass
-    n = store.library.delete(entry_name, number)
+    n = store.library.delete(entry_name, number, by=cli_user())
     what = f"{entry_name}@{number}" if number is not None else f"{entry_name} ({n} version(s))"
     _say(f"deleted {what}; its history rows are kept")
     return 0
@@ -252,6 +275,30 @@ def _history_export(store: Store, args: argparse.Namespace) -> int:
     out = _output_file(args.csv)
     n = store.history.export_csv(out, Filters(since=since, model_name=args.model))
     _say(f"{n} history row(s) written to {out}")
+    return 0
+
+
+def _audit_list(store: Store, args: argparse.Namespace) -> int:
+    if args.last < 1:
+        raise _usage(f"--last: must be at least 1, got {args.last}")
+    since = parse_since(args.since) if args.since else None
+    events = store.audit.find(since, args.kind, args.actor, limit=args.last)
+    if not events:
+        _say(f"no audit events in {store.data_dir} ({store.url})")
+        return 0
+    for e in reversed(events):
+        _say(f"{e.at.astimezone():%Y-%m-%d %H:%M:%S}  {e.actor:<20} {e.action:<16} "
+             f"{e.target}: {e.details}")
+    return 0
+
+
+def _audit_export(store: Store, args: argparse.Namespace) -> int:
+    from .cli import _output_file
+
+    since = parse_since(args.since) if args.since else None
+    out = _output_file(args.csv)
+    n = store.audit.export_csv(out, since)
+    _say(f"{n} audit event(s) written to {out}")
     return 0
 
 

@@ -49,6 +49,7 @@ if access.allowed("engineer"):   # adding versions is for engineers and admins
 
 if not entries:
     st.info("The library is empty. Train a model and save it here, or add a model file.")
+    workspace.audit_panel(store)
     st.stop()
 
 st.dataframe(workspace.versions_table(entries), hide_index=True, width="stretch")
@@ -119,3 +120,5 @@ with st.container(border=True):
                                          role="admin")):
             state.flash("success", f"Deleted {version.ref}; its history rows are kept.")
             st.rerun()
+
+workspace.audit_panel(store)

@@ -177,6 +177,8 @@ def test_an_engineer_trains_and_an_admin_deletes() -> None:
         assert v.created_by == "erin"
     models = t.open_page(at, "models")
     assert has_button(models, "models_save_thr") and not has_button(models, "models_delete")
+    models.button(key="models_save_thr").click().run()
+    assert not any("who" in d.value.columns for d in models.dataframe)   # admins only
 
     at = t.open_page(sign_in("ann"), "models")
     at.checkbox(key="models_delete_sure").check().run()
@@ -184,6 +186,12 @@ def test_an_engineer_trains_and_an_admin_deletes() -> None:
     assert not t.exceptions(at) and not t.errors(at)
     with workspace() as store:
         assert store.library.models() == []
+        assert [(e.actor, e.action, e.target) for e in reversed(store.audit.find())][-3:] == [
+            ("erin", "model.add", "demo@1"), ("erin", "model.thresholds", "demo@1"),
+            ("ann", "model.delete", "demo@1")]
+    table = next(d.value for d in at.dataframe if "who" in d.value.columns)   # admin's view
+    assert list(table["who"])[:3] == ["ann", "erin", "erin"]
+    assert list(table["action"])[:3] == ["model.delete", "model.thresholds", "model.add"]
 
 
 def test_sign_out_shows_the_form_again_and_a_removed_user_is_signed_out() -> None:

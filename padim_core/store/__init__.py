@@ -7,6 +7,7 @@
         store.history.record([NewInspection(...)])
 """
 
+from .audit import ACTIONS, Audit, AuditEvent
 from .blobs import DAMAGED, MISSING, OK
 from .errors import BlobUnavailableError, NotFoundError, SchemaTooNewError, StoreError
 from .history import DECISIONS, VERDICTS, Filters, History, Inspection, NewInspection, new_batch
@@ -22,7 +23,8 @@ from .store import DATA_DIR_ENV, DATABASE_URL_ENV, THUMBNAIL_CAP_ENV, Store
 from .users import ROLES, ApiToken, LockedOutError, SignInError, User, Users
 
 __all__ = [
-    "DAMAGED", "DATABASE_URL_ENV", "DATA_DIR_ENV", "DECISIONS", "MISSING", "OK",
+    "ACTIONS", "Audit", "AuditEvent", "DAMAGED", "DATABASE_URL_ENV", "DATA_DIR_ENV",
+    "DECISIONS", "MISSING", "OK",
     "ROLES", "THUMBNAIL_CAP_ENV", "VERDICTS", "ApiToken", "BlobUnavailableError", "Filters",
     "History", "Inspection", "Library", "LockedOutError", "ModelEntry", "ModelVersion",
     "NewInspection", "NotFoundError", "SchemaTooNewError", "SignInError", "Store", "StoreError",

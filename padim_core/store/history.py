@@ -228,13 +228,24 @@ class History:
 
     def decide(self, inspection_id: int, decision: str | None, comment: str = "",
                operator: str = "") -> Inspection:
-        """Set (or with None clear) the operator's decision on a row."""
+        """Set (or with None clear) the operator's decision on a row; the audit trail keeps
+        what it replaced (a row holds only the latest decision)."""
+        from .audit import log
+
         if decision is not None:
             _check_decision(decision)
         with self._db.writing() as s:
             row = s.get(InspectionRow, inspection_id)
             if row is None:
                 raise NotFoundError(f"inspection {inspection_id}", "no such history row")
+            was = "none" if row.decision is None else \
+                f"{DECISIONS.get(row.decision, row.decision)} by {row.decided_by or '?'}"
+            log(s, operator, "decision",
+                f"inspection {row.id} ({row.file_name}, {row.model_name}"
+                + ("" if row.model_version is None else f"@{row.model_version}") + ")",
+                ("cleared" if decision is None else DECISIONS.get(decision, decision))
+                + (f": {comment}" if decision is not None and comment else "")
+                + f" (was {was})")
             row.decision = decision
             row.comment = str(comment) if decision is not None else ""
             row.decided_by = str(operator) if decision is not None else ""

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import InvalidInputError
+from .audit import log
 from .blobs import OK, BlobStore, FileContent
 from .database import Database
 from .errors import BlobUnavailableError, NotFoundError, StoreError
@@ -278,6 +279,8 @@ class Library:
                         row.created_by = str(created_by)[:200]
                         s.add(row)
                         s.flush()
+                        log(s, created_by, "model.add", f"{name}@{row.version}",
+                            f"{source}, sha256 {sha[:12]}" + (f"; note: {note}" if note else ""))
                         return self._version(row, model, status=OK)
                 except IntegrityError:
                     # Another server on the same database added the name or the number.
@@ -287,8 +290,9 @@ class Library:
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ changing
-    def rename(self, name: str, new_name: str) -> ModelEntry:
-        """Rename a model; history rows of its versions follow. Refused if taken."""
+    def rename(self, name: str, new_name: str, *, by: str = "") -> ModelEntry:
+        """Rename a model; history rows of its versions follow. Refused if taken. ``by``:
+        who, for the audit trail (as in every method that changes the library)."""
         name, new_name = check_name(name), check_name(new_name, "new model name")
         try:
             with self._db.writing() as s:
@@ -301,11 +305,12 @@ class Library:
                           .where(InspectionRow.version_id.in_(
                               select(VersionRow.id).where(VersionRow.model_id == model.id)))
                           .values(model_name=new_name))
+                log(s, by, "model.rename", name, f"renamed to {new_name}")
         except IntegrityError:
             raise InvalidInputError(new_name, "a model of that name already exists") from None
         return self.get(new_name)
 
-    def set_default(self, name: str, version: int | None) -> ModelEntry:
+    def set_default(self, name: str, version: int | None, *, by: str = "") -> ModelEntry:
         """Make ``version`` the one used when none is named (None: the newest)."""
         name = check_name(name)
         with self._db.writing() as s:
@@ -314,11 +319,15 @@ class Library:
                     select(VersionRow.id).where(VersionRow.model_id == model.id,
                                                 VersionRow.version == version)) is None:
                 raise NotFoundError(f"{name}@{version}", "no such version")
+            before = model.default_version
             model.default_version = version
+            log(s, by, "model.default", name,
+                f"default {'none (the newest)' if version is None else f'@{version}'}, was "
+                f"{'none (the newest)' if before is None else f'@{before}'}")
         return self.get(name)
 
     def set_thresholds(self, version: ModelVersion, image_threshold: float | None,
-                       pixel_threshold: float | None) -> ModelVersion:
+                       pixel_threshold: float | None, *, by: str = "") -> ModelVersion:
         """Save operating thresholds (e.g. from the sliders) on a version; None clears one
         (the calibrated threshold applies again)."""
         values = {}
@@ -331,19 +340,25 @@ class Library:
             row = s.get(VersionRow, version.id)
             if row is None:
                 raise NotFoundError(version.ref, "no such version (deleted?)")
+            before = (row.operating_image_threshold, row.operating_pixel_threshold)
             row.operating_image_threshold = values["image threshold"]
             row.operating_pixel_threshold = values["pixel threshold"]
+            log(s, by, "model.thresholds", version.ref,
+                f"image {_threshold_words(values['image threshold'])}, pixel "
+                f"{_threshold_words(values['pixel threshold'])} (was image "
+                f"{_threshold_words(before[0])}, pixel {_threshold_words(before[1])})")
         return self.version(version.name, version.version, verify=False)
 
-    def set_note(self, version: ModelVersion, note: str) -> ModelVersion:
+    def set_note(self, version: ModelVersion, note: str, *, by: str = "") -> ModelVersion:
         with self._db.writing() as s:
             row = s.get(VersionRow, version.id)
             if row is None:
                 raise NotFoundError(version.ref, "no such version (deleted?)")
             row.note = str(note)
+            log(s, by, "model.note", version.ref, str(note))
         return self.version(version.name, version.version, verify=False)
 
-    def delete(self, name: str, version: int | None = None) -> int:
+    def delete(self, name: str, version: int | None = None, *, by: str = "") -> int:
         """Delete one version, or the whole model when ``version`` is None; returns how many
         versions went. History rows keep their model name and number. A file no other
         version uses is removed from the data dir."""
@@ -362,6 +377,9 @@ class Library:
                         s.delete(v)
                     if model.default_version == version:
                         model.default_version = None
+                log(s, by, "model.delete", name if version is None else f"{name}@{version}",
+                    f"{len(rows)} version(s) deleted: "
+                    + ", ".join(f"@{v.version} (sha256 {v.sha256[:12]})" for v in rows))
                 s.flush()
                 used = set(s.scalars(select(VersionRow.sha256)
                                      .where(VersionRow.sha256.in_(shas))).all())
@@ -420,3 +438,7 @@ def _version_row(model: ModelRow, number: int, sha: str, size: int, source: str,
         image_threshold=float(card["image_threshold"]),
         pixel_threshold=float(card["pixel_threshold"]),
         created_at=utcnow(), note=note, card_json=json.dumps(card, default=str))
+
+
+def _threshold_words(value: float | None) -> str:
+    return "calibrated" if value is None else f"{value:.6g}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from filelock import Timeout
 
 from ..errors import InvalidInputError
+from .audit import Audit
 from .blobs import BlobStore, describe_os_error
 from .database import Database, head_revision, make_engine, safe_url, upgrade
 from .errors import StoreError
@@ -62,8 +63,8 @@ def _thumbnail_cap(cap_bytes: int | None) -> int:
 
 class Store:
     """The workspace: ``library`` (models, versions, files), ``history`` (inspections,
-    decisions, thumbnails) and ``users`` (accounts, roles, API tokens). Thread-safe; open
-    one per process and share it."""
+    decisions, thumbnails), ``users`` (accounts, roles, API tokens) and ``audit`` (who
+    changed what). Thread-safe; open one per process and share it."""
 
     def __init__(self, data_dir: Path, db: Database, thumbnail_cap_bytes: int) -> None:
         self.data_dir = data_dir
@@ -72,6 +73,7 @@ class Store:
         self.library = Library(db, self.blobs)
         self.history = History(db, thumbnail_cap_bytes)
         self.users = Users(db)
+        self.audit = Audit(db)
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike | None = None, url: str | None = None, *,

@@ -5,7 +5,8 @@ History rows copy the model's name and version number, so they stay readable aft
 version is deleted (``version_id`` then becomes NULL). Who did what is kept as the user's
 name, copied (``created_by``, ``operator``, ``decided_by``), so it stays readable after the
 account is removed. Accounts, API tokens and failed sign-ins (for lock-out) live in ``users``,
-``api_tokens`` and ``sign_in_failures`` (revision 0003, see ``users.py``).
+``api_tokens`` and ``sign_in_failures`` (revision 0003, see ``users.py``); every change to
+models, accounts, tokens and decisions in ``audit_events`` (revision 0005, ``audit.py``).
 """
 
 from __future__ import annotations
@@ -211,5 +212,19 @@ class SignInFailureRow(Base):
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
-__all__ = ["ApiTokenRow", "Base", "InspectionRow", "ModelRow", "SignInFailureRow",
+class AuditRow(Base):
+    """One change to shared state: who (a name, copied), what (``audit.ACTIONS``), on what,
+    and the details in words. Written in the same transaction as the change itself."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), default="")
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str] = mapped_column(Text, default="")
+
+
+__all__ = ["ApiTokenRow", "AuditRow", "Base", "InspectionRow", "ModelRow", "SignInFailureRow",
            "ThumbnailRow", "UserRow", "VersionRow"]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInputError, PadimError
+from .audit import log
 from .database import Database
 from .errors import NotFoundError
 from .library import check_name
@@ -145,8 +146,9 @@ class Users:
         self._db = db
 
     # ------------------------------------------------------------------ accounts
-    def add(self, name: str, password: str, role: str) -> User:
-        """A new account; InvalidInputError when the name is taken or anything is unusable."""
+    def add(self, name: str, password: str, role: str, *, by: str = "") -> User:
+        """A new account; InvalidInputError when the name is taken or anything is unusable.
+        ``by``: who, for the audit trail (as in every method that changes accounts)."""
         name = check_name(name, "user name")
         role_rank(role)
         hashed = _HASHER.hash(check_new_password(password))
@@ -155,6 +157,7 @@ class Users:
                 row = UserRow(name=name, role=role, password_hash=hashed, created_at=utcnow())
                 s.add(row)
                 s.flush()
+                log(s, by, "user.add", name, f"role {role}")
                 return _user(row)
         except IntegrityError:
             raise InvalidInputError(name, "a user of that name already exists") from None
@@ -180,28 +183,31 @@ class Users:
         with self._db.reading() as s:
             return int(s.scalar(query) or 0)
 
-    def set_password(self, name: str, password: str) -> User:
+    def set_password(self, name: str, password: str, *, by: str = "") -> User:
         hashed = _HASHER.hash(check_new_password(password))
         with self._db.writing() as s:
             row = self._row(s, name)
             row.password_hash = hashed
+            log(s, by, "user.password", row.name, "new password (its sessions end)")
             return _user(row)
 
-    def set_role(self, name: str, role: str) -> User:
+    def set_role(self, name: str, role: str, *, by: str = "") -> User:
         role_rank(role)
         with self._db.writing() as s:
             row = self._row(s, name)
             if row.role == "admin" and role != "admin":
                 self._keep_an_admin(s, row.name)
+            log(s, by, "user.role", row.name, f"role {role}, was {row.role}")
             row.role = role
             return _user(row)
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, *, by: str = "") -> None:
         """Remove an account (never the last admin); its name stays on what it did."""
         with self._db.writing() as s:
             row = self._row(s, name)
             if row.role == "admin":
                 self._keep_an_admin(s, row.name)
+            log(s, by, "user.remove", row.name, f"role was {row.role}")
             s.delete(row)
 
     @staticmethod
@@ -294,6 +300,7 @@ class Users:
                                   created_by=str(created_by)[:200], created_at=utcnow())
                 s.add(row)
                 s.flush()
+                log(s, created_by, "token.add", name, f"prefix {row.prefix}")
                 return token, _token(row)
         except IntegrityError:
             raise InvalidInputError(name, "a token of that name already exists") from None
@@ -302,7 +309,7 @@ class Users:
         with self._db.reading() as s:
             return [_token(r) for r in s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.name))]
 
-    def revoke_token(self, name: str) -> ApiToken:
+    def revoke_token(self, name: str, *, by: str = "") -> ApiToken:
         name = check_name(name, "token name")
         with self._db.writing() as s:
             row = s.scalar(select(ApiTokenRow).where(ApiTokenRow.name == name))
@@ -310,6 +317,7 @@ class Users:
                 raise NotFoundError(name, "no token of that name")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+                log(s, by, "token.revoke", name, f"prefix {row.prefix}")
             return _token(row)
 
     def active_tokens(self) -> int:
