@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from padim_core.config import DEFAULTS, default_crop
+from padim_core.config import PadimConfig
 from padim_core.errors import PadimError
 from padim_core.store import (
     DECISIONS,
@@ -150,9 +150,10 @@ def ensure_demo_model(store: Store) -> None:
         with st.spinner("First start: training the demo model (once, about 20 s)…"):
             try:
                 batch = actions.load_demo("train")
+                cfg = PadimConfig()        # the defaults, as the Train page starts with them
                 actions.fit_into_slot("A", batch, actions.FitSettings(
-                    DEFAULTS.backbone, DEFAULTS.d, DEFAULTS.image_size,
-                    default_crop(DEFAULTS.image_size)))
+                    cfg.backbone, int(cfg.d), cfg.image_size, int(cfg.crop), cfg.resize,
+                    cfg.sigma, cfg.score_top_percent, cfg.upsample))
             except PadimError as err:
                 st.warning(f"The demo model was not trained: {err}")
                 return

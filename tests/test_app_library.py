@@ -186,6 +186,12 @@ def test_first_start_trains_the_demo_model_into_an_empty_library_once(
     assert not t.exceptions(at) and not t.errors(at)
     assert t.slot(at).library_ref == ("demo", 1)
     assert any("demo model was trained and saved as demo@1" in i.value for i in at.info)
+    from padim_core.config import PadimConfig
+
+    fields = ("backbone", "d", "image_size", "crop", "resize", "upsample", "sigma",
+              "score_top_percent")
+    got, default = t.slot(at).model.config, PadimConfig()      # the documented default
+    assert {f: getattr(got, f) for f in fields} == {f: getattr(default, f) for f in fields}
     other = t.open_page(t.new_app(), "train")                       # not trained again
     assert not t.exceptions(other) and t.slot(other) is None
     with workspace() as store:
