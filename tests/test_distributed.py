@@ -162,6 +162,29 @@ class SlowOnce(os.PathLike):
         return str(self.path)
 
 
+def fit_until_a_worker_hangs(config: dict[str, Any], images: list[Any], client: Any,
+                             marker: Path, **kwargs: Any,
+                             ) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``on_dask.fit`` in a thread and wait until a worker hangs in ``SlowOnce`` (it
+    wrote ``marker``); the thread, and what it leaves: ``model`` or ``error``."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["model"] = on_dask.fit(PadimModel(**config), images, client,
+                                           shard_images=2, **kwargs)
+        except BaseException as err:   # noqa: BLE001 - checked by the main thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not marker.exists() and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), outcome.get("error")
+    return thread, outcome
+
+
 def test_a_worker_killed_during_a_fit_changes_nothing(
         client: Any, images: list[Path], tmp_path: Path, sums: list) -> None:
     """The shard of the killed worker is recomputed elsewhere; the model is bit for bit the
@@ -173,21 +196,7 @@ def test_a_worker_killed_during_a_fit_changes_nothing(
                               shard_images=2)
     marker = tmp_path / "worker.pid"
     slow = [*images[:4], SlowOnce(images[4], marker), *images[5:]]
-    fitted: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            fitted["model"] = on_dask.fit(PadimModel(**config), slow, client, names=names,
-                                          shard_images=2)
-        except BaseException as err:   # noqa: BLE001 - reported by the main thread
-            fitted["error"] = err
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not marker.exists() and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), fitted.get("error")
+    thread, fitted = fit_until_a_worker_hangs(config, slow, client, marker, names=names)
     time.sleep(0.2)   # the pid is written before the hang starts
     os.kill(int(marker.read_text()), signal.SIGKILL)
     thread.join(180)
@@ -223,20 +232,7 @@ def test_a_cluster_left_without_workers_stops_the_fit_with_one_error(
     slow = [*images[:4], SlowOnce(images[4], marker), *images[5:]]
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                on_dask.fit(PadimModel(**dict(SMALL, d=20)), slow, client, shard_images=2)
-            except BaseException as err:   # noqa: BLE001 - checked by the main thread
-                outcome["error"] = err
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        deadline = time.monotonic() + 120
-        while not marker.exists() and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert marker.exists(), outcome.get("error")
+        thread, outcome = fit_until_a_worker_hangs(dict(SMALL, d=20), slow, client, marker)
         cluster.scale(0)                                  # every worker leaves for good
         thread.join(60)
         assert not thread.is_alive(), "the fit still waits for a worker"

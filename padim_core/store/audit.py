@@ -15,14 +15,13 @@ import csv
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInputError
-from ..tables import spreadsheet_safe
+from ..tables import spreadsheet_safe, write_text_file
 from .database import Database
 from .history import as_utc
 from .tables import AuditRow, utcnow
@@ -95,15 +94,7 @@ class Audit:
         """Write the rows (oldest first) as CSV; returns how many. Text that a spreadsheet
         would run as a formula gets a leading ``'``. A path is written atomically."""
         if isinstance(target, str | os.PathLike):
-            path = Path(target)
-            tmp = path.with_name(path.name + ".part")
-            try:
-                with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                    n = self.export_csv(fh, since)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return n
+            return write_text_file(target, lambda fh: self.export_csv(fh, since))
         rows = list(reversed(self.find(since)))
         writer = csv.writer(target)
         writer.writerow(CSV_COLUMNS)

@@ -16,14 +16,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 from sqlalchemy import Select, delete, func, select
 
 from ..errors import InvalidInputError
-from ..tables import spreadsheet_safe
+from ..tables import spreadsheet_safe, write_text_file
 from ..thresholds import is_ng
 from .database import Database
 from .errors import NotFoundError
@@ -314,15 +313,7 @@ class History:
         """Write matching rows, oldest first, as CSV (text cells spreadsheet-safe); returns
         the row count. A path is written atomically (temp file, then rename)."""
         if isinstance(target, str | os.PathLike):
-            path = Path(target)
-            tmp = path.with_name(path.name + ".part")
-            try:
-                with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                    n = self.export_csv(fh, filters)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return n
+            return write_text_file(target, lambda fh: self.export_csv(fh, filters))
         writer = csv.writer(target)
         writer.writerow(CSV_COLUMNS)
         n, batch, last_id = 0, 1000, 0
