@@ -192,6 +192,11 @@ def cached_prediction(token: str, name: str) -> Prediction | None:
     return hit
 
 
+def predictions_of(token: str) -> list[Prediction]:
+    """The single-image predictions kept for the model ``token`` (Compare's)."""
+    return [p for (t, _), p in _cache().items() if t == token]
+
+
 def remember_prediction(token: str, prediction: Prediction) -> None:
     """Keep a prediction (least recently used ones are dropped past a few dozen)."""
     cache = _cache()

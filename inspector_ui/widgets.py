@@ -149,12 +149,22 @@ def bound(factory: Callable[..., Any], label: str, *, key: str, value: Any,
 
 
 def _threshold_ranges(slot: state.ModelSlot) -> tuple[float, float]:
-    """Slider ends for ``slot``, widened by the session's last batch when that model scored
-    it."""
+    """Slider ends for ``slot``, widened by what that model scored in this session: the last
+    batch, and single images (Compare), so every score shown can be put under the threshold."""
+    scores: list[float] = []
+    pixel_max: list[float] = []
     insp = state.get_inspection()
     if insp is not None and insp.model_token == slot.token and len(insp.result.names):
-        return views.threshold_ranges(slot.model, insp.result.scores, insp.scale[1])
-    return views.threshold_ranges(slot.model)
+        scores += [float(s) for s in insp.result.scores]
+        pixel_max.append(float(insp.scale[1]))
+    for p in state.predictions_of(slot.token):
+        scores.append(float(p.score))
+        pixel_max.append(float(np.nanmax(p.amap)) if np.isfinite(p.amap).any() else 0.0)
+    finite = [s for s in scores if np.isfinite(s)]
+    if not finite:
+        return views.threshold_ranges(slot.model)
+    return views.threshold_ranges(slot.model, np.asarray(finite),
+                                  max(pixel_max) if pixel_max else None)
 
 
 def threshold_controls(slot_key: str, *, prefix: str,

@@ -71,6 +71,16 @@ def test_one_image_two_models(demo: Path, predict_calls: list[int]) -> None:
     headers = " ".join(m.value for m in at.markdown)
     assert "Model A" in headers and "Model B" in headers and "d=16" in headers
     assert any("multiples of each model's pixel threshold" in c.value for c in at.caption)
+    hole = next(n for n, _, _ in t.inspect_uploads(demo) if n.startswith("hole_"))
+    at.file_uploader(key="compare_files").set_value(
+        [u for u in t.inspect_uploads(demo) if u[0] == hole]).run()
+    at.button(key="compare_add").click().run()
+    at.selectbox(key="compare_image").set_value(hole).run()
+    b_score = scores_shown(at)[1]
+    at.run()
+    # B's slider reaches past every score B gave, so each one can be put under it (it
+    # stopped at 2x B's threshold, below a defect's score)
+    assert at.slider(key="cmpB_image_thr").max >= 1.25 * b_score > 0
     calls = len(predict_calls)
     at.slider(key="cmpB_image_thr").set_value(b.model.image_threshold_ * 1.5).run()
     at.slider(key="cmp_alpha").set_value(0.9).run()
