@@ -247,7 +247,11 @@ def fit(model: PadimModel, images: Sequence[Any], client: Client,
     remote.region = model.region
     remote.use_extractor(model.extractor)
     remote.fit(images, progress=progress, names=names)
-    model.state_ = remote.state_
+    threads = client.nthreads()
+    where = getattr(client.scheduler, "address", None) or "a Dask cluster"
+    # The card says where the features were computed, not the client that only finished.
+    model.state_ = replace(remote.state_, device=(
+        f"Dask: {len(threads)} worker(s), {sum(threads.values())} thread(s), {where}"))
     model._placement = None
     return model
 

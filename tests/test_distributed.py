@@ -105,6 +105,8 @@ def test_two_worker_fit_equals_the_single_process_fit(
     local = PadimModel(**config).fit(images)
     remote = on_dask.fit(PadimModel(**config), images, client, shard_images=2, packed=packed)
     _assert_same_fit(local, remote, sums)
+    assert remote.card()["device"] == (                             # where it ran
+        f"Dask: 2 worker(s), 2 thread(s), {client.scheduler.address}")
 
 
 def test_cluster_predict_writes_the_same_results_as_a_local_one(

@@ -588,3 +588,15 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
         Store.open(tmp_path, "postgresql+psycopg://u:secret@127.0.0.1:1/x")
     with pytest.raises(StoreError, match="database URL"):
         Store.open(tmp_path, "not a url")
+
+
+def test_a_long_device_description_is_cut_to_its_column(store: Store, model: PadimModel) -> None:
+    """A cluster fit's card names its scheduler; a long host name must not make PostgreSQL
+    refuse the version (the column holds 64 characters; SQLite never checked)."""
+    from dataclasses import replace
+
+    other = PadimModel.from_bytes(model.to_bytes(), device="cpu")
+    other.state_ = replace(other.state_, device="Dask: 9 worker(s), 99 thread(s), "
+                                                "tcp://inspection-cluster.plant-3.example.com:8786")
+    v = store.library.save(other, "plates")
+    assert v.device == other.card()["device"][:64] and len(v.device) == 64

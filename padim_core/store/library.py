@@ -434,7 +434,7 @@ def _version_row(model: ModelRow, number: int, sha: str, size: int, source: str,
         image_size=int(card.get("image_size", 0)), crop=int(card.get("crop", 0)),
         n_train_images=int(card.get("n_train_images", 0)),
         training_fingerprint=fingerprint, fit_seconds=float(card.get("fit_seconds", 0.0)),
-        device=str(card.get("device", "")),
+        device=str(card.get("device", ""))[:64],
         image_threshold=float(card["image_threshold"]),
         pixel_threshold=float(card["pixel_threshold"]),
         created_at=utcnow(), note=note, card_json=json.dumps(card, default=str))
