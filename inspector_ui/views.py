@@ -202,14 +202,15 @@ def verdict_labels(ng: np.ndarray) -> list[str]:
 
 def results_table(names: Sequence[str], scores: np.ndarray, threshold: float,
                   ng: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per image: name, score, score / threshold, verdict (NG at/above threshold)."""
+    """One row per image: name, score, score / threshold, verdict (NG at/above threshold);
+    the column names of ``padim predict``'s results.csv, so the two files line up."""
     scores = np.asarray(scores, dtype=float)
     if ng is None:
         ng = thresholds.is_ng(scores, threshold)
     return pd.DataFrame({
-        "image": list(names),
+        "name": list(names),
         "score": scores,
-        "normalized": scores / threshold if threshold > 0 else np.full_like(scores, np.inf),
+        "normalized_score": scores / threshold if threshold > 0 else np.full_like(scores, np.inf),
         "verdict": verdict_labels(ng),
     })
 

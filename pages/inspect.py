@@ -81,8 +81,9 @@ with left:
     st.dataframe(
         table, hide_index=True, key="inspect_table", height=min(420, 38 + 35 * len(table)),
         column_config={
+            "name": st.column_config.TextColumn("image"),
             "score": st.column_config.NumberColumn("score", format="%.3f"),
-            "normalized": st.column_config.NumberColumn(
+            "normalized_score": st.column_config.NumberColumn(
                 "score / threshold", format="%.2f", help="≥ 1 means NG"),
             "verdict": st.column_config.TextColumn("verdict"),
         },

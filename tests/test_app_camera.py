@@ -28,7 +28,7 @@ def jpeg(path: Path) -> bytes:
 def rows(at) -> list[str]:  # type: ignore[no-untyped-def]
     frames = [d.value for d in at.dataframe if "verdict" in d.value.columns]
     assert len(frames) == 1
-    return list(frames[0]["image"])
+    return list(frames[0]["name"])
 
 
 def history_names(workspace: Path) -> list[str]:

@@ -40,10 +40,10 @@ def test_demo_batch_table_and_views(predict_calls: list[int]) -> None:
     at = inspected()
     assert not t.exceptions(at)
     df = table(at)
-    assert list(df.columns) == ["image", "score", "normalized", "verdict"]
+    assert list(df.columns) == ["name", "score", "normalized_score", "verdict"]
     assert len(df) == 6 and set(df["verdict"]) <= {"OK", "NG"}
     thr = t.slot(at).model.image_threshold_
-    np.testing.assert_allclose(df["normalized"], df["score"] / thr, rtol=1e-6)
+    np.testing.assert_allclose(df["normalized_score"], df["score"] / thr, rtol=1e-6)
     assert t.metric(at, "NG count") == str(int((df["verdict"] == "NG").sum()))
     assert at.get("plotly_chart"), "batch histogram missing"
     # original, overlay, contours for the selected image + a gallery tile per image
@@ -65,7 +65,7 @@ def test_threshold_sliders_redraw_without_rescoring(predict_calls: list[int]) ->
     assert not t.exceptions(at)
     assert t.metric(at, "NG count") == "2"
     assert list(table(at)["verdict"]).count("NG") == 2
-    np.testing.assert_allclose(table(at)["normalized"], scores / middle, rtol=1e-6)
+    np.testing.assert_allclose(table(at)["normalized_score"], scores / middle, rtol=1e-6)
     # Everything NG, then nothing NG.
     at.slider(key="insp_image_thr").set_value(float(order[0]) / 2).run()
     assert t.metric(at, "NG count") == "6"
@@ -135,13 +135,13 @@ def test_zip_batch_and_downloads(demo: Path) -> None:
     at.button(key="inspect_go").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     df = table(at)
-    assert len(df) == len(members) and all(n.startswith("batch/") for n in df["image"])
+    assert len(df) == len(members) and all(n.startswith("batch/") for n in df["name"])
     assert at.download_button(key="inspect_csv") is not None
     assert at.download_button(key="inspect_zip") is not None
     insp = at.session_state["inspection"]
     res = insp.result
     csv = views.table_csv(df)
-    assert pd.read_csv(io.BytesIO(csv))["image"].tolist() == df["image"].tolist()
+    assert pd.read_csv(io.BytesIO(csv))["name"].tolist() == df["name"].tolist()
     data = views.overlays_zip(res.names, res.images, res.maps, df,
                               views.Display(*insp.scale), res.pixel_threshold)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:

@@ -88,10 +88,10 @@ def test_results_table_and_overlay_zip_names() -> None:
     scores = np.array([1.0, 3.0, 2.0])
     table = views.results_table(["a.png", "b/../c.png", "a.png"], scores, 2.0)
     assert table["verdict"].tolist() == ["OK", "NG", "NG"]  # NG at or above the threshold
-    np.testing.assert_allclose(table["normalized"], [0.5, 1.5, 1.0])
+    np.testing.assert_allclose(table["normalized_score"], [0.5, 1.5, 1.0])
     images = np.zeros((3, 32, 32, 3), np.uint8)
     maps = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
-    data = views.overlays_zip(table["image"].tolist(), images, maps, table,
+    data = views.overlays_zip(table["name"].tolist(), images, maps, table,
                               views.Display(0.0, 1.0), 0.5)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = zf.namelist()
@@ -110,4 +110,4 @@ def test_csv_cells_are_not_spreadsheet_formulas() -> None:
     cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
     assert "'=HYPERLINK(1).png" in cells and "plain.png" in cells
-    assert table["image"].tolist() == names, "the table on screen keeps the real names"
+    assert table["name"].tolist() == names, "the table on screen keeps the real names"
