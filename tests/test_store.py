@@ -600,3 +600,29 @@ def test_a_long_device_description_is_cut_to_its_column(store: Store, model: Pad
                                                 "tcp://inspection-cluster.plant-3.example.com:8786")
     v = store.library.save(other, "plates")
     assert v.device == other.card()["device"][:64] and len(v.device) == 64
+
+
+def test_rows_recorded_by_name_follow_a_rename(store: Store, model: PadimModel) -> None:
+    """The app recorded rows by model name and number without the version's id; a rename
+    then left them under the old name (History, Evaluate and the reloaded Inspect lost
+    them). Rows now get the id when recorded, and a rename carries older rows along, except
+    those older than the version (an earlier model of that name)."""
+    from datetime import timedelta
+
+    from padim_core.store.tables import InspectionRow, utcnow
+
+    v = store.library.save(model, "demo")
+    [new_id] = store.history.record([NewInspection("new.png", 1.0, "demo", 1, 2.0, 1.0)])
+    assert store.history.get(new_id).version_id == v.id
+    with store._db.writing() as s:           # as recorded before: no version id
+        for name, when in (("legacy.png", utcnow()),
+                           ("earlier-model.png", v.created_at - timedelta(days=1))):
+            s.add(InspectionRow(inspected_at=when, file_name=name, model_name="demo",
+                                model_version=1, version_id=None, score=1.0,
+                                normalized_score=0.5, image_threshold=2.0,
+                                pixel_threshold=1.0, verdict="OK", operator="",
+                                comment="", decided_by=""))
+    store.library.rename("demo", "plates line 1", by="ann")
+    names = {r.file_name: (r.model_name, r.version_id) for r in store.history.find()}
+    assert names == {"new.png": ("plates line 1", v.id), "legacy.png": ("plates line 1", v.id),
+                     "earlier-model.png": ("demo", None)}

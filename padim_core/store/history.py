@@ -26,7 +26,7 @@ from ..tables import spreadsheet_safe, write_text_file
 from ..thresholds import is_ng
 from .database import Database
 from .errors import NotFoundError
-from .tables import InspectionRow, ThumbnailRow, utcnow
+from .tables import InspectionRow, ModelRow, ThumbnailRow, VersionRow, utcnow
 
 #: Default size cap of all thumbnails together, in MB (MiB).
 DEFAULT_THUMBNAIL_CAP_MB = 2048
@@ -198,6 +198,7 @@ class History:
         oldest first, in the same transaction."""
         rows, thumbs = [], []
         call_batch = new_batch()
+        version_ids: dict[tuple[str, int], int | None] = {}
         for e in entries:
             score = _finite(e.score, "score")
             image_thr = _finite(e.image_threshold, "image threshold")
@@ -207,7 +208,9 @@ class History:
             rows.append(InspectionRow(
                 inspected_at=e.inspected_at or utcnow(), image_sha256=e.image_sha256,
                 file_name=str(e.file_name), model_name=str(e.model_name),
-                model_version=e.model_version, version_id=e.version_id, score=score,
+                model_version=e.model_version, version_id=e.version_id if e.version_id is not None
+                else self._version_id(str(e.model_name), e.model_version, version_ids),
+                score=score,
                 normalized_score=score / image_thr, image_threshold=image_thr,
                 pixel_threshold=pixel_thr, verdict=_check_verdict(verdict),
                 operator=str(e.operator), comment="", decided_by="",
@@ -224,6 +227,19 @@ class History:
             if any(img is not None or ovl is not None for img, ovl in thumbs):
                 self._prune(s, self.thumbnail_cap_bytes)
             return [row.id for row in rows]
+
+    def _version_id(self, name: str, number: int | None,
+                    known: dict[tuple[str, int], int | None]) -> int | None:
+        """The library version a row names, so renaming the model carries its rows along
+        (rows recorded without it kept the old name)."""
+        if number is None:
+            return None
+        if (name, number) not in known:
+            with self._db.reading() as s:
+                known[(name, number)] = s.scalar(
+                    select(VersionRow.id).join(ModelRow, VersionRow.model_id == ModelRow.id)
+                    .where(ModelRow.name == name, VersionRow.version == number))
+        return known[(name, number)]
 
     def decide(self, inspection_id: int, decision: str | None, comment: str = "",
                operator: str = "") -> Inspection:

@@ -305,6 +305,15 @@ class Library:
                           .where(InspectionRow.version_id.in_(
                               select(VersionRow.id).where(VersionRow.model_id == model.id)))
                           .values(model_name=new_name))
+                for v in model.versions:
+                    # Rows the app recorded without their version (before 2026-12-07): the
+                    # same name and number, not older than the version itself.
+                    s.execute(update(InspectionRow)
+                              .where(InspectionRow.version_id.is_(None),
+                                     InspectionRow.model_name == name,
+                                     InspectionRow.model_version == v.version,
+                                     InspectionRow.inspected_at >= v.created_at)
+                              .values(model_name=new_name, version_id=v.id))
                 log(s, by, "model.rename", name, f"renamed to {new_name}")
         except IntegrityError:
             raise InvalidInputError(new_name, "a model of that name already exists") from None
