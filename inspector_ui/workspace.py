@@ -203,6 +203,16 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
         st.rerun()
 
 
+def renamed(old: str, new: str) -> None:
+    """After a rename: the session's models of ``old`` now go by ``new`` (their link and
+    the sidebar), so a reload or a shared link opens them."""
+    for key in URL_PARAMS:
+        slot = state.get_slot(key)
+        if slot is not None and slot.library_ref is not None and slot.library_ref[0] == old:
+            slot.library_ref = (new, slot.library_ref[1])
+            slot.origin = slot.origin.replace(f"{old}@", f"{new}@")
+
+
 def version_refs(store: Store) -> dict[str, ModelVersion]:
     """Every openable version, ``name@N`` → version, default versions first per name."""
     refs: dict[str, ModelVersion] = {}
@@ -462,5 +472,6 @@ __all__ = ["AUDIT_ROWS", "DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KE
            "decide", "decision_panel",
            "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
            "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
-           "operator_input", "record_inspection", "record_prediction", "report", "run_action",
+           "operator_input", "record_inspection", "record_prediction", "renamed", "report",
+           "run_action",
            "save_slot", "sync_url", "URL_PARAMS", "upload_model", "version_refs", "versions_table"]

@@ -89,8 +89,12 @@ with st.container(border=True):
                                disabled=version.is_default)
             and workspace.run_action("Not changed", store.library.set_default, name, number,
                                      role="engineer")):
+        state.flash("success", f"{version.ref} is now the default version of {name}.")
         st.rerun()
     thr = state.get_thresholds("A")
+    slot_a = state.get_slot("A")
+    a_ref = None if slot_a is None or slot_a.library_ref is None else \
+        f"{slot_a.library_ref[0]}@{slot_a.library_ref[1]}"
     if (engineer and c3.button("Save model A's thresholds here", key="models_save_thr",
                                disabled=thr is None,
                                help="The image / pixel thresholds set with the sliders on "
@@ -100,8 +104,11 @@ with st.container(border=True):
         state.flash("success", f"Thresholds {thr.image:.3f} / {thr.pixel:.3f} saved on "
                                f"{version.ref}.")
         st.rerun()
-    if usable:
-        c4.download_button("Download", data=store.library.read_bytes(version),
+    if engineer and thr is not None and a_ref != version.ref:
+        c3.caption(f":orange[Model A is {a_ref or 'not a library version'}: its thresholds "
+                   f"would go onto {version.ref}.]")
+    if usable:   # read when clicked: a default model file is 0.7 GB
+        c4.download_button("Download", data=lambda: store.library.read_bytes(version),
                            file_name=f"{name}-v{number}.safetensors",
                            mime="application/octet-stream", key="models_download")
 
@@ -111,9 +118,12 @@ with st.container(border=True):
         if (rename_col.button("Rename model", key="models_rename", disabled=not new_name)
                 and workspace.run_action("Not renamed", store.library.rename, name, new_name,
                                          role="admin")):
+            workspace.renamed(name, new_name.strip())
             state.flash("success", f"Renamed {name} to {new_name.strip()}.")
             st.rerun()
-        sure = delete_col.checkbox(f"Yes, delete {version.ref}", key="models_delete_sure",
+        # One box per version: a tick must never arm the delete of another version.
+        sure = delete_col.checkbox(f"Yes, delete {version.ref}",
+                                   key=f"models_delete_sure_{version.id}",
                                    help="Its history rows are kept.")
         if (delete_col.button("Delete this version", key="models_delete", disabled=not sure)
                 and workspace.run_action("Not deleted", store.library.delete, name, number,

@@ -181,7 +181,7 @@ def test_an_engineer_trains_and_an_admin_deletes() -> None:
     assert not any("who" in d.value.columns for d in models.dataframe)   # admins only
 
     at = t.open_page(sign_in("ann"), "models")
-    at.checkbox(key="models_delete_sure").check().run()
+    next(c for c in at.checkbox if c.key.startswith("models_delete_sure")).check().run()
     at.button(key="models_delete").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     with workspace() as store:

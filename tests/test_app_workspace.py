@@ -90,6 +90,8 @@ def test_models_table_default_rename_delete_and_broken_file(store: Store,
     at.button(key="models_default").click().run()
     assert not t.exceptions(at)
     assert store.library.get("plates").default_version == 1
+    assert any("plates@1 is now the default version" in s.value for s in at.success)
+    at.button(key="models_open").click().run()                 # model A: plates@1
 
     at.text_input(key="models_new_name").set_value("other").run()
     at.button(key="models_rename").click().run()
@@ -99,14 +101,22 @@ def test_models_table_default_rename_delete_and_broken_file(store: Store,
     at.button(key="models_rename").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     assert sorted(e.name for e in store.library.models()) == [new, "other"]
+    assert t.slot(at).library_ref == (new, 1)               # the open model follows, and
+    assert at.query_params["model"] == new                  # its link (a reload opens it)
 
     at.selectbox(key="models_name").set_value(new).run()
     at.selectbox(key=f"models_version_{new}").set_value(2).run()
     assert at.button(key="models_delete").disabled          # needs the confirmation box
-    at.checkbox(key="models_delete_sure").check().run()
+    two = store.library.version(new, 2, verify=False)
+    at.checkbox(key=f"models_delete_sure_{two.id}").check().run()
+    at.selectbox(key=f"models_version_{new}").set_value(1).run()
+    assert at.button(key="models_delete").disabled          # the tick was for @2 only
+    at.selectbox(key=f"models_version_{new}").set_value(2).run()
+    at.checkbox(key=f"models_delete_sure_{two.id}").check().run()
     at.button(key="models_delete").click().run()
     assert not t.exceptions(at)
     assert [v.version for v in store.library.get(new).versions] == [1]
+    assert at.button(key="models_delete").disabled          # nothing armed after a delete
 
 
 def test_open_a_version_then_save_model_a_under_a_new_name(store: Store,
