@@ -190,10 +190,10 @@ def history_evaluation(store: Store) -> None:
     if right.button("Evaluate on history", key="fb_hist_go") and ref is not None:
         v = refs[ref]
         found = widgets.attempt(actions.evaluate_on_history, store, v.name, v.version)
-        if found is not None:
-            st.session_state[HISTORY_RESULT_KEY] = found
+        # A failed evaluation must not leave the previous version's figures under its error.
+        st.session_state[HISTORY_RESULT_KEY] = found
     found = st.session_state.get(HISTORY_RESULT_KEY)
-    if found is None:
+    if found is None or found.ref != ref:
         return
     f = found.figures
     st.markdown(f"**{found.ref}** on {f['n_defects']} defect(s) and {f['n_normals']} "

@@ -108,6 +108,15 @@ def test_defect_labels_feed_the_history_evaluation() -> None:
     expected_auroc = float(np.mean([scores[d] > scores[goods[0]] for d in defects[:2]]))
     assert float(t.metric(ev, "Image AUROC")) == pytest.approx(expected_auroc, abs=1e-3)
 
+    with workspace() as store:        # a version without decisions: its error, no figures
+        store.library.save(store.library.load(store.library.version("demo", 1),
+                                              device="cpu"), "demo")
+    ev = t.open_page(ev, "evaluate")
+    ev.selectbox(key="fb_hist_ref").set_value("demo@2").run()
+    ev.button(key="fb_hist_go").click().run()
+    assert any("demo@2" in e for e in t.errors(ev))
+    assert not any(m.label == "Image AUROC" for m in ev.metric), "demo@1's figures stayed"
+
 
 def test_history_without_labels_or_without_the_image_says_why() -> None:
     at = inspected()
