@@ -445,14 +445,18 @@ def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
                    f"{', ' + row.comment if row.comment else ''})" if row.decision
                    else ": none yet"))
     d1, d2, d3 = st.columns([2, 3, 2])
+    # Nothing is picked for a row without a decision: a click on Save alone must not record
+    # the first choice (a confirmed defect) for a part nobody judged.
     choice = d1.radio("Decision", list(DECISIONS), format_func=DECISIONS.get,
                       key=f"{prefix}_choice_{row.id}",
-                      index=list(DECISIONS).index(row.decision) if row.decision else 0)
+                      index=list(DECISIONS).index(row.decision) if row.decision else None)
     comment = d2.text_input("Comment (optional)", value=row.comment,
                             key=f"{prefix}_comment_{row.id}")
     operator = operator_input(d3, f"{prefix}_operator")
-    if (st.button("Save decision", key=f"{prefix}_decide", type="primary")
-            and decide(store, row.id, choice, comment, operator)):
+    if (st.button("Save decision", key=f"{prefix}_decide", type="primary",
+                  disabled=choice is None, help="Pick a decision first" if choice is None
+                  else None)
+            and choice is not None and decide(store, row.id, choice, comment, operator)):
         state.flash("success", f"Decision on {row.file_name} saved: {DECISIONS[choice]}.")
         st.rerun()
 

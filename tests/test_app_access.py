@@ -108,7 +108,9 @@ def test_operator_inspects_and_decides_but_cannot_train_save_or_delete(demo: Pat
         int(at.selectbox(key="inspect_selected").value)]
     row_id = ids[picked]
     assert not any(i.key == "inspect_operator" for i in at.text_input)   # name is the user's
-    at.radio(key=f"inspect_choice_{row_id}").set_value("confirmed_defect")
+    assert at.radio(key=f"inspect_choice_{row_id}").value is None        # nothing pre-picked
+    assert at.button(key="inspect_decide").disabled
+    at.radio(key=f"inspect_choice_{row_id}").set_value("confirmed_defect").run()
     at.button(key="inspect_decide").click().run()
     assert not t.exceptions(at) and not t.errors(at)
     with workspace() as store:

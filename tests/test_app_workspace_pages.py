@@ -121,7 +121,7 @@ def test_reload_redraws_the_last_batch_with_thumbnails_and_decisions() -> None:
                 if c.startswith(("NG ·", "OK ·"))]) == n_ng
 
     row_id = int(again.selectbox(key="inspect_recorded_row").value)
-    again.radio(key=f"inspect_rec_choice_{row_id}").set_value("missed_defect")
+    again.radio(key=f"inspect_rec_choice_{row_id}").set_value("missed_defect").run()
     again.button(key="inspect_rec_decide").click().run()
     assert not t.exceptions(again) and not t.errors(again)
     assert t.metric(again, "Decisions") == "1"
