@@ -106,7 +106,7 @@ def show(store: Store, row_id: int, prefix: str,
     target = f"{slot.library_ref[0]}@{slot.library_ref[1]}" \
         if slot is not None and slot.library_ref else "model A"
     st.markdown("**Learn from this image**")
-    if image is None:
+    if image is None and access.allowed("engineer"):   # only they may accept: no upload else
         upload = st.file_uploader(f"The original {row.file_name} (needed to learn it)",
                                   key=f"{prefix}_fb_original_{row_id}",
                                   max_upload_size=uploads.IMAGE_UPLOADER_MB)

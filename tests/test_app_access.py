@@ -117,6 +117,14 @@ def test_operator_inspects_and_decides_but_cannot_train_save_or_delete(demo: Pat
         rows = store.history.find()
         assert {r.operator for r in rows} == {"otto"} and len(rows) == len(ids)
         assert store.history.get(row_id).decided_by == "otto"
+    history = t.open_page(sign_in("otto"), "history")       # a new session: no originals
+    assert not t.exceptions(history)
+    table = history.dataframe[0].value
+    assert list(table.loc[table["id"] == row_id, "decided by"]) == ["otto"]
+    history.selectbox(key="hist_row").set_value(row_id).run()
+    assert has_button(history, "hist_fb_confirm")
+    assert not [u for u in history.get("file_uploader") if "fb_original" in str(u.key)], \
+        "an operator may not accept as normal: no upload of the original for it"
     models = t.open_page(at, "models")
     assert not t.exceptions(models)
     for key in ("models_delete", "models_rename", "models_save_thr", "models_default",
