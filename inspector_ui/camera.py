@@ -95,7 +95,9 @@ def camera_panel(slot_key: str) -> None:
         image_thr = thr.image if thr is not None else res.image_threshold
         pixel_thr = thr.pixel if thr is not None else res.pixel_threshold
         score = float(res.scores[-1])
-        ng = res.verdicts(image_thr, pixel_threshold=pixel_thr)[-1]   # the model's own rule
+        # the new photo only, under the model's own rule (not the whole joined batch again)
+        ng = views.verdict_ng(score, res.maps[-1], image_thr, pixel_thr, res.region,
+                              views.DefectRule(int(res.min_defect_area), res.verdict_rule))
         verdict = "NG" if ng else "OK"
         st.session_state["inspect_selected"] = len(res.names) - 1   # show it below
         say = st.success if verdict == "OK" else st.warning

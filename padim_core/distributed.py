@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -373,8 +374,6 @@ class _WorkerWatch:
         self.limit_s, self.since = limit_s, None
 
     def check(self, client: Client, stage: str) -> None:
-        import time
-
         where = getattr(client.scheduler, "address", None) or "the Dask scheduler"
         try:
             workers = len(client.nthreads())
