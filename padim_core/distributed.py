@@ -35,7 +35,7 @@ from .backbones import FeatureExtractor, load_feature_extractor
 from .embedding import Embedder
 from .errors import ClusterError, InvalidInputError
 from .gaussian import HoldoutStore, PatchStatistics, patch_statistics
-from .images import input_name
+from .images import input_name, opens_as_image
 from .model import PadimModel, PredictResult, Progress, _placed, too_few_readable
 from .threads import default_workers
 
@@ -46,6 +46,7 @@ PREDICT_BATCHES_PER_WORKER = 2  # batches in flight per worker thread while pred
 #: Seconds without a single worker after which fit / predict on a cluster stop with an error
 #: (Dask itself would wait for a worker forever); a worker that joins in time carries on.
 NO_WORKERS_S = 60.0
+HEADER_CHECKS_PER_TASK = 512   # inputs per header-check task (a few kB read each)
 POLL_S = 2.0
 
 
@@ -128,6 +129,10 @@ class _Shard:
     skipped: list[tuple[str, str]]
 
 
+def _opens_as_images(images: list[Any]) -> list[bool]:
+    return [opens_as_image(im) for im in images]
+
+
 def _fit_shard(config: dict[str, Any], embedder: Embedder, images: list[Any],
                names: list[str], is_cal: np.ndarray, packed: bool | None) -> _Shard:
     """Embed one shard and sum its statistics (in a CPU store, so that shards from any
@@ -183,6 +188,14 @@ class _FitOnCluster(PadimModel):
                  packed: bool | None) -> None:
         super().__init__(**config)
         self.client, self.shard_images, self.packed = client, shard_images, packed
+
+    def _opens_as_images(self, images: list[Any]) -> list[bool]:
+        """Header checks on the workers, which see the files (the client may not)."""
+        images = _for_workers(images)
+        step = HEADER_CHECKS_PER_TASK
+        tasks = [self.client.submit(_opens_as_images, images[lo:lo + step], pure=False)
+                 for lo in range(0, len(images), step)]
+        return [ok for part in _in_order(tasks, None, [], "headers") for ok in part]
 
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
@@ -364,7 +377,7 @@ def _in_order(futures: Sequence[Future] | Iterator[Future], progress: Progress |
         raise
 
 
-_WORDS = {"features": "the fit", "predict": "scoring"}
+_WORDS = {"features": "the fit", "headers": "the fit", "predict": "scoring"}
 
 
 class _WorkerWatch:

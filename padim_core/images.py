@@ -349,6 +349,28 @@ def _pil_to_mask(image: Image.Image) -> np.ndarray:
 # --------------------------------------------------------------------------- public API
 
 
+def opens_as_image(source: Any) -> bool:
+    """Whether ``source`` is an array, a PIL image, or an encoded image whose header opens.
+
+    No pixel data is decoded (a path costs a few kB of reading): fit draws its calibration
+    share over these inputs, so that unreadable files beside the images (a notes.txt in a
+    zip) do not change which images calibrate, nor the model.
+    """
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return True
+    try:
+        stream = _open_stream(source, "")
+    except (InvalidInputError, TypeError):
+        return False
+    with stream, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            Image.open(stream, formats=tuple(sorted(DECODABLE_FORMATS))).close()
+        except Exception:  # untrusted data: any parser failure means "does not open"
+            return False
+    return True
+
+
 def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     """Decode any supported image source into a contiguous HxWx3 uint8 RGB array.
 

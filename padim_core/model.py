@@ -41,6 +41,7 @@ from .gaussian import (
     patch_statistics,
     statistics_from_sums,
 )
+from .images import opens_as_image
 from .loading import DecodedBatch, decode_batches
 from .regions import (
     DefectRegion,
@@ -451,8 +452,8 @@ class PadimModel:
         cfg = self.config
         channel_index, projection = self._channel_choice()
         embedder = Embedder(self.extractor.channels, channel_index, projection, cfg.upsample)
-        cal_idx = (calibration_split(len(images), cfg.calibration_fraction, cfg.seed)[1]
-                   if calibration is None else _checked_calibration(calibration, len(images)))
+        cal_idx = (self._calibration_indices(images) if calibration is None
+                   else _checked_calibration(calibration, len(images)))
         stats, held, grid, skipped, mean_image = self._accumulate(images, names, embedder,
                                                                   cal_idx, progress)
         n_used = stats.n
@@ -565,6 +566,18 @@ class PadimModel:
         if cfg.reduction == "random":
             return random_channel_subset(total_c, cfg.d, cfg.seed), None
         return None, semi_orthogonal_projection(total_c, cfg.d, cfg.seed)
+
+    def _calibration_indices(self, images: list[Any]) -> np.ndarray:
+        """The seeded calibration share of ``images``, drawn over those that open as images:
+        unreadable inputs among them do not move it, so the same images give the same model
+        whatever junk came with them."""
+        opens = np.flatnonzero(self._opens_as_images(images))
+        cfg = self.config
+        return opens[calibration_split(len(opens), cfg.calibration_fraction, cfg.seed)[1]]
+
+    def _opens_as_images(self, images: list[Any]) -> list[bool]:
+        """Whether each input opens as an image (headers only); a cluster asks its workers."""
+        return [opens_as_image(im) for im in images]
 
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,

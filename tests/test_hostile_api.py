@@ -189,6 +189,27 @@ def test_fit_skips_and_lists_every_bad_image_and_uses_the_rest(
     assert model.card()["skipped"] == [list(s) for s in model.skipped_]
 
 
+def test_unreadable_files_beside_the_images_do_not_change_the_model(
+    extractor: FeatureExtractor,
+) -> None:
+    """The same good images, once alone and once with junk that does not open as an image
+    in front of and between them (a zip with notes.txt): the same calibration images, so the
+    same thresholds. The seeded split once ran over every input, junk included."""
+    goods = h.good_images(20, start=700)
+    junk = [("notes.txt", b"camera 3, shift B"), ("empty.png", b""),
+            ("fake.png", b"<html>not a picture</html>"), ("Thumbs.png", b"\x00" * 64)]
+    mixed = [junk[0], *goods[:5], junk[1], *goods[5:13], junk[2], junk[3], *goods[13:]]
+    names, data = names_and_data(goods)
+    alone = tiny_model(extractor).fit(data, names=names)
+    names, data = names_and_data(mixed)
+    with_junk = tiny_model(extractor).fit(data, names=names)
+    assert {name for name, _ in with_junk.skipped_} == {name for name, _ in junk}
+    assert with_junk.n_calibration_images_ == alone.n_calibration_images_ > 0
+    assert with_junk.image_threshold_ == alone.image_threshold_
+    assert with_junk.pixel_threshold_ == alone.pixel_threshold_
+    np.testing.assert_array_equal(with_junk.calibration_scores_, alone.calibration_scores_)
+
+
 def test_folder_with_bad_files_is_used_and_the_bad_ones_listed(
     extractor: FeatureExtractor, tmp_path: Path,
 ) -> None:
