@@ -14,11 +14,14 @@ import numpy as np
 import streamlit as st
 
 from padim_core.errors import PadimError
+from padim_core.feedback import learned_sha256
 from padim_core.store import DECISIONS, Store
 
 from . import access, actions, state, uploads, views, widgets
 from .workspace import OPERATOR_KEY
 
+#: Decisions that say a part is bad: accepting such a part as normal asks to be sure.
+DEFECT_DECISIONS = ("confirmed_defect", "missed_defect")
 #: The Evaluate page's last "evaluate on history" result (kept across reruns).
 HISTORY_RESULT_KEY = "feedback_history_evaluation"
 
@@ -119,6 +122,14 @@ def show(store: Store, row_id: int, prefix: str,
                 image = (row.file_name, raw, None)
     why_not = _model_a_caption() or (None if image is not None else
                                      "Upload the original image to accept it as normal.")
+    if why_not is None and slot is not None and row.image_sha256 \
+            and row.image_sha256 in learned_sha256(slot.model):
+        why_not = (f"{row.file_name} is already learned by {target} (accepted as normal "
+                   "before): accepting it again would count it twice.")
+    if why_not is None and row.decision in DEFECT_DECISIONS and not st.checkbox(
+            f"This part was marked **{DECISIONS[row.decision]}**: accept it as a good part "
+            "all the same", key=f"{prefix}_fb_override_{row_id}"):
+        why_not = "Marked as a defect: tick the box above to accept it as normal anyway."
     b1, b2, b3 = st.columns(3)
     accept = b1.button(f"Accept as normal → {target}", key=f"{prefix}_fb_accept",
                        type="primary", disabled=why_not is not None,

@@ -132,6 +132,26 @@ def _store_widget(widget_key: str, store: Callable[[Any], None]) -> None:
     store(st.session_state[widget_key])
 
 
+def relabel(key: str, format_func: Callable[[Any], str]) -> None:
+    """Make the keyed selectbox ``key`` show the chosen option's label as ``format_func``
+    writes it now (call before drawing the widget).
+
+    The browser keeps the label it showed for the chosen option until the script sets the
+    value again: after *Accept as normal* re-scored the batch, the image picker still read
+    the old score beside the new one.
+    """
+    marker = f"{key}__label"
+    if key not in st.session_state:
+        return
+    try:
+        text = format_func(st.session_state[key])
+    except (IndexError, KeyError, TypeError):       # a choice from an earlier batch
+        return
+    if st.session_state.get(marker) != text:
+        st.session_state[key] = st.session_state[key]
+        st.session_state[marker] = text
+
+
 def bound(factory: Callable[..., Any], label: str, *, key: str, value: Any,
           store: Callable[[Any], None], only_if_changed: bool = False, **kwargs: Any) -> Any:
     """Draw widget ``factory`` showing ``value`` from shared state; user changes go to ``store``.

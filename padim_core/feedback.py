@@ -3,7 +3,9 @@ functions of a model and images (no Streamlit, no storage).
 
 - ``accept_as_normal``: a false alarm (or any good part) becomes training data. Returns a
   *new* model (the given one is left as it is, so the app can keep it as the previous
-  version), the images' scores before and after, and the thresholds before and after.
+  version), the images' scores before and after, and the thresholds before and after. The
+  model's update log keeps the SHA-256 of each accepted image, so an image it has already
+  learned is refused rather than counted twice (``learned_sha256``).
 - ``evaluate_history``: the operator's labels (confirmed and missed defects vs accepted
   normals) as a labelled set: image AUROC, best F1, and the threshold that would have
   caught every defect with the fewest false alarms.
@@ -12,13 +14,13 @@ functions of a model and images (no Streamlit, no storage).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .errors import InvalidInputError
-from .images import input_name
+from .images import file_sha256, input_name
 from .model import PadimModel, Progress
 
 
@@ -59,19 +61,47 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
     refit); with no readable image it raises ``InvalidInputError`` and nothing changes.
     """
     state = model._state()
+    all_names = _names(images, names)
+    digests = [file_sha256(im) for im in images]
+    known = learned_sha256(model)
+    fresh, again, seen = [], [], set()
+    for i, digest in enumerate(digests):
+        if digest is not None and (digest in known or digest in seen):
+            again.append((all_names[i], "already learned by this model (accepted as normal "
+                                        "before): adding it again would count it twice"))
+        else:
+            fresh.append(i)
+            seen.add(digest)
+    if not fresh:
+        name, problem = again[0]
+        raise InvalidInputError(name, problem)
+    images, all_names = [images[i] for i in fresh], [all_names[i] for i in fresh]
+    before_given = (None if before_scores is None
+                    else np.asarray(before_scores, np.float64)[fresh])
     new = copy_model(model)
-    new.partial_fit(images, progress=progress, names=names)
+    new.partial_fit(images, progress=progress, names=all_names)
     if new.state_ is state:
         raise InvalidInputError("images", "none of the images could be read: the model is "
                                           "unchanged")
     skipped = {name for name, _ in new.skipped_}
-    after = new.predict(images, names=names)
-    kept = [i for i, n in enumerate(_names(images, names)) if n not in skipped]
-    before = (np.asarray(before_scores, np.float64)[kept] if before_scores is not None
+    kept = [i for i, n in enumerate(all_names) if n not in skipped]
+    added = [digests[fresh[i]] for i in kept if digests[fresh[i]] is not None]
+    log = new.state_.updates
+    new.state_ = replace(new.state_, updates=[*log[:-1], {**log[-1], "accepted_sha256": added}])
+    after = new.predict(images, names=all_names)
+    before = (before_given[kept] if before_given is not None
               else model.predict([images[i] for i in kept], names=after.names).scores)
     return Accepted(new, after.names, before, after.scores, state.image_threshold,
                     new.image_threshold_, state.pixel_threshold, new.pixel_threshold_,
-                    list(new.skipped_))
+                    [*new.skipped_, *again])
+
+
+def learned_sha256(model: PadimModel) -> set[str]:
+    """SHA-256 digests of the images ``model`` learned through ``accept_as_normal`` (its
+    update log, which travels with the model file and the library)."""
+    if model.state_ is None:
+        return set()
+    return {d for entry in model.state_.updates for d in entry.get("accepted_sha256", [])}
 
 
 def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:

@@ -21,6 +21,7 @@ so the rules below hold everywhere:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -347,6 +348,27 @@ def _pil_to_mask(image: Image.Image) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def file_sha256(source: Any) -> str | None:
+    """SHA-256 (hex) of an encoded image's bytes (a path, bytes or a file-like object); None
+    for arrays and PIL images, which have no file bytes, and for a file that cannot be read.
+    The history records uploads by this digest, and "accept as normal" knows by it which
+    images a model has already learned."""
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return None
+    try:
+        stream = _open_stream(source, "")
+    except (InvalidInputError, TypeError):
+        return None
+    digest = hashlib.sha256()
+    with stream:
+        try:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        except OSError:
+            return None
+    return digest.hexdigest()
 
 
 def opens_as_image(source: Any) -> bool:

@@ -106,10 +106,14 @@ with right:
 st.subheader("Selected image")
 order = views.ranked(res.scores)
 pick, mode = st.columns([4, 1])
-choice = pick.selectbox(
-    "Image", order, key="inspect_selected",
-    format_func=lambda i: f"{res.names[i]} — score {res.scores[i]:.3f} — "
-                          f"{'NG' if ng[i] else 'OK'}")
+
+
+def image_label(i: int) -> str:
+    return f"{res.names[i]} — score {res.scores[i]:.3f} — {'NG' if ng[i] else 'OK'}"
+
+
+widgets.relabel("inspect_selected", image_label)
+choice = pick.selectbox("Image", order, key="inspect_selected", format_func=image_label)
 view = mode.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="inspect_view")
 i = int(choice if choice is not None else order[0])
 c1, c2, c3 = st.columns(3)

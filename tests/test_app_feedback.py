@@ -66,6 +66,9 @@ def test_accept_as_normal_learns_the_image_and_saves_a_new_version() -> None:
         assert store.history.get(row_id).decision == "false_alarm"
     assert dict(at.query_params) in ({"model": "demo", "v": "2"},
                                      {"model": ["demo"], "v": ["2"]})
+    # Learned now: a second click would count the image twice (it did: 215 → 216 images).
+    assert at.button(key="inspect_fb_accept").disabled
+    assert any(f"{name} is already learned by demo@2" in c.value for c in at.caption)
 
 
 def test_several_images_at_once() -> None:
@@ -93,6 +96,10 @@ def test_defect_labels_feed_the_history_evaluation() -> None:
         at.button(key=button).click().run()
         assert not t.exceptions(at) and not t.errors(at)
     assert at.radio(key=f"inspect_choice_{ids[defects[1]]}").value == "missed_defect"
+    # A part marked as a defect is accepted as normal only once the operator ticks the box.
+    assert at.button(key="inspect_fb_accept").disabled
+    at.checkbox(key=f"inspect_fb_override_{ids[defects[1]]}").check().run()
+    assert not at.button(key="inspect_fb_accept").disabled
     with workspace() as store:
         assert store.history.get(ids[defects[0]]).decision == "confirmed_defect"
         assert store.history.get(ids[defects[1]]).decision == "missed_defect"

@@ -43,6 +43,29 @@ def test_accept_skips_unreadable_and_refuses_when_nothing_is_readable(
         accept_as_normal(model, [b"junk"], names=["a"])
 
 
+def _png(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_image_already_accepted_is_refused_not_counted_twice(model: PadimModel) -> None:
+    """Why: the app's button stayed enabled after accepting, and a second click added the
+    same image again (215 → 216 training images, its score dropping further each time)."""
+    part, other = _png(textures(1, 7)[0]), _png(textures(1, 8)[0])
+    first = accept_as_normal(model, [part], names=["014.png"])
+    assert first.model.n_train_images_ == 13
+    reloaded = PadimModel.from_bytes(first.model.to_bytes())     # the log travels with it
+    with pytest.raises(InvalidInputError, match="014 again.png: already learned"):
+        accept_as_normal(reloaded, [part], names=["014 again.png"])
+    both = accept_as_normal(reloaded, [part, other, other], names=["a.png", "b.png", "c.png"])
+    assert both.names == ["b.png"] and both.model.n_train_images_ == 14
+    assert [name for name, _ in both.skipped] == ["a.png", "c.png"]
+
+
 def test_evaluate_history() -> None:
     defect = [True, True, False, False, False]
     scores = [5.0, 3.0, 1.0, 3.5, 2.0]
