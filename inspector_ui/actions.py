@@ -366,6 +366,7 @@ def rescore_inspection(slot_key: str, progress: ProgressFn | None = None,
     batch = uploads.ImageBatch.from_sources(old.sources, old.label)
     new = run_inspection(slot_key, batch, progress=progress)
     new.history_ids = dict(old.history_ids)
+    new.history_batch = old.history_batch        # a reload redraws the recorded batch
     return new
 
 

@@ -167,6 +167,7 @@ def ensure_demo_model(store: Store) -> None:
 # --------------------------------------------------------------------------- the URL
 
 MODEL_PARAM, VERSION_PARAM = "model", "v"
+BATCH_PARAM = "batch"          # the tab's recorded batch on Inspect (sync_batch_url)
 #: The query parameters that name each slot's library version (model B only on Compare).
 URL_PARAMS = {"A": (MODEL_PARAM, VERSION_PARAM), "B": ("b", "bv")}
 
@@ -192,8 +193,12 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
     if not name:
         return
     number = st.query_params.get(keys[1])
+    if number and not number.isdigit():
+        st.error(f"The model in the link ({name}@{number}) cannot be opened: the version must "
+                 "be a number (or left out, for the default version).", icon=ERROR_ICON)
+        return
     try:
-        v = store.library.version(name, int(number) if number and number.isdigit() else None)
+        v = store.library.version(name, int(number) if number else None)
     except PadimError as err:
         report(f"The model in the link ({name}@{number or 'default'}) cannot be opened", err)
         return
@@ -309,11 +314,36 @@ def _sha256(data: state.ImageData | None) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def latest_inspections(store: Store, name: str, version: int) -> list[Inspection]:
+def sync_batch_url(inspection: state.Inspection | None) -> None:
+    """Keep this tab's recorded batch in the URL (``&batch=ID``), so that a reload redraws
+    *its* batch, not the one another tab recorded last with the same version. Without an
+    inspection (a reload) the link is left as it is."""
+    if inspection is None:
+        return
+    if inspection.history_batch:
+        if st.query_params.get(BATCH_PARAM) != inspection.history_batch:
+            st.query_params[BATCH_PARAM] = inspection.history_batch
+    else:
+        st.query_params.pop(BATCH_PARAM, None)
+
+
+def linked_batch() -> str | None:
+    """The batch id the URL names (see :func:`sync_batch_url`), if any."""
+    return st.query_params.get(BATCH_PARAM) or None
+
+
+def latest_inspections(store: Store, name: str, version: int,
+                       batch: str | None = None) -> list[Inspection]:
     """The last batch recorded with a version, newest first: the rows of the newest row's
     run (one click on Inspect, one camera session, one ``predict --record``), never rows of
-    another session recorded in between. Rows from before batch ids (revision 0004): from
-    the newest back to the first more than a minute older than its predecessor."""
+    another session recorded in between. ``batch`` (the tab's own, from its link) comes
+    first when it holds rows of model ``name`` (any version: after *Accept as normal* the
+    link names the next version). Rows from before batch ids (revision 0004): from the
+    newest back to the first more than a minute older than its predecessor."""
+    if batch:
+        rows = store.history.find(Filters(model_name=name, batch=batch), limit=MAX_ROWS)
+        if rows:
+            return rows
     wanted = Filters(model_name=name, model_version=version)
     newest = store.history.find(wanted, limit=1)
     if newest and newest[0].batch:
@@ -474,9 +504,8 @@ def decide(store: Store, inspection_id: int, decision: str | None, comment: str,
 
 
 __all__ = ["AUDIT_ROWS", "DECISIONS", "DEMO_MODEL_ENV", "MAX_ROWS", "OPERATOR_KEY", "audit_panel",
-           "decide", "decision_panel",
-           "default_model_name", "ensure_demo_model", "filters", "get_store", "history_csv",
-           "history_table", "latest_inspections", "library_picker", "model_names", "open_version",
-           "operator_input", "record_inspection", "record_prediction", "renamed", "report",
-           "run_action",
-           "save_slot", "sync_url", "URL_PARAMS", "upload_model", "version_refs", "versions_table"]
+           "decide", "decision_panel", "default_model_name", "ensure_demo_model", "filters",
+           "get_store", "history_csv", "history_table", "latest_inspections", "library_picker",
+           "linked_batch", "model_names", "open_version", "operator_input", "record_inspection",
+           "record_prediction", "renamed", "report", "run_action", "save_slot", "sync_batch_url",
+           "sync_url", "URL_PARAMS", "upload_model", "version_refs", "versions_table"]

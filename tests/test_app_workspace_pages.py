@@ -142,19 +142,55 @@ def test_a_reloaded_batch_whose_thumbnails_were_pruned_still_shows_its_rows() ->
     assert len([c for c in again.caption if "(thumbnail pruned)" in c.value]) == n_images
 
 
-def test_a_reload_shows_the_newest_run_only_not_rows_of_another_session(demo_env) -> None:
-    """Two sessions inspect with one version within a minute: after a reload, "Last recorded
-    inspection" is the newest run (its batch id), not both runs merged by time."""
+def test_a_reload_shows_this_tabs_own_run_not_another_sessions(demo_env) -> None:
+    """Two tabs inspect with one version: a reload redraws the tab's own batch (its id is in
+    the tab's link), not the newest one: a tab that inspected 15 parts showed, after a reload,
+    the 10 OK parts another user had inspected since. A link without a batch (a bookmark
+    of the model) shows the newest run, never both runs merged by time."""
     first = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
     first.button(key="inspect_demo").click().run()
-    assert int(t.metric(first, "Images")) > 2
+    n_first = int(t.metric(first, "Images"))
+    assert n_first > 2 and params(first)["batch"]
     second = reloaded(first, "inspect")                  # another tab on the same model
     second.file_uploader(key="inspect_files").set_value(t.inspect_uploads(demo_env)[:2]).run()
     second.button(key="inspect_go").click().run()
     assert int(t.metric(second, "Images")) == 2
+    assert params(second)["batch"] != params(first)["batch"]
     again = reloaded(first, "inspect")
     assert not t.exceptions(again) and not t.errors(again)
-    assert int(t.metric(again, "Images")) == 2
+    assert int(t.metric(again, "Images")) == n_first
+    bookmark = AppTest.from_file(str(t.APP), default_timeout=t.TIMEOUT)
+    bookmark.query_params.update({"model": "demo", "v": "1"})
+    bookmark = bookmark.run().switch_page("pages/inspect.py").run()
+    assert int(t.metric(bookmark, "Images")) == 2
     with workspace() as store:
         rows = store.history.find()
         assert len({r.batch for r in rows}) == 2 and all(len(r.batch) == 32 for r in rows)
+
+
+def test_after_accept_as_normal_a_reload_shows_the_batch_it_came_from() -> None:
+    """The link names the new version after *Accept as normal*; a reload used to come back
+    empty (no rows recorded with the new version). It shows the batch, saying with which
+    version it was recorded."""
+    at = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
+    at.button(key="inspect_demo").click().run()
+    n_images, batch = int(t.metric(at, "Images")), params(at)["batch"]
+    at.button(key="inspect_fb_accept").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert (params(at)["v"], params(at)["batch"]) == ("2", batch)
+    again = reloaded(at, "inspect")
+    assert not t.exceptions(again) and not t.errors(again)
+    assert t.slot(again).library_ref == ("demo", 2)
+    assert int(t.metric(again, "Images")) == n_images
+    assert any("Recorded with demo@1; the open model is now demo@2" in i.value
+               for i in again.info)
+
+
+def test_a_link_whose_version_is_not_a_number_is_refused() -> None:
+    """``v=abc`` opened the newest version and said "the link names it"."""
+    t.train_demo(t.open_page(t.new_app(), "train"))
+    fresh = AppTest.from_file(str(t.APP), default_timeout=t.TIMEOUT)
+    fresh.query_params.update({"model": "demo", "v": "abc"})
+    fresh = fresh.run().switch_page("pages/inspect.py").run()
+    assert t.slot(fresh) is None
+    assert any("demo@abc" in e.value and "must be a number" in e.value for e in fresh.error)
