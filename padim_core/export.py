@@ -197,7 +197,8 @@ def _check_images(check_dir: str | os.PathLike | None, image_size: int,
         return demo_check_images(image_size), "synthetic demo images"
     folder = Path(check_dir).expanduser()
     if not folder.is_dir():
-        raise InvalidInputError(str(folder), "check-images folder not found")
+        raise InvalidInputError(str(folder), "is a file, not a folder of check images"
+                                if folder.exists() else "check-images folder not found")
     files = iter_image_files(folder)[:limit]
     if not files:
         raise InvalidInputError(str(folder), "no images to check the export on")
@@ -224,8 +225,12 @@ def _metadata(model: PadimModel) -> dict[str, str]:
         "padim.image_threshold": repr(float(card["image_threshold"])),
         "padim.pixel_threshold": repr(float(card["pixel_threshold"])),
         "padim.input": (f"{INPUT_NAME}: (N, {cfg.crop}, {cfg.crop}, 3) uint8 RGB; "
-                        + ("square resize" if cfg.resize == "stretch" else
-                           "aspect-preserving resize of the long side, centred on black,")
+                        + {"stretch": "square resize",
+                           "pad": "aspect-preserving resize of the long side, centred on "
+                                  "black,",
+                           "pad-reflect": "aspect-preserving resize of the long side, "
+                                          "centred, the bands filled with the image's mirror "
+                                          "image (OpenCV BORDER_REFLECT_101),"}[cfg.resize]
                         + f" to {cfg.image_size} (OpenCV INTER_AREA shrinking, INTER_LINEAR "
                         f"growing), centre crop {cfg.crop}"),
         "padim.outputs": ("scores: (N,) float32, max of each map over the region's inspected "

@@ -103,6 +103,9 @@ def test_export_metadata(onnx_file: Path, model_file: Path) -> None:
     assert float(meta["padim.image_threshold"]) == card["image_threshold"]
     assert float(meta["padim.pixel_threshold"]) == card["pixel_threshold"]
     assert json.loads(meta["padim.card"])["created"] == card["created"]
+    # How to make the input, in words: the default letterbox has mirrored bands, not black.
+    assert meta["padim.resize"] == "pad-reflect"
+    assert "mirror" in meta["padim.input"] and "black" not in meta["padim.input"]
 
 
 def test_export_prints_differences(model_file: Path, tmp_path: Path,
@@ -156,6 +159,10 @@ def test_export_with_check_images(model_file: Path, demo: Path, tmp_path: Path,
     assert "image(s) from" in capsys.readouterr().out
     assert main(["export", str(model_file), "-o", str(out), "--check-images",
                  str(tmp_path / "nope")]) == 1
+    assert "check-images folder not found" in capsys.readouterr().err
+    assert main(["export", str(model_file), "-o", str(out), "--check-images",
+                 str(_test_images(demo)[0])]) == 1
+    assert "is a file, not a folder of check images" in capsys.readouterr().err
 
 
 def test_export_without_weights_is_a_clear_error(
