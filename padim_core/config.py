@@ -6,9 +6,10 @@ the CLI and the app read them from here (``DEFAULTS``) rather than repeating the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from .backbones import DEFAULT_BACKBONE, SPECS
+from .backbones import DEFAULT_BACKBONE, RANDOM_WEIGHTS, SPECS
 from .embedding import REDUCTIONS, UPSAMPLE_MODES
 from .errors import InvalidInputError
 from .images import RESIZE_MODES
@@ -63,6 +64,11 @@ class PadimConfig:
             raise bad("reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
         if self.d is None:
             object.__setattr__(self, "d", SPECS[self.backbone].default_d)
+        if self.weights is not None and str(self.weights) != RANDOM_WEIGHTS:
+            # Kept absolute: the model file then finds its weights from any folder (a
+            # relative path was looked up from wherever predict, serve or export ran).
+            object.__setattr__(self, "weights",
+                               os.path.abspath(os.path.expanduser(str(self.weights))))
         if self.upsample not in UPSAMPLE_MODES:
             raise bad("upsample", f"must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
         if self.resize is None:     # a centre crop implies the square resize it is cut from

@@ -290,6 +290,28 @@ def test_weights_file_not_found(demo: Path, tmp_path: Path,
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_a_relative_weights_path_works_from_any_folder_later(
+        demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--weights w.pth`` was stored as typed, so predict / serve / export run from another
+    folder said "w.pth: weights file not found" although the file was still there."""
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "w.pth")
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = _run(capsys, "fit", demo, "-o", "m.safetensors", *SMALL,
+                      "--backbone", "resnet18", "--weights", "w.pth")
+    assert code == 0
+    elsewhere = tmp_path / "line"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = _run(capsys, "predict", tmp_path / "m.safetensors", demo / "test" / "good",
+                        "--out", "out")
+    assert code == 0, err
+    assert (elsewhere / "out" / "results.csv").is_file()
+
+
 def _weights_files(folder: Path) -> dict[str, tuple[Path, str]]:
     """Files a user might pass as ResNet-18 weights, each with what the error must say."""
     import torch
