@@ -22,6 +22,7 @@ import numpy as np
 from padim_core import PadimModel
 from padim_core.config import DEFAULTS
 from padim_core.errors import InvalidInputError, PadimError, WeightsUnavailableError
+from padim_core.store import fitted_fingerprint
 
 from . import access, resources, state, uploads, views
 from .uploads import ImageBatch
@@ -125,9 +126,11 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
     except PadimError as err:
         raise ActionError(f"Training failed — {err}") from err
     where = "" if client is None else " on the Dask cluster"
-    return state.set_slot(slot_key, model, skipped=[*batch.problems, *model.skipped_],
+    slot = state.set_slot(slot_key, model, skipped=[*batch.problems, *model.skipped_],
                           origin=f"trained on {int(model.n_train_images_)} images from "
                                  f"{batch.label}{where}")
+    slot.fingerprint = fitted_fingerprint(batch.data, batch.names, model.skipped_)
+    return slot
 
 
 def load_model_bytes(slot_key: str, name: str, data: bytes) -> state.ModelSlot:
@@ -141,8 +144,10 @@ def load_model_bytes(slot_key: str, name: str, data: bytes) -> state.ModelSlot:
 def load_library_version(slot_key: str, store: Store, version: ModelVersion) -> state.ModelSlot:
     """Load a library version into slot ``slot_key`` from its file on disk: the upload limit
     is for uploads (an updatable d = 192 model is about 700 MB), the file cap still holds."""
-    return _load_into_slot(slot_key, version.ref, lambda: store.library.load(version),
+    slot = _load_into_slot(slot_key, version.ref, lambda: store.library.load(version),
                            origin=f"library: {version.ref}")
+    slot.fingerprint = version.training_fingerprint
+    return slot
 
 
 def _load_into_slot(slot_key: str, name: str, load: Callable[[], PadimModel],

@@ -52,8 +52,10 @@ def apply_region(slot_key: str, region: np.ndarray | None, min_area: int,
     model.set_defect_rule(check_min_area(min_area, model.config.crop, "minimum defect area"),
                           rule)
     origin = slot.origin.split(" · region:")[0].split(" · library:")[0]
-    return state.set_slot(slot_key, model, f"{origin} · region: {region_words(region)}",
-                          slot.skipped)
+    new = state.set_slot(slot_key, model, f"{origin} · region: {region_words(region)}",
+                         slot.skipped)
+    new.fingerprint = slot.fingerprint          # the same training images
+    return new
 
 
 def shapes_of(json_data: dict[str, Any] | None, scale: float,

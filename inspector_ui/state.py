@@ -45,6 +45,8 @@ class ModelSlot:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: ``(name, version)`` when the model is a version of the workspace library.
     library_ref: tuple[str, int] | None = None
+    #: the training set's fingerprint when this session fitted the model (library card).
+    fingerprint: str = ""
 
 
 @dataclass

@@ -107,7 +107,8 @@ def save_slot(store: Store, slot_key: str, name: str, note: str = "") -> ModelVe
         return None
     try:
         access.require_role("engineer", "Save a model to the library")
-        saved = store.library.save(slot.model, name, note=note, created_by=_actor())
+        saved = store.library.save(slot.model, name, note=note, created_by=_actor(),
+                                   training_fingerprint=slot.fingerprint)
     except PadimError as err:
         report("Not saved to the library (the model stays usable in this session, "
                "until a reload)", err)

@@ -28,9 +28,9 @@ from .store import (
     ModelVersion,
     NewInspection,
     Store,
+    fitted_fingerprint,
     new_batch,
     parse_ref,
-    training_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -316,7 +316,8 @@ def check_fit_args(args: argparse.Namespace) -> None:
 
 def save_fitted(args: argparse.Namespace, model: PadimModel, paths: Sequence[Path]) -> None:
     """``fit --save-as NAME``: the fitted model becomes the next version of NAME."""
-    _save(args, model, args.note, training_fingerprint(paths))
+    _save(args, model, args.note,
+          fitted_fingerprint(paths, [p.name for p in paths], model.skipped_))
 
 
 def save_updated(args: argparse.Namespace, model: PadimModel, source: str) -> None:

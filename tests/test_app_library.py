@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from inspector_ui import testing as t
 from padim_core import PadimModel
-from padim_core.store import DATA_DIR_ENV, Store
+from padim_core.store import DATA_DIR_ENV, Store, training_fingerprint
 
 pytestmark = pytest.mark.usefixtures("demo_env")
 
@@ -43,7 +43,8 @@ def trained(name: str = "") -> AppTest:
     return t.train_demo(at)
 
 
-def test_train_saves_a_version_named_after_the_data_and_puts_it_in_the_url() -> None:
+def test_train_saves_a_version_named_after_the_data_and_puts_it_in_the_url(
+        demo_env: Path) -> None:
     at = trained()
     assert not t.exceptions(at) and not t.errors(at)
     assert any("Saved in the library as **demo@1**" in s.value for s in at.success)
@@ -58,6 +59,11 @@ def test_train_saves_a_version_named_after_the_data_and_puts_it_in_the_url() -> 
     with workspace() as store:
         assert {e.name: [v.version for v in e.versions] for e in store.library.models()} == \
             {"demo": [1], "line 3": [1, 2]}
+        # The card names the training set (it said "fingerprint not recorded" for every
+        # version trained in the app): the same images give the same fingerprint.
+        fingerprint = training_fingerprint(sorted((demo_env / "train" / "good").iterdir()))
+        assert store.library.version("demo", 1).training_fingerprint == fingerprint
+        assert store.library.version("line 3", 2).training_fingerprint == fingerprint
 
 
 def test_a_save_failure_is_one_error_and_the_model_stays_usable() -> None:

@@ -118,6 +118,23 @@ def _inspection(name: str = "m", version: int | None = 1, score: float = 1.0,
 # --------------------------------------------------------------------------- library
 
 
+def test_the_fingerprint_of_a_fit_leaves_out_what_it_skipped(images: list[Path],
+                                                             tmp_path: Path) -> None:
+    """The same good images give the same fingerprint with or without junk beside them,
+    as paths (the CLI) or bytes (app uploads)."""
+    from padim_core.store import fitted_fingerprint, training_fingerprint
+
+    junk = tmp_path / "notes.txt"
+    junk.write_text("shift B")
+    mixed = [junk, *images]
+    want = training_fingerprint(images)
+    assert fitted_fingerprint(mixed, [p.name for p in mixed],
+                              [("notes.txt", "not an image")]) == want
+    assert fitted_fingerprint([p.read_bytes() for p in reversed(images)],
+                              [p.name for p in reversed(images)], []) == want
+    assert training_fingerprint(mixed) != want
+
+
 def test_save_lists_the_card_and_loads_the_same_model(store: Store, model: PadimModel,
                                                       images: list[Path]) -> None:
     v = store.library.save(model, "transistor line 3", note="first try",

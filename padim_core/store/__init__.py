@@ -16,6 +16,7 @@ from .library import (
     ModelEntry,
     ModelVersion,
     check_name,
+    fitted_fingerprint,
     parse_ref,
     training_fingerprint,
 )
@@ -28,5 +29,6 @@ __all__ = [
     "ROLES", "THUMBNAIL_CAP_ENV", "VERDICTS", "ApiToken", "BlobUnavailableError", "Filters",
     "History", "Inspection", "Library", "LockedOutError", "ModelEntry", "ModelVersion",
     "NewInspection", "NotFoundError", "SchemaTooNewError", "SignInError", "Store", "StoreError",
-    "User", "Users", "check_name", "new_batch", "parse_ref", "training_fingerprint",
+    "User", "Users", "check_name", "fitted_fingerprint", "new_batch", "parse_ref",
+    "training_fingerprint",
 ]

@@ -81,6 +81,16 @@ def training_fingerprint(images: Iterable[str | os.PathLike | bytes]) -> str:
     return hashlib.sha256(b"".join(sorted(digests))).hexdigest()
 
 
+def fitted_fingerprint(images: Iterable[str | os.PathLike | bytes], names: Iterable[str],
+                       skipped: Iterable[tuple[str, str]]) -> str:
+    """``training_fingerprint`` of the images a fit used: those it skipped as unreadable
+    (by ``names``, as ``skipped_`` lists them) are left out, so the same images give the same
+    fingerprint whatever junk came with them, from the app or the command line."""
+    bad = {name for name, _ in skipped}
+    return training_fingerprint(im for im, n in zip(images, names, strict=True)
+                                if n not in bad)
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """One version of a named model: its card and where its file stands."""
