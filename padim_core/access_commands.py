@@ -222,10 +222,15 @@ def token_checker(args: argparse.Namespace) -> Callable[[str], bool] | None:
 
     if is_loopback(args.host) and not args.require_token:
         return None
+    where = "--require-token" if is_loopback(args.host) else f"--host {args.host}"
+    if not _workspace_exists(args):     # refusing must not leave a workspace behind
+        raise InvalidInputError(
+            where, f"API tokens are required and there is no workspace at "
+                   f"{resolve_data_dir(getattr(args, 'data_dir', None))}; give --data-dir, "
+                   "or make a token there with: padim tokens add NAME")
     store = open_store(args)   # open for the server's lifetime: each request checks it
     if store.users.active_tokens() == 0:
         store.close()
-        where = "--require-token" if is_loopback(args.host) else f"--host {args.host}"
         raise InvalidInputError(
             where, f"API tokens are required and the workspace {store.data_dir} has none; "
                    "make one with: padim tokens add NAME")

@@ -704,11 +704,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port: must be 1..65535, got {args.port}")
+    if args.max_batch < 1:
+        raise UsageError(f"--max-batch: must be at least 1, got {args.max_batch}")
+    if not args.max_wait_ms >= 0:
+        raise UsageError(f"--max-wait-ms: must be 0 or more, got {args.max_wait_ms}")
     import uvicorn
 
     from .service import create_app
 
     _check_device(args.device)
+    _check_port_free(args.host, args.port)       # before seconds of loading the model
     check_token = access_commands.token_checker(args)
     live, what = store_commands.served_model(args)
     app = create_app(live, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
@@ -717,6 +722,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
          f"{'; API token required' if check_token else ''})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One line naming the address when it cannot be listened on (uvicorn logs the bind
+    failure and exits with status 3, after the model has loaded)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise UsageError(f"--host {host}: not an address of this machine ({err.strerror})"
+                         ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise InvalidInputError(f"--host {host} --port {port}",
+                                    f"cannot listen there ({err.strerror})") from None
 
 
 def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:

@@ -42,11 +42,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -326,12 +327,18 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
-            problems.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+            msg = str(err.get("msg", "invalid"))
+            if "UploadFile" in msg:     # pydantic's words name Python classes
+                msg = "must be a file part (multipart/form-data with a filename), not text"
+            problems.append(f"{where or 'request'}: {msg}")
         return _error(422, "; ".join(problems) or "invalid request")
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Any, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's class: also the router's 404 / 405 and the form parser's 400s
+        answer = _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+        answer.headers.update(exc.headers or {})
+        return answer
 
     @app.exception_handler(Exception)
     async def _internal(_: Any, exc: Exception) -> JSONResponse:
@@ -357,12 +364,16 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
                                      415: {"description": "not multipart / not an image type"},
                                      422: {"description": "missing field"}})
     async def predict(
+            request: Request,
             file: Annotated[UploadFile, File(description="the image (PNG, JPEG, ...)")],
             overlay: Annotated[Literal["png"] | None, Query(
                 description="'png': return the heat-map overlay PNG instead of JSON")] = None,
     ) -> Any:
         """Score one image: JSON with score, normalized score, verdict and thresholds."""
         name = file.filename or "file"
+        parts = len((await request.form()).getlist("file"))    # parsed once, cached
+        if parts > 1:     # FastAPI would score the last one and drop the others unseen
+            return _error(422, f"file: one image per request, got {parts} file parts")
         ctype = (file.content_type or "").lower()
         if ctype and not ctype.startswith(_IMAGE_PART_TYPES):
             return _error(415, f"{name}: content type {ctype} is not an image")

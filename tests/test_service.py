@@ -143,10 +143,24 @@ def test_bad_requests_are_4xx_and_service_keeps_serving(client: TestClient,
          413, "upload limit"),
         (client.post("/predict?overlay=jpeg", files={"file": ("a.png", png, "image/png")}),
          422, "overlay"),
+        # Two images in one request: FastAPI scored the last and dropped the first unseen.
+        (client.post("/predict", files=[("file", ("ng.png", png, "image/png")),
+                                        ("file", ("ok.png", png, "image/png"))]),
+         422, "file: one image per request, got 2 file parts"),
+        # The rest answered {"detail": ...} or named Python classes.
+        (client.post("/predict", files={"file": (None, "hello")}), 422,
+         "file: must be a file part"),
+        (client.post("/predict", content=b"abc",
+                     headers={"content-type": "multipart/form-data"}), 400,
+         "post /predict: missing boundary"),
+        (client.get("/predict"), 405, "get /predict: method not allowed"),
+        (client.get("/nothing"), 404, "get /nothing: not found"),
     ]
     for r, status, fragment in cases:
         assert r.status_code == status, r.text
-        assert "\n" not in r.text and fragment in r.json()["error"].lower()
+        assert "\n" not in r.text and fragment in r.json()["error"].lower(), r.text
+        assert "<class" not in r.text
+    assert cases[-2][0].headers["allow"] == "POST"
     _assert_serving(client, images[0])
 
 
@@ -313,3 +327,24 @@ def test_cli_serve_answers_health(tmp_path: Path, model: PadimModel) -> None:
         proc.wait(20)
     assert "serving" in proc.stdout.read()
     assert np.isfinite(model.image_threshold_)
+
+
+def test_cli_serve_refuses_a_busy_port_and_bad_tuning_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A busy port ended in uvicorn's log and exit status 3 after loading the model;
+    --max-batch 0 and --max-wait-ms -1 were taken silently."""
+    from padim_core.cli import main
+
+    missing = str(tmp_path / "not-loaded.safetensors")   # refused before the model loads
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", missing, "--port", str(port), "--device", "cpu"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(
+            f"padim: error: --host 127.0.0.1 --port {port}: cannot listen there (")
+    for option, value, says in (("--max-batch", "0", "must be at least 1, got 0"),
+                                ("--max-wait-ms", "-1", "must be 0 or more, got -1.0")):
+        assert main(["serve", missing, option, value]) == 2
+        assert f"padim: error: {option}: {says}" in capsys.readouterr().err

@@ -85,3 +85,10 @@ def test_loopback_needs_no_token_unless_asked(tmp_path: Path) -> None:
     assert token_checker(_args(tmp_path / "ws", "127.0.0.1")) is None
     with pytest.raises(InvalidInputError, match="--require-token: API tokens are required"):
         token_checker(_args(tmp_path / "ws", "127.0.0.1", require_token=True))
+
+
+def test_a_refused_serve_leaves_no_workspace_behind(tmp_path: Path) -> None:
+    """Refusing (no tokens) created an empty workspace in whatever folder it ran from."""
+    with pytest.raises(InvalidInputError, match="there is no workspace at .*give --data-dir"):
+        token_checker(_args(tmp_path / "ws", "10.1.2.3"))
+    assert not (tmp_path / "ws").exists()
