@@ -132,6 +132,24 @@ def _store_widget(widget_key: str, store: Callable[[Any], None]) -> None:
     store(st.session_state[widget_key])
 
 
+def follow_open_model(key: str, slot_key: str = "A") -> None:
+    """For a keyed picker of library versions: forget the user's last choice when the open
+    model changes (a keyed selectbox keeps it, so pickers went on showing another version
+    than the one open). Call before drawing the widget."""
+    slot = state.get_slot(slot_key)
+    token = slot.token if slot is not None else None
+    marker = f"{key}__follows"
+    if st.session_state.get(marker) != token:
+        st.session_state.pop(key, None)
+        st.session_state[marker] = token
+
+
+def open_ref(slot_key: str = "A") -> tuple[str, int] | None:
+    """``(name, version)`` of the library model open in a slot, if any."""
+    slot = state.get_slot(slot_key)
+    return slot.library_ref if slot is not None else None
+
+
 def relabel(key: str, format_func: Callable[[Any], str]) -> None:
     """Make the keyed selectbox ``key`` show the chosen option's label as ``format_func``
     writes it now (call before drawing the widget).

@@ -236,7 +236,12 @@ def library_picker(store: Store, slot_key: str, prefix: str) -> int:
         st.caption("The library is empty: models trained on the Train page are saved there.")
         return 0
     left, right = st.columns([3, 1])
-    ref = left.selectbox("Model from the library", list(refs), key=f"{prefix}_lib_ref")
+    options = list(refs)
+    opened = widgets.open_ref(slot_key)
+    current = f"{opened[0]}@{opened[1]}" if opened else None
+    widgets.follow_open_model(f"{prefix}_lib_ref", slot_key)
+    ref = left.selectbox("Model from the library", options, key=f"{prefix}_lib_ref",
+                         index=options.index(current) if current in options else 0)
     right.markdown("&nbsp;")
     if (right.button("Open", key=f"{prefix}_lib_open") and ref is not None
             and open_version(store, refs[ref], slot_key)):

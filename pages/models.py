@@ -58,13 +58,20 @@ if any(v.status != "ok" for e in entries for v in e.versions):
                "they cannot be opened or downloaded. Every other model works.")
 
 by_name = {e.name: e for e in entries}
+opened = widgets.open_ref("A")            # the pickers start on the open model
 left, right = st.columns([3, 1])
-name = left.selectbox("Model", list(by_name), key="models_name")
+names = list(by_name)
+widgets.follow_open_model("models_name")
+name = left.selectbox("Model", names, key="models_name",
+                      index=names.index(opened[0]) if opened and opened[0] in by_name else 0)
 entry = by_name[name]
 numbers = [v.version for v in entry.versions]
 current = entry.current
+start = opened[1] if opened and opened[0] == name and opened[1] in numbers else \
+    current.version if current else numbers[0]
+widgets.follow_open_model(f"models_version_{name}")
 number = right.selectbox("Version", numbers, key=f"models_version_{name}",
-                         index=numbers.index(current.version) if current else 0)
+                         index=numbers.index(start))
 version = next(v for v in entry.versions if v.version == number)
 
 with st.container(border=True):

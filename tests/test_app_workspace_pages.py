@@ -50,6 +50,12 @@ def test_models_and_evaluate_keep_the_open_model_in_the_url() -> None:
     again = reloaded(models, "models")                 # F5 on the Models page
     assert not t.exceptions(again) and not t.errors(again)
     assert t.slot(again).library_ref == ("demo", 1)
+    # The pickers show the open model (they showed the default version and warned that
+    # thresholds "would go onto" it), on Models and on Inspect's library picker.
+    assert (again.selectbox(key="models_name").value,
+            again.selectbox(key="models_version_demo").value) == ("demo", 1)
+    inspect = t.open_page(again, "inspect")
+    assert inspect.selectbox(key="inspect_lib_ref").value == "demo@1"
     evaluate = reloaded(again, "evaluate")             # a shared link to Evaluate
     assert not t.exceptions(evaluate) and not t.errors(evaluate)
     assert t.slot(evaluate).library_ref == ("demo", 1)
