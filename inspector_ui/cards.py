@@ -53,7 +53,7 @@ def model_card(slot_key: str) -> None:
         st.warning(warning)
     if slot.skipped:
         with st.expander(f"{len(slot.skipped)} file(s) skipped while training", expanded=True):
-            show_problems(slot.skipped)
+            show_problems(slot.skipped, skipped=True)
     cfg = model.config
     stem = f"padim_{cfg.backbone}_d{cfg.d}_{cfg.crop}px"
     st.download_button("Download model (.safetensors)", data=model.to_bytes,

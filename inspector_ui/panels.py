@@ -195,7 +195,7 @@ def run_inspection(slot_key: str, batch: ImageBatch) -> bool:
     if inspection is None:
         progress.fail()
         return False
-    show_problems(list(inspection.result.skipped))
+    show_problems(list(inspection.result.skipped), skipped=True)
     progress.finish(f"Scored {len(inspection.result.names)} images in "
                     f"{inspection.seconds:.1f} s")
     slot = state.get_slot(slot_key)

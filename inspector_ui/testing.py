@@ -110,6 +110,11 @@ def errors(at: AppTest) -> list[str]:
     return [str(e.value) for e in at.error]
 
 
+def warnings(at: AppTest) -> list[str]:
+    """Texts of the ``st.warning`` boxes on the page."""
+    return [str(w.value) for w in at.warning]
+
+
 def exceptions(at: AppTest) -> list[str]:
     """Uncaught exceptions shown on the page (should always be empty)."""
     return [str(e.value) for e in at.exception]

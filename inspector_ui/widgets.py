@@ -21,6 +21,7 @@ from . import resources, state, views
 from .app_frame import require_app_frame
 
 ERROR_ICON = ":material/error:"
+WARNING_ICON = ":material/warning:"
 UPLOAD_HELP = ("Images (PNG, JPEG, BMP, TIFF, WebP) or .zip archives of them. "
                "Several files at once are fine.")
 
@@ -37,10 +38,15 @@ def show_messages() -> None:
         getattr(st, kind, st.info)(text)
 
 
-def show_problems(problems: list[tuple[str, str]]) -> None:
-    """One ``st.error`` per bad file: "name: problem"."""
+def show_problems(problems: list[tuple[str, str]], *, skipped: bool = False) -> None:
+    """One box per bad file: "name: problem". ``skipped``: the work went on without these
+    files (a model trained, a batch scored), so they are warnings, not errors that read as
+    if it had failed."""
     for name, problem in problems:
-        st.error(f"{name}: {problem}", icon=ERROR_ICON)
+        if skipped:
+            st.warning(f"{name}: {problem}", icon=WARNING_ICON)
+        else:
+            st.error(f"{name}: {problem}", icon=ERROR_ICON)
 
 
 def attempt(action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:

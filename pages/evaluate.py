@@ -120,7 +120,7 @@ if t[2].button("Apply to the Inspect sliders", key="eval_apply", type="primary",
 
 if rep.skipped:
     with st.expander(f"{len(rep.skipped)} image(s) could not be read"):
-        widgets.show_problems(list(rep.skipped))
+        widgets.show_problems(list(rep.skipped), skipped=True)
 if rep.no_pixel_ground_truth:
     with st.expander(f"{len(rep.no_pixel_ground_truth)} defective image(s) without a mask"):
         st.dataframe(views.no_mask_rows(rep.no_pixel_ground_truth), hide_index=True)

@@ -109,8 +109,10 @@ def test_training_upload_with_every_image_case(demo: Path) -> None:
     assert slot is not None
     assert slot.model.n_train_images_ == N_DEMO_TRAIN + len(h.accepted_images())
     assert {n for n, _ in slot.skipped} == {c.name for c in h.rejected_images()}
+    assert not t.errors(at), t.errors(at)                # it trained: warnings, not errors
     for case in h.rejected_images():
-        assert_error_names(at, case.name, case.fragment)
+        assert any(case.name in w and case.fragment in w.lower() for w in t.warnings(at)), \
+            (case.name, t.warnings(at))
 
 
 def test_bad_training_uploads_keep_the_model(demo: Path) -> None:
@@ -197,7 +199,7 @@ def test_archive_uploads(tmp_path: Path) -> None:
             for member, fragment in case.skipped:
                 key = f"{case.name}: {member}"
                 assert fragment in skipped.get(key, ""), (case.id, key, slot.skipped)
-                assert any(key in e for e in t.errors(at)), (case.id, key, t.errors(at))
+                assert any(key in w for w in t.warnings(at)), (case.id, key, t.warnings(at))
         assert scratch_left(tmp_path) == [], case.id
         assert escaped(tmp_path) == [], case.id
     assert not Path("/abs/escape.png").exists()
