@@ -106,8 +106,7 @@ def show(store: Store, row_id: int, prefix: str,
         st.error(f"The history row cannot be read: {err}", icon=widgets.ERROR_ICON)
         return
     slot = state.get_slot("A")
-    target = f"{slot.library_ref[0]}@{slot.library_ref[1]}" \
-        if slot is not None and slot.library_ref else "model A"
+    target = (slot.ref if slot is not None else None) or "model A"
     st.markdown("**Learn from this image**")
     if image is None and access.allowed("engineer"):   # only they may accept: no upload else
         upload = st.file_uploader(f"The original {row.file_name} (needed to learn it)",
@@ -191,8 +190,7 @@ def history_evaluation(store: Store) -> None:
         st.caption("The library is empty.")
         return
     slot = state.get_slot("A")
-    current = (f"{slot.library_ref[0]}@{slot.library_ref[1]}"
-               if slot is not None and slot.library_ref else None)
+    current = slot.ref if slot is not None else None
     options = list(refs)
     left, right = st.columns([3, 1])
     ref = left.selectbox("Model version", options, key="fb_hist_ref",

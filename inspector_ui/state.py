@@ -48,6 +48,12 @@ class ModelSlot:
     #: the training set's fingerprint when this session fitted the model (library card).
     fingerprint: str = ""
 
+    @property
+    def ref(self) -> str | None:
+        """``NAME@N`` of the library version in the slot, None for a model outside it."""
+        return None if self.library_ref is None else \
+            f"{self.library_ref[0]}@{self.library_ref[1]}"
+
 
 @dataclass
 class Thresholds:

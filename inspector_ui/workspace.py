@@ -204,7 +204,7 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
         report(f"The model in the link ({name}@{number or 'default'}) cannot be opened", err)
         return
     if open_version(store, v, slot_key):
-        where = "" if slot_key == "A" else f" as {state.SLOT_NAMES[slot_key].lower()}"
+        where = "" if slot_key == "A" else f" as {state.SLOT_NAMES[slot_key]}"
         state.flash("info", f"Reopened {v.ref} from the library{where} (the link names it).")
         st.rerun()
 

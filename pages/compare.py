@@ -53,10 +53,14 @@ if mode == TWO_MODELS:
 # ---------------------------------------------------------------- shared controls
 with st.sidebar:
     st.subheader("Thresholds")
+    two = mode == TWO_MODELS and slot_b is not None
+    if two:
+        st.markdown(f"**{state.SLOT_NAMES['A']}** ({slot_a.ref or 'not in the library'})")
     thr_a = widgets.threshold_controls("A", prefix="cmp", container=st.sidebar)
     rule_a = region_editor.defect_controls("A", prefix="cmp", container=st.sidebar)
     thr_b = rule_b = None
-    if mode == TWO_MODELS and slot_b is not None:
+    if two:
+        st.markdown(f"**{state.SLOT_NAMES['B']}** ({slot_b.ref or 'not in the library'})")
         thr_b = widgets.threshold_controls("B", prefix="cmpB", container=st.sidebar)
         rule_b = region_editor.defect_controls("B", prefix="cmpB", container=st.sidebar)
     st.subheader("Heatmap")
@@ -103,5 +107,7 @@ else:
             (c1, "A", slot_a, pred_a, map_a, thr_a, rule_a),
             (c2, "B", slot_b, pred_b, map_b, thr_b, rule_b)):
         cfg = slot.model.config
-        cards.comparison_side(column, f"{state.SLOT_NAMES[key]}: {cfg.backbone}, d={cfg.d}",
-                              pred, amap, display, thr, 1.0, slot.model.region_, rule)
+        about = f"{cfg.backbone}, d={cfg.d}"
+        title = f"{state.SLOT_NAMES[key]}: " + (f"{slot.ref} ({about})" if slot.ref else about)
+        cards.comparison_side(column, title, pred, amap, display, thr, 1.0,
+                              slot.model.region_, rule)

@@ -70,6 +70,10 @@ def test_one_image_two_models(demo: Path, predict_calls: list[int]) -> None:
     assert len(scores_shown(at)) == 2
     headers = " ".join(m.value for m in at.markdown)
     assert "Model A" in headers and "Model B" in headers and "d=16" in headers
+    # Each side and its sidebar controls name the version (both read "efficientnet_lite0,
+    # d=..." before, whichever versions were compared).
+    assert "Model A: demo@1 (" in headers and "Model B: demo@2 (" in headers, headers
+    assert "**Model B** (demo@2)" in headers
     assert any("multiples of each model's pixel threshold" in c.value for c in at.caption)
     hole = next(n for n, _, _ in t.inspect_uploads(demo) if n.startswith("hole_"))
     at.file_uploader(key="compare_files").set_value(

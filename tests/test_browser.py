@@ -101,7 +101,7 @@ def test_demo_train_inspect_threshold(server: str) -> None:
             page.get_by_text("One image, two models").click()
             page.get_by_text("Model B is empty").wait_for()
             page.get_by_role("button", name="Train on the demo set").click()
-            page.get_by_text("Model B: efficientnet_lite2").first.wait_for()
+            page.get_by_text(re.compile(r"Model B: demo@\d+ \(efficientnet_lite2")).first.wait_for()
             page.locator('[data-testid="stMetric"]').filter(has_text="Score").first.wait_for()
             page.wait_for_timeout(2000)
             assert slider_values(page)[:2] == shown[:2], (shown, slider_values(page))
