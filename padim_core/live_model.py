@@ -121,9 +121,11 @@ class LiveModel:
             return False
         self._last_problem = ""
         self._current = new
-        what = "thresholds of" if new.model is old.model else "now serving"
-        self.log(f"{what} {new.ref}: image {new.image_threshold:.4g}, "
-                 f"pixel {new.pixel_threshold:.4g} (was {old.ref})")
+        same = new.model is old.model
+        was = (f"image {old.image_threshold:.4g}, pixel {old.pixel_threshold:.4g}" if same
+               else old.ref)
+        self.log(f"{'thresholds of' if same else 'now serving'} {new.ref}: image "
+                 f"{new.image_threshold:.4g}, pixel {new.pixel_threshold:.4g} (was {was})")
         return True
 
     def _run(self) -> None:

@@ -70,8 +70,9 @@ def test_swaps_after_warm_up_and_logs_a_failure_once(
     assert live.check_now() is True
     assert warmed[0][0] is new_model and warmed[0][1].ref == "plates@1"   # warmed, then swapped
     assert live.current is second
-    assert lines[-2:] == ["thresholds of plates@1: image 9, pixel "
-                          f"{first.pixel_threshold:.4g} (was plates@1)",
+    assert lines[-2:] == ["thresholds of plates@1: image 9, pixel "      # what they were
+                          f"{first.pixel_threshold:.4g} (was image "
+                          f"{first.image_threshold:.4g}, pixel {first.pixel_threshold:.4g})",
                           f"now serving plates@2: image {second.image_threshold:.4g}, "
                           f"pixel {second.pixel_threshold:.4g} (was plates@1)"]
 
