@@ -22,7 +22,11 @@ def home() -> None:
         "measure accuracy on a labelled set."
     )
     st.page_link("pages/train.py", label="Start: train a model", icon=":material/model_training:")
-    st.caption("No photos at hand? The Train page has a one-click demo set.")
+    st.page_link("pages/inspect.py", label="Or inspect with a model from the library",
+                 icon=":material/image_search:")
+    st.caption("No photos at hand? The Train page has a one-click demo set, and `make run` "
+               "trains a demo model into an empty library on the first visit to Train or "
+               "Inspect, ready to inspect the demo test set.")
 
 
 pages = [

@@ -217,7 +217,11 @@ def inspect_panel(slot_key: str) -> None:
     go_upload = left.button("Inspect uploaded images", type="primary", key="inspect_go",
                             disabled=not files)
     right.markdown("**Demo test set**")
-    right.caption("Good plates and plates with scratches, stains and holes.")
+    slot = state.get_slot(slot_key)
+    of_demo = slot is None or "demo" in slot.origin
+    right.caption("Good plates and plates with scratches, stains and holes."
+                  + ("" if of_demo else " Made for the demo model: under a model of other "
+                                        "parts every plate looks anomalous."))
     go_demo = right.button("Inspect the demo test set", key="inspect_demo")
     batch = None
     if go_upload and files:

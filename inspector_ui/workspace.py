@@ -407,7 +407,8 @@ def history_table(rows: list[Inspection]) -> pd.DataFrame:
         "id": r.id, "time": r.inspected_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         "file": r.file_name, "model": r.model_ref, "score": r.score,
         "score / threshold": r.normalized_score, "verdict": r.verdict,
-        "decision": r.decision_label, "decided by": r.decided_by, "comment": r.comment,
+        "decision": r.decision_label,
+        "decided by": r.decided_by or ("unknown" if r.decision else ""), "comment": r.comment,
         "operator": r.operator,
     } for r in rows])
 
