@@ -32,7 +32,7 @@ def model_card(slot_key: str) -> None:
     model = slot.model
     card = model.card()
     st.caption(slot.origin)
-    cols = st.columns([3.2, 0.6, 1.4, 1.0, 1.4, 1.4])   # the backbone name must fit
+    cols = st.columns([2.9, 0.9, 1.3, 1.0, 1.4, 1.4])   # the backbone name must fit
     cols[0].metric("Backbone", str(card.get("backbone", model.config.backbone)))
     cols[1].metric("d", str(card.get("d", model.config.d)))
     cols[2].metric("Training images", str(card.get("n_train_images", model.n_train_images_)))
