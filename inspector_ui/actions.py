@@ -22,6 +22,7 @@ import numpy as np
 from padim_core import PadimModel
 from padim_core.config import DEFAULTS
 from padim_core.errors import InvalidInputError, PadimError, WeightsUnavailableError
+from padim_core.images import header_size
 from padim_core.store import fitted_fingerprint
 
 from . import access, resources, state, uploads, views
@@ -206,8 +207,21 @@ def run_inspection(slot_key: str, batch: ImageBatch,
         label=batch.label, seconds=time.perf_counter() - start,
         problems=[*batch.problems, *result.skipped],
         scale=views.shared_scale(result.maps))
+    inspection.notes = tiny_images(inspection.sources, slot.model.config.crop)
     state.set_inspection(inspection)
     return inspection
+
+
+def tiny_images(sources: dict[str, state.ImageData], crop: int) -> Problems:
+    """A note for each image less than half the model's input on its longer side: it is
+    enlarged to score it, so its score (often NG) says little about the part."""
+    notes: Problems = []
+    for name, data in sources.items():
+        size = header_size(data)
+        if size is not None and max(size) * 2 < crop:
+            notes.append((name, f"{size[0]}×{size[1]} px, enlarged to the model's {crop} px "
+                                "input: its score says little about the part"))
+    return notes
 
 
 def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Prediction:

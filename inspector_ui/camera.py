@@ -48,7 +48,8 @@ def joined(before: state.Inspection | None, photo: state.Inspection) -> state.In
         seconds=before.seconds + photo.seconds, problems=list(before.problems),
         scale=views.shared_scale(result.maps),
         history_ids={**before.history_ids, **photo.history_ids},
-        history_batch=before.history_batch or photo.history_batch)
+        history_batch=before.history_batch or photo.history_batch,
+        notes=[*before.notes, *photo.notes])
 
 
 def score_photo(slot_key: str, data: bytes, taken: datetime | None = None,

@@ -79,6 +79,8 @@ class Inspection:
     history_ids: dict[str, int] = field(default_factory=dict)
     #: the history's batch id of these rows (camera photos join the batch they extend).
     history_batch: str = ""
+    #: (name, note) about images scored but hardly comparable (far smaller than the input).
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -371,6 +371,26 @@ def file_sha256(source: Any) -> str | None:
     return digest.hexdigest()
 
 
+def header_size(source: Any) -> tuple[int, int] | None:
+    """(width, height) of an image from its header (arrays and PIL images: their shape),
+    None when it does not open. No pixel data is decoded."""
+    if isinstance(source, np.ndarray):
+        return (int(source.shape[1]), int(source.shape[0])) if source.ndim >= 2 else None
+    if isinstance(source, Image.Image):
+        return source.size
+    try:
+        stream = _open_stream(source, "")
+    except (InvalidInputError, TypeError):
+        return None
+    with stream, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(stream, formats=tuple(sorted(DECODABLE_FORMATS))) as opened:
+                return opened.size
+        except Exception:  # untrusted data: any parser failure means "does not open"
+            return None
+
+
 def opens_as_image(source: Any) -> bool:
     """Whether ``source`` is an array, a PIL image, or an encoded image whose header opens.
 

@@ -76,7 +76,11 @@ m[3].metric("Image threshold", f"{thr.image:.3f}")
 m[4].metric("Scoring time", f"{insp.seconds:.1f} s")
 if insp.problems:
     with st.expander(f"{len(insp.problems)} file(s) skipped", expanded=False):
-        widgets.show_problems(insp.problems)
+        widgets.show_problems(insp.problems, skipped=True)
+if insp.notes:
+    with st.expander(f"{len(insp.notes)} image(s) far smaller than the model's input",
+                     expanded=True):
+        widgets.show_problems(insp.notes, skipped=True)
 
 left, right = st.columns([3, 2])
 with left:

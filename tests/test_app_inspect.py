@@ -100,12 +100,32 @@ def test_uploaded_batch_with_a_bad_file(demo: Path, predict_calls: list[int]) ->
     files = t.inspect_uploads(demo) + [("scan.jpg", b"garbage, not a jpeg", "image/jpeg")]
     at.file_uploader(key="inspect_files").set_value(files).run()
     at.button(key="inspect_go").click().run()
-    assert not t.exceptions(at)
-    assert any("scan.jpg" in e for e in t.errors(at)), t.errors(at)
+    assert not t.exceptions(at) and not t.errors(at)     # scored the rest: a warning
+    assert any("scan.jpg" in w for w in t.warnings(at)), t.warnings(at)
     assert len(table(at)) == len(files) - 1
     # the skipped file stays listed after a re-run (e.g. a slider move)
     at.slider(key="insp_alpha").set_value(0.3).run()
     assert any("1 file(s) skipped" in e.label for e in at.expander)
+
+
+def test_an_image_far_smaller_than_the_input_is_scored_with_a_warning(demo: Path) -> None:
+    """An 8 × 8 image was scored NG (enlarged to the input size) without a word."""
+    import io
+
+    from PIL import Image
+
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 120, 120)).save(tiny, format="PNG")
+    at = inspected(demo_button=False)
+    files = t.inspect_uploads(demo)[:2] + [("tiny8.png", tiny.getvalue(), "image/png")]
+    at.file_uploader(key="inspect_files").set_value(files).run()
+    at.button(key="inspect_go").click().run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert len(table(at)) == 3                                   # scored all the same
+    crop = t.slot(at).model.config.crop
+    notes = [w for w in t.warnings(at) if w.startswith("tiny8.png: 8×8 px")]
+    assert notes and f"enlarged to the model's {crop} px input" in notes[0], t.warnings(at)
+    assert any("1 image(s) far smaller" in e.label for e in at.expander)
 
 
 @pytest.mark.parametrize(
