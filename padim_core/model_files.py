@@ -211,6 +211,9 @@ def _parse_header(head: bytes, size: int, name: str) -> dict[str, Any]:
     """Read the safetensors JSON header ourselves: only JSON is parsed, never pickle."""
     not_model = "not a PaDiM Inspector model file (expected a .safetensors file saved by it)"
     if size < 8 or len(head) < 8:
+        text = head.decode("latin-1").strip()
+        if text and text.isprintable():         # "hello\n": a text file, not a cut model
+            raise ModelFileError(name, not_model)
         raise ModelFileError(name, "file is empty or truncated" if size else "file is empty")
     (n,) = struct.unpack("<Q", head[:8])
     if n > MAX_HEADER_BYTES or n > size - 8:

@@ -570,6 +570,8 @@ def model_file_cases(good: bytes) -> tuple[Case, ...]:
              "error: file is empty"),
         Case("tiny_model", "tiny.safetensors", good[:5], "rejected", "truncated",
              "error: file is empty or truncated"),
+        Case("short_text_as_model", "a.txt", b"hello\n", "rejected",
+             "not a padim inspector model", "error: not a model file"),
         Case("truncated_model", "cut.safetensors", good[: len(good) // 2], "rejected",
              "truncated", "error: file is truncated"),
         Case("text_as_model", "notes.safetensors", b"just some text, not a model\n" * 8,

@@ -295,8 +295,9 @@ def test_distinct_images_are_not_called_identical(trained: PadimModel) -> None:
 
 
 def _model_case_ids() -> list[str]:
-    return ["empty_model", "tiny_model", "truncated_model", "text_as_model",
-            "huge_header_length", "lying_offsets", "other_program", "other_version",
+    return ["empty_model", "tiny_model", "short_text_as_model", "truncated_model",
+            "text_as_model", "huge_header_length", "lying_offsets", "other_program",
+            "other_version",
             "broken_metadata", "missing_config", "unknown_backbone", "grid_mismatch",
             "d_mismatch", "tampered_shape", "tampered_dtype", "missing_tensor", "nan_tensor",
             "bad_channel_index"]

@@ -187,8 +187,9 @@ def test_fit_identical_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 # --------------------------------------------------------------------------- model files
 
 
-MODEL_CASE_IDS = ["empty_model", "tiny_model", "truncated_model", "text_as_model",
-                  "huge_header_length", "lying_offsets", "other_program", "other_version",
+MODEL_CASE_IDS = ["empty_model", "tiny_model", "short_text_as_model", "truncated_model",
+                  "text_as_model", "huge_header_length", "lying_offsets", "other_program",
+                  "other_version",
                   "broken_metadata", "missing_config", "unknown_backbone", "grid_mismatch",
                   "d_mismatch", "tampered_shape", "tampered_dtype", "missing_tensor",
                   "nan_tensor", "bad_channel_index"]
