@@ -18,7 +18,8 @@ with st.expander("Model A from the library", expanded=state.get_slot("A") is Non
 slot_a = widgets.require_model("A", saved)
 
 mode = st.radio("What to compare", [TWO_IMAGES, TWO_MODELS], horizontal=True,
-                key="compare_mode")
+                key="compare_mode",   # a link that names a model B (a reload) reopens both
+                index=1 if state.get_slot("B") is not None else 0)
 
 # ---------------------------------------------------------------- images to choose from
 pool: dict[str, state.ImageData] = {}

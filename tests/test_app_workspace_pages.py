@@ -107,6 +107,7 @@ def test_compare_saves_model_b_records_its_inspections_and_links_it() -> None:
     assert not t.exceptions(again) and not t.errors(again)
     assert (t.slot(again).library_ref, t.slot(again, "B").library_ref) == \
         (("demo", 1), ("plates B", 1))
+    assert again.radio(key="compare_mode").value == "One image, two models"   # not reset
 
 
 def test_reload_redraws_the_last_batch_with_thumbnails_and_decisions() -> None:
