@@ -35,7 +35,7 @@ from .backbones import FeatureExtractor, load_feature_extractor
 from .embedding import Embedder
 from .errors import ClusterError, InvalidInputError
 from .gaussian import HoldoutStore, PatchStatistics, patch_statistics
-from .images import input_name, opens_as_image
+from .images import input_name, seems_readable
 from .model import PadimModel, PredictResult, Progress, _placed, too_few_readable
 from .threads import default_workers
 
@@ -129,8 +129,8 @@ class _Shard:
     skipped: list[tuple[str, str]]
 
 
-def _opens_as_images(images: list[Any]) -> list[bool]:
-    return [opens_as_image(im) for im in images]
+def _readable_flags(images: list[Any]) -> list[bool]:
+    return [seems_readable(im) for im in images]
 
 
 def _fit_shard(config: dict[str, Any], embedder: Embedder, images: list[Any],
@@ -189,11 +189,11 @@ class _FitOnCluster(PadimModel):
         super().__init__(**config)
         self.client, self.shard_images, self.packed = client, shard_images, packed
 
-    def _opens_as_images(self, images: list[Any]) -> list[bool]:
+    def _readable_flags(self, images: list[Any]) -> list[bool]:
         """Header checks on the workers, which see the files (the client may not)."""
         images = _for_workers(images)
         step = HEADER_CHECKS_PER_TASK
-        tasks = [self.client.submit(_opens_as_images, images[lo:lo + step], pure=False)
+        tasks = [self.client.submit(_readable_flags, images[lo:lo + step], pure=False)
                  for lo in range(0, len(images), step)]
         return [ok for part in _in_order(tasks, None, [], "headers") for ok in part]
 

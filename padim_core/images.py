@@ -374,6 +374,25 @@ def file_sha256(source: Any) -> str | None:
 def header_size(source: Any) -> tuple[int, int] | None:
     """(width, height) of an image from its header (arrays and PIL images: their shape),
     None when it does not open. No pixel data is decoded."""
+    return _probe(source, whole=False)
+
+
+def seems_readable(source: Any) -> bool:
+    """Whether ``source`` will most likely decode: an array, a PIL image, or an encoded image
+    whose header opens within the size limits and whose file is whole (a PNG's chunks and
+    their checksums all there, a JPEG's end marker at its end). No pixel data is decoded.
+
+    fit draws its calibration share over these inputs, so that unreadable files beside the
+    images (a notes.txt in a zip, a half-copied PNG) do not change which images calibrate,
+    nor the model.
+    """
+    return isinstance(source, (np.ndarray, Image.Image)) or \
+        _probe(source, whole=True) is not None
+
+
+def _probe(source: Any, whole: bool) -> tuple[int, int] | None:
+    """The image's size from its header, None when it does not open (or, with ``whole``,
+    is over the limits or cut short)."""
     if isinstance(source, np.ndarray):
         return (int(source.shape[1]), int(source.shape[0])) if source.ndim >= 2 else None
     if isinstance(source, Image.Image):
@@ -386,19 +405,22 @@ def header_size(source: Any) -> tuple[int, int] | None:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(stream, formats=tuple(sorted(DECODABLE_FORMATS))) as opened:
-                return opened.size
+                size, kind = opened.size, opened.format
+                if whole:
+                    _check_size(*size, "")
+                    opened.verify()        # PNG: every chunk and its CRC; a cut file fails
+            if whole and kind == "JPEG" and not _ends_with_jpeg_marker(stream):
+                return None
+            return size
         except Exception:  # untrusted data: any parser failure means "does not open"
             return None
 
 
-def opens_as_image(source: Any) -> bool:
-    """Whether ``source`` is an array, a PIL image, or an encoded image whose header opens.
-
-    No pixel data is decoded (a path costs a few kB of reading): fit draws its calibration
-    share over these inputs, so that unreadable files beside the images (a notes.txt in a
-    zip) do not change which images calibrate, nor the model.
-    """
-    return isinstance(source, (np.ndarray, Image.Image)) or header_size(source) is not None
+def _ends_with_jpeg_marker(stream: BinaryIO) -> bool:
+    """A whole JPEG ends with its EOI marker (a few kB of trailer after it are allowed)."""
+    stream.seek(0, io.SEEK_END)
+    stream.seek(max(0, stream.tell() - 4096))
+    return b"\xff\xd9" in stream.read()
 
 
 def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:

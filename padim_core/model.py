@@ -41,7 +41,7 @@ from .gaussian import (
     patch_statistics,
     statistics_from_sums,
 )
-from .images import opens_as_image
+from .images import seems_readable
 from .loading import DecodedBatch, decode_batches
 from .regions import (
     DefectRegion,
@@ -568,16 +568,16 @@ class PadimModel:
         return None, semi_orthogonal_projection(total_c, cfg.d, cfg.seed)
 
     def _calibration_indices(self, images: list[Any]) -> np.ndarray:
-        """The seeded calibration share of ``images``, drawn over those that open as images:
-        unreadable inputs among them do not move it, so the same images give the same model
-        whatever junk came with them."""
-        opens = np.flatnonzero(self._opens_as_images(images))
+        """The seeded calibration share of ``images``, drawn over those that seem readable
+        (``images.seems_readable``): unreadable inputs among them do not move it, so the same
+        images give the same model whatever junk came with them."""
+        readable = np.flatnonzero(self._readable_flags(images))
         cfg = self.config
-        return opens[calibration_split(len(opens), cfg.calibration_fraction, cfg.seed)[1]]
+        return readable[calibration_split(len(readable), cfg.calibration_fraction, cfg.seed)[1]]
 
-    def _opens_as_images(self, images: list[Any]) -> list[bool]:
-        """Whether each input opens as an image (headers only); a cluster asks its workers."""
-        return [opens_as_image(im) for im in images]
+    def _readable_flags(self, images: list[Any]) -> list[bool]:
+        """Whether each input seems readable (no decoding); a cluster asks its workers."""
+        return [seems_readable(im) for im in images]
 
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,

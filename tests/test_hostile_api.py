@@ -194,11 +194,18 @@ def test_unreadable_files_beside_the_images_do_not_change_the_model(
 ) -> None:
     """The same good images, once alone and once with junk that does not open as an image
     in front of and between them (a zip with notes.txt): the same calibration images, so the
-    same thresholds. The seeded split once ran over every input, junk included."""
+    same thresholds. The seeded split once ran over every input, junk included (and then
+    over every input whose header opened, half-copied files included)."""
     goods = h.good_images(20, start=700)
+    whole_jpeg = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(whole_jpeg, format="JPEG")
     junk = [("notes.txt", b"camera 3, shift B"), ("empty.png", b""),
-            ("fake.png", b"<html>not a picture</html>"), ("Thumbs.png", b"\x00" * 64)]
-    mixed = [junk[0], *goods[:5], junk[1], *goods[5:13], junk[2], junk[3], *goods[13:]]
+            ("fake.png", b"<html>not a picture</html>"), ("Thumbs.png", b"\x00" * 64),
+            # half-copied files: their headers open, their data is cut short
+            ("cut.png", goods[0][1][: len(goods[0][1]) // 2]),
+            ("cut.jpg", whole_jpeg.getvalue()[: len(whole_jpeg.getvalue()) // 2])]
+    mixed = [junk[0], *goods[:5], junk[1], junk[4], *goods[5:13], junk[2], junk[3],
+             *goods[13:], junk[5]]
     names, data = names_and_data(goods)
     alone = tiny_model(extractor).fit(data, names=names)
     names, data = names_and_data(mixed)
