@@ -47,7 +47,10 @@ def model_card(slot_key: str) -> None:
                             key=f"card{slot_key}_hist")
     with right:
         rows = [{"field": k, "value": _fmt(v)} for k, v in card.items()
-                if not isinstance(v, dict) and k not in {"skipped", "warnings"}]
+                if not isinstance(v, dict) and k not in {"skipped", "warnings", "updates"}]
+        if card.get("updates"):        # the log itself (with image digests) is long
+            rows.append({"field": "updates", "value": f"{len(card['updates'])}, "
+                         f"+{sum(u['added_images'] for u in card['updates'])} image(s)"})
         st.dataframe(rows, hide_index=True, key=f"card{slot_key}_table")
     for warning in getattr(model, "warnings_", None) or []:
         st.warning(warning)
