@@ -567,7 +567,8 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
         model.partial_fit(paths, progress=progress, names=relative_names(paths))
     progress.close()
     if len(model.card()["updates"]) == n_updates:
-        raise InvalidInputError("images", f"none of the {len(paths)} input(s) could be read: "
+        raise InvalidInputError("images", f"none of the {len(paths)} input(s) could be added "
+                                          "(unreadable, or already learned by this model): "
                                           "nothing written")
     if out is not None:
         model.save(out, updatable=not args.compact)

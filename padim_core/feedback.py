@@ -14,7 +14,7 @@ functions of a model and images (no Streamlit, no storage).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,8 @@ import numpy as np
 from .errors import InvalidInputError
 from .images import file_sha256, input_name
 from .model import PadimModel, Progress
+from .updates import LEARNED_BEFORE
+from .updates import learned_sha256 as learned_from_log
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,7 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
     fresh, again, seen = [], [], set()
     for i, digest in enumerate(digests):
         if digest is not None and (digest in known or digest in seen):
-            again.append((all_names[i], "already learned by this model (accepted as normal "
-                                        "before): adding it again would count it twice"))
+            again.append((all_names[i], LEARNED_BEFORE))
         else:
             fresh.append(i)
             seen.add(digest)
@@ -85,9 +86,6 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
                                           "unchanged")
     skipped = {name for name, _ in new.skipped_}
     kept = [i for i, n in enumerate(all_names) if n not in skipped]
-    added = [digests[fresh[i]] for i in kept if digests[fresh[i]] is not None]
-    log = new.state_.updates
-    new.state_ = replace(new.state_, updates=[*log[:-1], {**log[-1], "accepted_sha256": added}])
     after = new.predict(images, names=all_names)
     before = (before_given[kept] if before_given is not None
               else model.predict([images[i] for i in kept], names=after.names).scores)
@@ -97,11 +95,10 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
 
 
 def learned_sha256(model: PadimModel) -> set[str]:
-    """SHA-256 digests of the images ``model`` learned through ``accept_as_normal`` (its
-    update log, which travels with the model file and the library)."""
-    if model.state_ is None:
-        return set()
-    return {d for entry in model.state_.updates for d in entry.get("accepted_sha256", [])}
+    """SHA-256 digests of the images ``model`` learned by updates (``accept_as_normal``,
+    ``partial_fit``, ``padim update``): its update log, which travels with the model file
+    and the library."""
+    return set() if model.state_ is None else learned_from_log(model.state_.updates)
 
 
 def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:

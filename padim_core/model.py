@@ -41,7 +41,7 @@ from .gaussian import (
     patch_statistics,
     statistics_from_sums,
 )
-from .images import seems_readable
+from .images import file_sha256, input_name, seems_readable
 from .loading import DecodedBatch, decode_batches
 from .regions import (
     DefectRegion,
@@ -60,7 +60,7 @@ from .thresholds import (
     is_ng_by_area,
     threshold_at_fpr,
 )
-from .updates import MB, UpdateData, update_entry
+from .updates import LEARNED_BEFORE, MB, UpdateData, learned_sha256, update_entry
 
 Progress = Callable[[int, int, str], None]
 Array = np.ndarray | torch.Tensor
@@ -504,10 +504,22 @@ class PadimModel:
                                              "on its training images): refit it on all its "
                                              "images with fit()")
         images = _checked_inputs(images, names)
-        stats, skipped = self._add_to_sums(state, images, names, progress)
+        names = [input_name(im, i) for i, im in enumerate(images)] if names is None \
+            else list(names)
+        digests = [file_sha256(im) for im in images]
+        known, fresh, repeats = learned_sha256(state.updates), [], []
+        for i, digest in enumerate(digests):
+            if digest is not None and digest in known:
+                repeats.append((names[i], LEARNED_BEFORE))
+            else:
+                fresh.append(i)
+                known.add(digest)       # the same file twice in one call: the first counts
+        images, names = [images[i] for i in fresh], [names[i] for i in fresh]
+        stats, skipped, used = self._add_to_sums(state, images, names, progress)
+        skipped = [*repeats, *skipped]
         added = stats.n - state.update_data.n
         if added == 0:
-            detail = f" ({len(skipped)} unreadable, first: {skipped[0][0]}: {skipped[0][1]})" \
+            detail = f" ({len(skipped)} not added, first: {skipped[0][0]}: {skipped[0][1]})" \
                 if skipped else ""
             warnings.warn(f"no usable images to add{detail}: the model is unchanged",
                           stacklevel=2)
@@ -526,9 +538,10 @@ class PadimModel:
             pixel_threshold=pixel_threshold, calibration_distances=cal_dist,
             calibration_scores=cal_scores, n_train_images=stats.n, skipped=skipped,
             warnings=notes, update_data=update_data,
-            updates=[*state.updates, update_entry(added, state.n_train_images,
-                                                  state.image_threshold, state.pixel_threshold,
-                                                  skipped, time.perf_counter() - t0)])
+            updates=[*state.updates, update_entry(
+                added, state.n_train_images, state.image_threshold, state.pixel_threshold,
+                skipped, time.perf_counter() - t0,
+                [d for d in (digests[fresh[i]] for i in used) if d is not None])])
         self._placement = None
         self.state_ = new_state
         for note in notes:
@@ -539,16 +552,18 @@ class PadimModel:
 
     def _add_to_sums(self, state: FittedState, images: list[Any], names: Sequence[str] | None,
                      progress: Progress | None,
-                     ) -> tuple[PatchStatistics, list[tuple[str, str]]]:
+                     ) -> tuple[PatchStatistics, list[tuple[str, str]], list[int]]:
         """A new statistics store: the kept sums plus the embeddings of the readable
-        ``images``; and the unreadable ones (name, reason)."""
+        ``images``; the unreadable ones (name, reason); the indices of those added."""
         kept = state.update_data
         stats = statistics_from_sums(kept.n, kept.total, kept.second, self.extractor.device)
         embedder = self._embedder(state)
         skipped: list[tuple[str, str]] = []
+        used: list[int] = []
         for batch in self._decoded_batches(images, names):
             idx, crops = batch.indices, batch.pixels
             skipped += batch.skipped
+            used += list(idx)
             if len(crops):
                 x, grid = self._patch_embeddings(crops, embedder)
                 if tuple(grid) != tuple(state.grid):   # a backbone other than the model's
@@ -557,7 +572,7 @@ class PadimModel:
                 stats.update(x)
             if progress:
                 progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
-        return stats, skipped
+        return stats, skipped, used
 
     def _channel_choice(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(channel_index, projection): how the d channels are taken, one of them None."""

@@ -39,13 +39,25 @@ class UpdateData:
         return self.total.nbytes + self.second.nbytes + self.calibration.nbytes
 
 
+#: Why ``partial_fit`` leaves out an image: the model learned these very bytes before.
+LEARNED_BEFORE = ("already learned by this model (added by an earlier update, or given "
+                  "twice): adding it again would count it twice")
+
+
 def update_entry(added: int, n_before: int, image_threshold: float, pixel_threshold: float,
-                 skipped: list[tuple[str, str]], seconds: float) -> dict[str, Any]:
-    """One line of the card's update log: what was added, when, the thresholds before, and
-    how long it took (decoding included)."""
+                 skipped: list[tuple[str, str]], seconds: float,
+                 added_sha256: list[str] | None = None) -> dict[str, Any]:
+    """One line of the card's update log: what was added (and the SHA-256 of each added
+    image file), when, the thresholds before, and how long it took (decoding included)."""
     return {"added_images": int(added), "n_train_images_before": int(n_before),
             "seconds": round(float(seconds), 3),
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "image_threshold_before": float(image_threshold),
             "pixel_threshold_before": float(pixel_threshold),
-            "skipped": [list(s) for s in skipped]}
+            "skipped": [list(s) for s in skipped],
+            "added_sha256": list(added_sha256 or [])}
+
+
+def learned_sha256(updates: list[dict[str, Any]]) -> set[str]:
+    """SHA-256 of every image file an update log says was added."""
+    return {d for entry in updates for d in entry.get("added_sha256", [])}

@@ -42,6 +42,12 @@ def test_update_writes_the_model_of_the_union(demo: Path, tmp_path: Path,
     np.testing.assert_allclose(after.predict(good[2:]).scores, direct.predict(good[2:]).scores,
                                rtol=1e-6)
 
+    # The same files again: already learned, nothing written (they were added a second time).
+    again = tmp_path / "again.safetensors"
+    code, out, err = _run(capsys, "update", new, *good[:2], "-o", again, "--device", "cpu")
+    assert code == 1 and not again.exists()
+    assert "already learned by this model" in out + err and "nothing written" in err
+
 
 def test_update_refuses_compact_files_and_unreadable_inputs(
         demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,7 +62,7 @@ def test_update_refuses_compact_files_and_unreadable_inputs(
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not a png")
     code, _, err = _run(capsys, "update", full, junk, "-o", out_file, "--device", "cpu")
-    assert code == 1 and "could be read" in err and "Traceback" not in err
+    assert code == 1 and "could be added" in err and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("padim: error: ")
     assert not out_file.exists()
 

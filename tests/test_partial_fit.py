@@ -168,6 +168,33 @@ def test_unreadable_files_are_skipped_and_listed(fitted: PadimModel) -> None:
     assert model.card()["updates"][0]["skipped"][0][0] == "junk.png"
 
 
+def _png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_image_file_is_added_once(tmp_path) -> None:
+    """``padim update`` run twice on one folder added its images twice (72 → 84 images,
+    the thresholds moving each time): the update log keeps each added file's SHA-256, so
+    a file the model learned by an update is left out and listed, also after a save."""
+    a, b = _png(EXTRA[0]), _png(EXTRA[1])
+    model = PadimModel(**SMALL).fit(BASE)
+    model.partial_fit([a, a], names=["a.png", "a again.png"])       # once within a call
+    assert model.n_train_images_ == 13
+    assert [n for n, _ in model.skipped_] == ["a again.png"]
+    model.save(tmp_path / "m.safetensors")
+    model = PadimModel.load(tmp_path / "m.safetensors")
+    state = model.state_
+    with pytest.warns(UserWarning, match="a.png: already learned by this model"):
+        model.partial_fit([a], names=["a.png"])
+    assert model.state_ is state                                    # nothing changed
+    model.partial_fit([a, b], names=["a.png", "b.png"])
+    assert model.n_train_images_ == 14
+    assert [n for n, _ in model.skipped_] == ["a.png"]
+    assert "already learned by this model" in model.skipped_[0][1]
+
+
 def test_zero_usable_images_change_nothing_and_say_so(fitted: PadimModel) -> None:
     state = fitted.state_
     with pytest.warns(UserWarning, match="unchanged.*|no usable images"):
