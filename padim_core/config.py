@@ -6,6 +6,7 @@ the CLI and the app read them from here (``DEFAULTS``) rather than repeating the
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -57,6 +58,13 @@ class PadimConfig:
         def bad(field_name: str, problem: str) -> InvalidInputError:
             return InvalidInputError(field_name, problem)
 
+        for name in ("d", "image_size", "crop", "batch_size", "seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Integral)):
+                raise bad(name, f"must be a whole number, got {value!r}")
+        if self.image_size < 32:
+            raise bad("image_size", f"must be at least 32, got {self.image_size}")
         if self.backbone not in SPECS:
             raise bad("backbone", f"unknown backbone {self.backbone!r}; choose from "
                                   f"{', '.join(SPECS)}")

@@ -32,5 +32,6 @@ class ClusterError(PadimError, RuntimeError):
     """A Dask cluster cannot finish the work (no workers left, the scheduler gone)."""
 
 
-class NotFittedError(PadimError, RuntimeError):
-    """The model was used before ``fit`` or ``load``."""
+class NotFittedError(PadimError, RuntimeError, AttributeError):
+    """The model was used before ``fit`` or ``load``. An AttributeError too, as
+    scikit-learn's: ``hasattr(model, "image_threshold_")`` is False before fitting."""

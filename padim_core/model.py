@@ -8,6 +8,7 @@ normal training images).
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 import warnings
@@ -167,6 +168,15 @@ def _placed(gaussian: PatchGaussian, device: torch.device) -> PatchGaussian:
     if isinstance(whitener, torch.Tensor) and whitener.device == device:
         return gaussian
     return PatchGaussian(torch.as_tensor(mean).to(device), torch.as_tensor(whitener).to(device))
+
+
+def _whole(name: str, value: Any) -> int:
+    """``value`` as an int when it is a whole number (numpy ints and 3.0 included), else a
+    clear error: ``d=2.5`` was cut to 2 without a word, ``image_size="abc"`` was int()'s."""
+    if not isinstance(value, bool) and (isinstance(value, numbers.Integral) or (
+            isinstance(value, float) and value.is_integer())):
+        return int(value)
+    raise InvalidInputError(name, f"must be a whole number, got {value!r}")
 
 
 def _checked_inputs(images: Iterable[Any], names: Sequence[str] | None,
@@ -343,14 +353,17 @@ class PadimModel:
                  decode_workers: int | None = None) -> None:
         self.decode_workers = decode_workers
         self.config = PadimConfig(
-            backbone=backbone, d=None if d is None else int(d), image_size=int(image_size),
-            crop=None if crop is None else int(crop),
-            device=str(device), seed=int(seed), weights=None if weights is None else str(weights),
+            backbone=backbone, d=None if d is None else _whole("d", d),
+            image_size=_whole("image_size", image_size),
+            crop=None if crop is None else _whole("crop", crop),
+            device=str(device), seed=_whole("seed", seed),
+            weights=None if weights is None else str(weights),
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
-            image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr), batch_size=int(batch_size),
+            image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr),
+            batch_size=_whole("batch_size", batch_size),
             sigma=float(sigma), updatable=bool(updatable),
             score_top_percent=float(score_top_percent), resize=resize,
-            upsample=str(upsample), min_defect_area=int(min_defect_area),
+            upsample=str(upsample), min_defect_area=_whole("min_defect_area", min_defect_area),
             verdict_rule=str(verdict_rule))
         self.region = None if region is None else check_region(region, self.config.crop)
         self._extractor: FeatureExtractor | None = None

@@ -348,6 +348,9 @@ def model_to_update(args: argparse.Namespace) -> tuple[PadimModel, str] | None:
         try:
             v = _version(store, args.model)
         except NotFoundError:
+            name, version = parse_ref(args.model)
+            if version is not None and name in {e.name for e in store.library.models()}:
+                raise             # NAME is in the library, that version is not: say so
             return None
         model = store.library.load(v, device=args.device)
     _say(f"model {v.ref} from the library in {store.data_dir}")

@@ -92,6 +92,10 @@ def test_update_saves_the_next_library_version(demo: Path, tmp_path: Path,
     direct = store.library.load(v1, device="cpu").partial_fit(good[:1])
     np.testing.assert_allclose(updated.predict(good[2:]).scores,
                                direct.predict(good[2:]).scores, rtol=1e-6)
+    # A version the library lacks is named as such (it said "model file not found").
+    code, _, err = _run(capsys, "update", "line@9", good[1], "-o", tmp_path / "x.safetensors",
+                        *lib, "--device", "cpu")
+    assert code == 1 and "line@9" in err and "no such version" in err, err
 
 
 def test_update_needs_an_output_and_names_a_missing_model(

@@ -72,6 +72,25 @@ def test_unfitted_model_says_so() -> None:
         PadimModel().predict(textures(1, 0))
 
 
+def test_unfitted_attributes_look_absent_as_in_scikit_learn() -> None:
+    """hasattr(model, "image_threshold_") raised NotFittedError: scikit-learn's is an
+    AttributeError too, which check_is_fitted-style code relies on."""
+    assert not hasattr(PadimModel(), "image_threshold_")
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("d", 2.5, "d: must be a whole number, got 2.5"),            # was cut to 2 silently
+    ("image_size", "abc", "image_size: must be a whole number, got 'abc'"),   # int()'s words
+    ("image_size", 10, "image_size: must be at least 32, got 10"),             # blamed crop
+])
+def test_constructor_names_the_bad_setting(field: str, value: object, says: str) -> None:
+    from padim_core import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=says.replace("(", r"\(")):
+        PadimModel(**{field: value})
+    assert PadimModel(d=np.int64(16), image_size=64.0).config.d == 16
+
+
 def test_fitted_attributes_have_the_documented_shapes(model: PadimModel) -> None:
     h, w = model.grid_
     assert model.mean_.shape == (h * w, 12)
