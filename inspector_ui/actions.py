@@ -348,7 +348,7 @@ def accept_as_normal(store: Store, slot_key: str, names: list[str], data: list[s
         raise ActionError(f"Learned, but not saved to the library — {err}. {previous} stays "
                           "in use.") from err
     new_slot = state.set_slot(slot_key, accepted.model, origin=f"library: {saved.ref}")
-    new_slot.library_ref = (saved.name, saved.version)
+    new_slot.link(saved)
     kept = set(accepted.names)
     undecided: Problems = []
     for image_name, row_id in zip(names, history_ids, strict=True):

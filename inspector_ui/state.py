@@ -45,8 +45,17 @@ class ModelSlot:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: ``(name, version)`` when the model is a version of the workspace library.
     library_ref: tuple[str, int] | None = None
+    #: that version's id in the library: it survives a rename by another session (with
+    #: its file's sha256: SQLite may give a deleted version's id to a later one).
+    version_id: int | None = None
+    version_sha: str = ""
     #: the training set's fingerprint when this session fitted the model (library card).
     fingerprint: str = ""
+
+    def link(self, version: Any) -> None:
+        """Mark the slot's model as library ``version`` (a ``store.ModelVersion``)."""
+        self.library_ref = (version.name, version.version)
+        self.version_id, self.version_sha = version.id, version.sha256
 
     @property
     def ref(self) -> str | None:

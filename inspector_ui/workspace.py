@@ -93,7 +93,7 @@ def open_version(store: Store, v: ModelVersion, slot_key: str = "A") -> bool:
     slot = widgets.attempt(actions.load_library_version, slot_key, store, v)
     if slot is None:
         return False
-    slot.library_ref = (v.name, v.version)
+    slot.link(v)
     if v.operating_image_threshold is not None or v.operating_pixel_threshold is not None:
         state.set_thresholds(slot_key, *v.thresholds)
     return True
@@ -113,7 +113,7 @@ def save_slot(store: Store, slot_key: str, name: str, note: str = "") -> ModelVe
         report("Not saved to the library (the model stays usable in this session, "
                "until a reload)", err)
         return None
-    slot.library_ref = (saved.name, saved.version)
+    slot.link(saved)
     slot.origin = f"{slot.origin} · library: {saved.ref}"
     return saved
 
@@ -179,6 +179,7 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
     URL (any other model clears it); an empty slot with a model in the URL opens that
     version from the library. Every page that shows model A calls this first."""
     keys = URL_PARAMS[slot_key]
+    _follow_renames(store, slot_key)
     slot = state.get_slot(slot_key)
     if slot is not None:
         wanted = {} if slot.library_ref is None else \
@@ -207,6 +208,25 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
         where = "" if slot_key == "A" else f" as {state.SLOT_NAMES[slot_key]}"
         state.flash("info", f"Reopened {v.ref} from the library{where} (the link names it).")
         st.rerun()
+
+
+def _follow_renames(store: Store, slot_key: str) -> None:
+    """When another session renamed the model of a slot, go by the new name (this tab
+    recorded history under the old one, and Accept as normal began a second model)."""
+    slot = state.get_slot(slot_key)
+    if slot is None or slot.version_id is None or slot.library_ref is None:
+        return
+    try:
+        v = store.library.by_id(slot.version_id)
+    except PadimError:
+        v = None
+    if v is None or v.sha256 != slot.version_sha:
+        slot.version_id = None  # deleted: the model stays usable in this session
+        return
+    if v.name != slot.library_ref[0]:
+        was = slot.ref
+        renamed(slot.library_ref[0], v.name)
+        st.info(f"{was} was renamed in the library: it is {v.ref} now.")
 
 
 def renamed(old: str, new: str) -> None:
@@ -298,7 +318,7 @@ def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
     rule = views.DefectRule.of(model)      # as the CLI records: the model's own rule
     entries = [NewInspection(
         file_name, score, name, version, image_thr, pixel_thr,
-        image_sha256=_sha256(source), operator=operator,
+        image_sha256=_sha256(source), operator=operator, version_id=slot.version_id,
         verdict="NG" if views.verdict_ng(score, amap, image_thr, pixel_thr, model.region_,
                                          rule) else "OK",
         image=image, overlay=views.overlay_image(image, amap, display), batch=batch)

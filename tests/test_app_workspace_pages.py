@@ -201,3 +201,23 @@ def test_a_link_whose_version_is_not_a_number_is_refused() -> None:
     fresh = fresh.run().switch_page("pages/inspect.py").run()
     assert t.slot(fresh) is None
     assert any("demo@abc" in e.value and "must be a number" in e.value for e in fresh.error)
+
+
+def test_a_tab_follows_a_rename_made_in_another(demo_env) -> None:
+    """Tab 2 kept the old name after tab 1 renamed the model: its inspections went to a
+    ghost model without their version, and Accept as normal began a second model."""
+    first = t.open_page(t.train_demo(t.open_page(t.new_app(), "train")), "inspect")
+    second = reloaded(first, "inspect")                     # another tab on demo@1
+    assert t.slot(second).library_ref == ("demo", 1)
+    with workspace() as store:
+        store.library.rename("demo", "line 3", by="ann")    # as tab 1's Models page does
+    second.button(key="inspect_demo").click().run()
+    assert not t.exceptions(second) and not t.errors(second)
+    assert any("demo@1 was renamed in the library: it is line 3@1 now" in i.value
+               for i in second.info)
+    assert t.slot(second).library_ref == ("line 3", 1)
+    assert (params(second)["model"], params(second)["v"]) == ("line 3", "1")
+    with workspace() as store:
+        v = store.library.version("line 3", 1)
+        rows = store.history.find()
+        assert rows and {(r.model_name, r.version_id) for r in rows} == {("line 3", v.id)}

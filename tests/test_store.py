@@ -643,3 +643,18 @@ def test_rows_recorded_by_name_follow_a_rename(store: Store, model: PadimModel) 
     names = {r.file_name: (r.model_name, r.version_id) for r in store.history.find()}
     assert names == {"new.png": ("plates line 1", v.id), "legacy.png": ("plates line 1", v.id),
                      "earlier-model.png": ("demo", None)}
+
+
+def test_a_name_whose_versions_were_all_deleted_does_not_reuse_their_numbers(
+        store: Store, model: PadimModel) -> None:
+    """Deleting every version dropped the name's counter: the next file became small@1
+    again, and rows recorded with the first small@1 then meant another file."""
+    store.library.save(model, "small")
+    store.history.record([NewInspection("a.png", 1.0, "small", 1, 2.0, 1.0)])
+    store.library.delete("small")
+    again = store.library.save(model, "small")
+    assert again.version == 2 and store.library.by_id(again.id).ref == "small@2"
+    store.library.rename("small", "big")
+    assert store.library.by_id(again.id).ref == "big@2"        # an id outlives a rename
+    with pytest.raises(NotFoundError, match="no longer in the library"):
+        store.library.by_id(again.id + 1000)

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -185,6 +185,16 @@ class Library:
                 raise NotFoundError(name, "no model of that name in the library")
             return self._entry(row, verify=False)
 
+    def by_id(self, version_id: int) -> ModelVersion:
+        """The version with this id, under its current name (a rename keeps the id): how a
+        session that opened it finds it again after another session renamed the model."""
+        with self._db.reading() as s:
+            row = s.get(VersionRow, version_id)
+            if row is None:
+                raise NotFoundError(f"model version #{version_id}", "no longer in the library")
+            return self._version(row, row.model,
+                                 self._blobs.status(row.sha256, row.size_bytes, False))
+
     def version(self, name: str, version: int | None = None, verify: bool = True,
                 ) -> ModelVersion:
         """A version (the default or newest when ``version`` is None); its file is checked."""
@@ -280,7 +290,11 @@ class Library:
                         model = s.scalar(select(ModelRow).where(ModelRow.name == name)
                                          .with_for_update())
                         if model is None:
-                            model = ModelRow(name=name, last_version=0)
+                            # A name whose versions were all deleted starts above the numbers
+                            # its history rows carry: "name@1" never means two files.
+                            model = ModelRow(name=name, last_version=s.scalar(
+                                select(func.max(InspectionRow.model_version))
+                                .where(InspectionRow.model_name == name)) or 0)
                             s.add(model)
                             s.flush()
                         model.last_version += 1
