@@ -58,6 +58,9 @@ if any(v.status != "ok" for e in entries for v in e.versions):
                "they cannot be opened or downloaded. Every other model works.")
 
 by_name = {e.name: e for e in entries}
+renamed_to = st.session_state.pop("models_renamed_to", None)
+if renamed_to in by_name:      # stay on the renamed model, its "New name" box emptied
+    st.session_state["models_name"], st.session_state["models_new_name"] = renamed_to, ""
 opened = widgets.open_ref("A")            # the pickers start on the open model
 left, right = st.columns([3, 1])
 names = list(by_name)
@@ -118,6 +121,10 @@ with st.container(border=True):
         c4.download_button("Download", data=lambda: store.library.read_bytes(version),
                            file_name=f"{name}-v{number}.safetensors",
                            mime="application/octet-stream", key="models_download")
+        if version.operating_image_threshold is not None \
+                or version.operating_pixel_threshold is not None:
+            c4.caption("The file holds the calibrated thresholds; the saved ones stay in "
+                       f"the library (`padim predict --model \"{version.ref}\"` uses them).")
 
     if admin:   # renaming and deleting
         rename_col, delete_col = st.columns(2)
@@ -127,6 +134,7 @@ with st.container(border=True):
                                          role="admin")):
             workspace.renamed(name, new_name.strip())
             state.flash("success", f"Renamed {name} to {new_name.strip()}.")
+            st.session_state["models_renamed_to"] = new_name.strip()
             st.rerun()
         # One box per version: a tick must never arm the delete of another version.
         sure = delete_col.checkbox(f"Yes, delete {version.ref}",

@@ -103,6 +103,13 @@ def test_models_table_default_rename_delete_and_broken_file(store: Store,
     assert sorted(e.name for e in store.library.models()) == [new, "other"]
     assert t.slot(at).library_ref == (new, 1)               # the open model follows, and
     assert at.query_params["model"] == new                  # its link (a reload opens it)
+    assert at.text_input(key="models_new_name").value == ""     # no second rename armed
+    at.selectbox(key="models_name").set_value("other").run()    # not model A's model
+    at.text_input(key="models_new_name").set_value("other line").run()
+    at.button(key="models_rename").click().run()
+    assert at.selectbox(key="models_name").value == "other line"   # not back on model A
+    store.library.rename("other line", "other")
+    at.run()
 
     at.selectbox(key="models_name").set_value(new).run()
     at.selectbox(key=f"models_version_{new}").set_value(2).run()
