@@ -413,6 +413,7 @@ def evaluate_on_history(store: Store, name: str, version: int | None) -> History
         figures = evaluate_history([DEFECT_LABELS[r.decision or ""] for r in rows],
                                    [r.score for r in rows])
     except PadimError as err:
-        raise ActionError(f"{ref}: {len(rows)} image(s) with a decision — {err}. Mark "
+        raise ActionError(f"{ref}: {len(rows)} image(s) with a decision; evaluating "
+                          f"{err.problem if isinstance(err, InvalidInputError) else err}. Mark "
                           "images on Inspect or History first.") from err
     return HistoryEvaluation(ref, rows, figures)

@@ -158,7 +158,10 @@ def defect_type_rows(per_defect_type: dict[str, dict[str, object]]) -> pd.DataFr
     """The evaluation report's per-defect-type figures as a table."""
     return pd.DataFrame([{"defect type": name, "images": v.get("count"),
                           "defective": v.get("n_anomalous"),
-                          "image AUROC": v.get("image_auroc"), "mean score": v.get("mean_score")}
+                          # "n/a" as the CLI prints it (one class only: the good images)
+                          "image AUROC": "n/a" if v.get("image_auroc") is None
+                          else f"{v['image_auroc']:.3f}",
+                          "mean score": v.get("mean_score")}
                          for name, v in per_defect_type.items()])
 
 

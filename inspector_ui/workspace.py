@@ -114,7 +114,10 @@ def save_slot(store: Store, slot_key: str, name: str, note: str = "") -> ModelVe
                "until a reload)", err)
         return None
     slot.link(saved)
-    slot.origin = f"{slot.origin} · library: {saved.ref}"
+    origin = slot.origin
+    if origin.startswith("library: "):       # the old version's label: the new one replaces it
+        origin = origin.partition(" · ")[2]
+    slot.origin = " · ".join(filter(None, (origin, f"library: {saved.ref}")))
     return saved
 
 

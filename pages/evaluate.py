@@ -100,8 +100,7 @@ else:
 
 st.markdown("**Per defect type**")
 st.dataframe(views.defect_type_rows(rep.per_defect_type), hide_index=True, key="eval_per_type",
-             column_config={"image AUROC": st.column_config.NumberColumn(format="%.3f"),
-                            "mean score": st.column_config.NumberColumn(format="%.3f")})
+             column_config={"mean score": st.column_config.NumberColumn(format="%.3f")})
 
 st.markdown("**Recommended thresholds (F1-optimal on this set)**")
 t = st.columns(3)

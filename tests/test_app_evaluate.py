@@ -31,6 +31,8 @@ def test_evaluate_demo_set_shows_metrics_and_curves() -> None:
     assert len(charts) == 2, "ROC and PR curves"
     per_type = [d.value for d in at.dataframe if "defect type" in d.value.columns][0]
     assert set(per_type["defect type"]) == {"good", "scratch", "stain", "hole"}
+    good = per_type[per_type["defect type"] == "good"]["image AUROC"].iloc[0]
+    assert good == "n/a"                            # one class only; it read "None"
     assert at.download_button(key="eval_json") is not None
     rep = at.session_state["evaluation"].report
     assert rep.n_images == 6

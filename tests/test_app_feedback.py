@@ -131,6 +131,7 @@ def test_history_without_labels_or_without_the_image_says_why() -> None:
     ev.button(key="fb_hist_go").click().run()
     assert not t.exceptions(ev)
     assert any("demo@1" in e and "decision" in e for e in t.errors(ev))
+    assert not any("— history:" in e for e in t.errors(ev))     # read as garbled
 
     fresh = AppTest.from_file(str(t.APP), default_timeout=t.TIMEOUT).run()
     hist = fresh.switch_page("pages/history.py").run()

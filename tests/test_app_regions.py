@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from inspector_ui import testing as t
 
@@ -120,3 +121,15 @@ def test_an_applied_region_is_saved_as_the_next_version(demo_env: Path, tmp_path
     assert rows and {r.model_version for r in rows} == {version + 1}
     assert {r.verdict for r in rows} == {"OK"}     # no region as large as the crop
     assert any(r.score >= r.image_threshold for r in rows)      # NG by the score rule
+
+    # Opened from the library (a reload), applied again: one "library:" in its label (it
+    # read "library: demo@2 · region: … · library: demo@3").
+    again = AppTest.from_file(str(t.APP), default_timeout=t.TIMEOUT)
+    again.query_params.update({"model": name, "v": str(version + 1)})
+    again = again.run().switch_page("pages/train.py").run()
+    again.toggle(key="regionA_edit").set_value(True).run()
+    again.file_uploader(key="regionA_file").set_value(
+        ("half.png", t.png_bytes(mask), "image/png")).run()
+    again.button(key="regionA_apply_file").click().run()
+    assert not t.exceptions(again) and t.slot(again).library_ref == (name, version + 2)
+    assert t.slot(again).origin.count("library:") == 1, t.slot(again).origin
