@@ -8,13 +8,12 @@ What the buttons do is in :mod:`inspector_ui.actions` (``accept_as_normal``,
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import streamlit as st
 
 from padim_core.errors import PadimError
 from padim_core.feedback import learned_sha256
+from padim_core.images import file_sha256
 from padim_core.store import DECISIONS, Store
 
 from . import access, actions, state, uploads, views, widgets
@@ -114,7 +113,7 @@ def show(store: Store, row_id: int, prefix: str,
                                   max_upload_size=uploads.IMAGE_UPLOADER_MB)
         if upload is not None:
             raw = upload.getvalue()
-            if row.image_sha256 and hashlib.sha256(raw).hexdigest() != row.image_sha256:
+            if row.image_sha256 and file_sha256(raw) != row.image_sha256:
                 st.error(f"{upload.name}: not the image recorded in this row (its SHA-256 "
                          "differs)", icon=widgets.ERROR_ICON)
             else:

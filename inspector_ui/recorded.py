@@ -44,10 +44,11 @@ def _badge(verdict: str) -> str:
 
 
 def last_batch(store: Store, rows: list[Inspection],
-               open_ref: tuple[str, int] | None = None) -> None:
+               open_ref: str | None = None) -> None:
     """Draw a recorded batch (``rows`` from :func:`workspace.latest_inspections`, newest
     first): metrics, table, the selected image's thumbnails and decision, a gallery.
-    ``open_ref``: the open model, named when the rows were recorded with another version."""
+    ``open_ref``: the open model (``NAME@N``), named when the rows were recorded with another
+    version."""
     rows = sorted(rows, key=lambda r: -r.score)          # most suspect first, as on Inspect
     ng = np.array([r.verdict == "NG" for r in rows], dtype=bool)
     when = min(r.inspected_at for r in rows).astimezone()
@@ -56,9 +57,9 @@ def last_batch(store: Store, rows: list[Inspection],
     st.caption(f"From the history, {when:%Y-%m-%d %H:%M}: the scores, verdicts and decisions "
                "as recorded (at the thresholds of that moment; the sliders do not change "
                "them), with the stored thumbnails. Inspect again for full-size heat maps.")
-    if open_ref is not None and rows[0].model_ref != f"{open_ref[0]}@{open_ref[1]}":
+    if open_ref is not None and rows[0].model_ref != open_ref:
         st.info(f"Recorded with {rows[0].model_ref}; the open model is now "
-                f"{open_ref[0]}@{open_ref[1]}. Inspect again to score these parts with it.")
+                f"{open_ref}. Inspect again to score these parts with it.")
     m = st.columns(5)
     m[0].metric("Images", len(rows))
     m[1].metric("NG count", int(ng.sum()))

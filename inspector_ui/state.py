@@ -18,6 +18,7 @@ import streamlit as st
 
 if TYPE_CHECKING:
     from padim_core import PadimModel, PredictResult
+    from padim_core.store import ModelVersion
 
 ImageData = bytes | Path
 """What the engine is given for one image: the uploaded bytes or a file path (demo set)."""
@@ -52,7 +53,7 @@ class ModelSlot:
     #: the training set's fingerprint when this session fitted the model (library card).
     fingerprint: str = ""
 
-    def link(self, version: Any) -> None:
+    def link(self, version: ModelVersion) -> None:
         """Mark the slot's model as library ``version`` (a ``store.ModelVersion``)."""
         self.library_ref = (version.name, version.version)
         self.version_id, self.version_sha = version.id, version.sha256

@@ -150,12 +150,6 @@ def follow_open_model(key: str, slot_key: str = "A") -> None:
         st.session_state[marker] = token
 
 
-def open_ref(slot_key: str = "A") -> tuple[str, int] | None:
-    """``(name, version)`` of the library model open in a slot, if any."""
-    slot = state.get_slot(slot_key)
-    return slot.library_ref if slot is not None else None
-
-
 def relabel(key: str, format_func: Callable[[Any], str]) -> None:
     """Make the keyed selectbox ``key`` show the chosen option's label as ``format_func``
     writes it now (call before drawing the widget).

@@ -7,7 +7,6 @@ docs/workspace.md); a store that cannot be opened is one ``st.error`` and the pa
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import threading
@@ -21,6 +20,7 @@ import streamlit as st
 
 from padim_core.config import PadimConfig
 from padim_core.errors import PadimError
+from padim_core.images import file_sha256
 from padim_core.store import (
     DECISIONS,
     Filters,
@@ -260,8 +260,8 @@ def library_picker(store: Store, slot_key: str, prefix: str) -> int:
         return 0
     left, right = st.columns([3, 1])
     options = list(refs)
-    opened = widgets.open_ref(slot_key)
-    current = f"{opened[0]}@{opened[1]}" if opened else None
+    slot = state.get_slot(slot_key)
+    current = slot.ref if slot is not None else None
     widgets.follow_open_model(f"{prefix}_lib_ref", slot_key)
     ref = left.selectbox("Model from the library", options, key=f"{prefix}_lib_ref",
                          index=options.index(current) if current in options else 0)
@@ -321,7 +321,7 @@ def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
     rule = views.DefectRule.of(model)      # as the CLI records: the model's own rule
     entries = [NewInspection(
         file_name, score, name, version, image_thr, pixel_thr,
-        image_sha256=_sha256(source), operator=operator, version_id=slot.version_id,
+        image_sha256=file_sha256(source) or "", operator=operator, version_id=slot.version_id,
         verdict="NG" if views.verdict_ng(score, amap, image_thr, pixel_thr, model.region_,
                                          rule) else "OK",
         image=image, overlay=views.overlay_image(image, amap, display), batch=batch)
@@ -331,16 +331,6 @@ def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
     except PadimError as err:
         st.warning(f"Not recorded in the history: {err}")
         return []
-
-
-def _sha256(data: state.ImageData | None) -> str:
-    if data is None:
-        return ""
-    try:
-        raw = data if isinstance(data, bytes) else data.read_bytes()
-    except OSError:
-        return ""
-    return hashlib.sha256(raw).hexdigest()
 
 
 def sync_batch_url(inspection: state.Inspection | None) -> None:

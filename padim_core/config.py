@@ -58,11 +58,9 @@ class PadimConfig:
         def bad(field_name: str, problem: str) -> InvalidInputError:
             return InvalidInputError(field_name, problem)
 
-        for name in ("d", "image_size", "crop", "batch_size", "seed"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, numbers.Integral)):
-                raise bad(name, f"must be a whole number, got {value!r}")
+        for name in ("d", "image_size", "crop", "batch_size", "seed", "min_defect_area"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _whole(name, getattr(self, name)))
         if self.image_size < 32:
             raise bad("image_size", f"must be at least 32, got {self.image_size}")
         if self.backbone not in SPECS:
@@ -114,6 +112,15 @@ class PadimConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise bad(name, f"must be in [0, 1), got {value}")
+
+
+def _whole(name: str, value: object) -> int:
+    """``value`` as an int when it is a whole number (numpy ints and 3.0 included), else a
+    clear error: ``d=2.5`` was cut to 2 without a word, ``image_size="abc"`` was int()'s."""
+    if not isinstance(value, bool) and (isinstance(value, numbers.Integral) or (
+            isinstance(value, float) and value.is_integer())):
+        return int(value)
+    raise InvalidInputError(name, f"must be a whole number, got {value!r}")
 
 
 DEFAULTS = PadimConfig()

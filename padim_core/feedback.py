@@ -22,7 +22,7 @@ import numpy as np
 from .errors import InvalidInputError
 from .images import file_sha256, input_name
 from .model import PadimModel, Progress
-from .updates import LEARNED_BEFORE
+from .updates import LEARNED_BEFORE, split_learned
 from .updates import learned_sha256 as learned_from_log
 
 
@@ -64,15 +64,8 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
     """
     state = model._state()
     all_names = _names(images, names)
-    digests = [file_sha256(im) for im in images]
-    known = learned_sha256(model)
-    fresh, again, seen = [], [], set()
-    for i, digest in enumerate(digests):
-        if digest is not None and (digest in known or digest in seen):
-            again.append((all_names[i], LEARNED_BEFORE))
-        else:
-            fresh.append(i)
-            seen.add(digest)
+    fresh, learned = split_learned([file_sha256(im) for im in images], state.updates)
+    again = [(all_names[i], LEARNED_BEFORE) for i in learned]
     if not fresh:
         name, problem = again[0]
         raise InvalidInputError(name, problem)

@@ -8,7 +8,6 @@ normal training images).
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 import warnings
@@ -61,7 +60,7 @@ from .thresholds import (
     is_ng_by_area,
     threshold_at_fpr,
 )
-from .updates import LEARNED_BEFORE, MB, UpdateData, learned_sha256, update_entry
+from .updates import LEARNED_BEFORE, MB, UpdateData, split_learned, update_entry
 
 Progress = Callable[[int, int, str], None]
 Array = np.ndarray | torch.Tensor
@@ -168,15 +167,6 @@ def _placed(gaussian: PatchGaussian, device: torch.device) -> PatchGaussian:
     if isinstance(whitener, torch.Tensor) and whitener.device == device:
         return gaussian
     return PatchGaussian(torch.as_tensor(mean).to(device), torch.as_tensor(whitener).to(device))
-
-
-def _whole(name: str, value: Any) -> int:
-    """``value`` as an int when it is a whole number (numpy ints and 3.0 included), else a
-    clear error: ``d=2.5`` was cut to 2 without a word, ``image_size="abc"`` was int()'s."""
-    if not isinstance(value, bool) and (isinstance(value, numbers.Integral) or (
-            isinstance(value, float) and value.is_integer())):
-        return int(value)
-    raise InvalidInputError(name, f"must be a whole number, got {value!r}")
 
 
 def _checked_inputs(images: Iterable[Any], names: Sequence[str] | None,
@@ -353,17 +343,15 @@ class PadimModel:
                  decode_workers: int | None = None) -> None:
         self.decode_workers = decode_workers
         self.config = PadimConfig(
-            backbone=backbone, d=None if d is None else _whole("d", d),
-            image_size=_whole("image_size", image_size),
-            crop=None if crop is None else _whole("crop", crop),
-            device=str(device), seed=_whole("seed", seed),
+            backbone=backbone, d=d, image_size=image_size, crop=crop,   # whole numbers: checked
+            device=str(device), seed=seed,                              # by PadimConfig
             weights=None if weights is None else str(weights),
             reduction=reduction, eps=float(eps), calibration_fraction=float(calibration_fraction),
             image_fpr=float(image_fpr), pixel_fpr=float(pixel_fpr),
-            batch_size=_whole("batch_size", batch_size),
+            batch_size=batch_size,
             sigma=float(sigma), updatable=bool(updatable),
             score_top_percent=float(score_top_percent), resize=resize,
-            upsample=str(upsample), min_defect_area=_whole("min_defect_area", min_defect_area),
+            upsample=str(upsample), min_defect_area=min_defect_area,
             verdict_rule=str(verdict_rule))
         self.region = None if region is None else check_region(region, self.config.crop)
         self._extractor: FeatureExtractor | None = None
@@ -520,13 +508,8 @@ class PadimModel:
         names = [input_name(im, i) for i, im in enumerate(images)] if names is None \
             else list(names)
         digests = [file_sha256(im) for im in images]
-        known, fresh, repeats = learned_sha256(state.updates), [], []
-        for i, digest in enumerate(digests):
-            if digest is not None and digest in known:
-                repeats.append((names[i], LEARNED_BEFORE))
-            else:
-                fresh.append(i)
-                known.add(digest)       # the same file twice in one call: the first counts
+        fresh, learned = split_learned(digests, state.updates)
+        repeats = [(names[i], LEARNED_BEFORE) for i in learned]
         images, names = [images[i] for i in fresh], [names[i] for i in fresh]
         stats, skipped, used = self._add_to_sums(state, images, names, progress)
         skipped = [*repeats, *skipped]

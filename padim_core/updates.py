@@ -9,6 +9,7 @@ embeddings are kept too and scored again under the new Gaussians.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,3 +62,18 @@ def update_entry(added: int, n_before: int, image_threshold: float, pixel_thresh
 def learned_sha256(updates: list[dict[str, Any]]) -> set[str]:
     """SHA-256 of every image file an update log says was added."""
     return {d for entry in updates for d in entry.get("added_sha256", [])}
+
+
+def split_learned(digests: Sequence[str | None], updates: list[dict[str, Any]],
+                  ) -> tuple[list[int], list[int]]:
+    """(indices to add, indices already learned) of inputs with these file digests: a file
+    an update in ``updates`` added, or one given earlier in the same list, is learned. An
+    input without file bytes (digest None: an array) is always added."""
+    known, fresh, repeats = learned_sha256(updates), [], []
+    for i, digest in enumerate(digests):
+        if digest is not None and digest in known:
+            repeats.append(i)
+        else:
+            fresh.append(i)
+            known.add(digest)
+    return fresh, repeats

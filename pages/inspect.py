@@ -39,7 +39,7 @@ if insp is None and slot.library_ref is not None:
     recorded_rows = workspace.latest_inspections(store, *slot.library_ref,
                                                  batch=workspace.linked_batch())
     if recorded_rows:
-        recorded.last_batch(store, recorded_rows, slot.library_ref)
+        recorded.last_batch(store, recorded_rows, slot.ref)
         st.stop()
 if insp is None:
     st.info("Upload images (or a .zip) to inspect, or use the demo test set.")

@@ -61,7 +61,8 @@ by_name = {e.name: e for e in entries}
 renamed_to = st.session_state.pop("models_renamed_to", None)
 if renamed_to in by_name:      # stay on the renamed model, its "New name" box emptied
     st.session_state["models_name"], st.session_state["models_new_name"] = renamed_to, ""
-opened = widgets.open_ref("A")            # the pickers start on the open model
+slot_a = state.get_slot("A")              # the pickers start on the open model
+opened = slot_a.library_ref if slot_a is not None else None
 left, right = st.columns([3, 1])
 names = list(by_name)
 widgets.follow_open_model("models_name")
