@@ -130,7 +130,7 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
     slot = state.set_slot(slot_key, model, skipped=[*batch.problems, *model.skipped_],
                           origin=f"trained on {int(model.n_train_images_)} images from "
                                  f"{batch.label}{where}")
-    slot.fingerprint = fitted_fingerprint(batch.data, batch.names, model.skipped_)
+    slot.fingerprint = fitted_fingerprint(model.train_sha256_)
     return slot
 
 

@@ -122,8 +122,9 @@ def show(store: Store, row_id: int, prefix: str,
                                      "Upload the original image to accept it as normal.")
     if why_not is None and slot is not None and row.image_sha256 \
             and row.image_sha256 in learned_sha256(slot.model):
-        why_not = (f"{row.file_name} is already learned by {target} (accepted as normal "
-                   "before): accepting it again would count it twice.")
+        why_not = (f"{row.file_name} is already learned by {target} (one of its training "
+                   "images, or accepted as normal before): accepting it again would count "
+                   "it twice.")
     if why_not is None and row.decision in DEFECT_DECISIONS and not st.checkbox(
             f"This part was marked **{DECISIONS[row.decision]}**: accept it as a good part "
             "all the same", key=f"{prefix}_fb_override_{row_id}"):

@@ -547,7 +547,7 @@ def _cmd_fit(args: argparse.Namespace, progress: _Progress) -> int:
         model.save(out, updatable=not args.compact)
     _print_card(model.card(), out)
     if args.save_as is not None:
-        store_commands.save_fitted(args, model, paths)
+        store_commands.save_fitted(args, model)
     return EXIT_OK
 
 

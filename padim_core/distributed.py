@@ -121,12 +121,14 @@ def _worker_model(config: dict[str, Any]) -> PadimModel:
 @dataclass
 class _Shard:
     """One shard's contribution: statistics (None when nothing was readable), the calibration
-    images' embeddings (P, h, d) float32 in input order, the patch grid, unreadable inputs."""
+    images' embeddings (P, h, d) float32 in input order, the patch grid, unreadable inputs,
+    and the SHA-256 of each image used (None for arrays)."""
 
     stats: PatchStatistics | None
     held: np.ndarray | None
     grid: tuple[int, int] | None
     skipped: list[tuple[str, str]]
+    digests: list[str | None]
 
 
 def _readable_flags(images: list[Any]) -> list[bool]:
@@ -141,10 +143,12 @@ def _fit_shard(config: dict[str, Any], embedder: Embedder, images: list[Any],
     stats: PatchStatistics | None = None
     held: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
+    digests: list[str | None] = []
     grid = None
-    for batch in model._decoded_batches(images, names):
+    for batch in model._decoded_batches(images, names, digests=True):
         idx = batch.indices
         skipped += batch.skipped
+        digests += batch.digests
         if not len(idx):
             continue
         x, grid = model._patch_embeddings(batch.pixels, embedder)
@@ -157,7 +161,8 @@ def _fit_shard(config: dict[str, Any], embedder: Embedder, images: list[Any],
             held.append(x[:, rows])
     if stats is not None:
         stats.flush()
-    return _Shard(stats, np.concatenate(held, axis=1) if held else None, grid, skipped)
+    return _Shard(stats, np.concatenate(held, axis=1) if held else None, grid, skipped,
+                  digests)
 
 
 def _statistics_of(shard: _Shard) -> PatchStatistics | None:
@@ -200,7 +205,7 @@ class _FitOnCluster(PadimModel):
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
                     ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
-                               list[tuple[str, str]], None]:
+                               list[tuple[str, str]], None, list[str | None]]:
         names = list(names) if names is not None else [input_name(im, i)
                                                         for i, im in enumerate(images)]
         images = _for_workers(images)
@@ -226,10 +231,11 @@ class _FitOnCluster(PadimModel):
         while len(level) > 1:     # fixed pairs: the same sums in the same order every run
             level = [submit(_merged, *level[i:i + 2]) if i + 1 < len(level) else level[i]
                      for i in range(0, len(level), 2)]
-        held, grid, skipped = HoldoutStore(), (0, 0), []
+        held, grid, skipped, digests = HoldoutStore(), (0, 0), [], []
         try:
             for shard in _in_order(parts, progress, [hi for _, hi in bounds], "features"):
                 skipped += shard.skipped
+                digests += shard.digests
                 grid = shard.grid or grid
                 if shard.held is not None:
                     held.append(shard.held)
@@ -242,7 +248,7 @@ class _FitOnCluster(PadimModel):
             held.close()
             raise too_few_readable(used, skipped)
         stats.workers = default_workers()   # the client's threads finalize it
-        return stats, held, grid, skipped, None      # no mean image from a cluster
+        return stats, held, grid, skipped, None, digests   # no mean image from a cluster
 
 
 def fit(model: PadimModel, images: Sequence[Any], client: Client,

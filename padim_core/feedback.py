@@ -4,8 +4,8 @@ functions of a model and images (no Streamlit, no storage).
 - ``accept_as_normal``: a false alarm (or any good part) becomes training data. Returns a
   *new* model (the given one is left as it is, so the app can keep it as the previous
   version), the images' scores before and after, and the thresholds before and after. The
-  model's update log keeps the SHA-256 of each accepted image, so an image it has already
-  learned is refused rather than counted twice (``learned_sha256``).
+  model keeps the SHA-256 of each image file it learned (fit's and each update's), so an
+  image it has already learned is refused rather than counted twice (``learned_sha256``).
 - ``evaluate_history``: the operator's labels (confirmed and missed defects vs accepted
   normals) as a labelled set: image AUROC, best F1, and the threshold that would have
   caught every defect with the fewest false alarms.
@@ -23,7 +23,6 @@ from .errors import InvalidInputError
 from .images import file_sha256, input_name
 from .model import PadimModel, Progress
 from .updates import LEARNED_BEFORE, split_learned
-from .updates import learned_sha256 as learned_from_log
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,8 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
     """
     state = model._state()
     all_names = _names(images, names)
-    fresh, learned = split_learned([file_sha256(im) for im in images], state.updates)
+    fresh, learned = split_learned([file_sha256(im) for im in images],
+                                   state.learned_sha256())
     again = [(all_names[i], LEARNED_BEFORE) for i in learned]
     if not fresh:
         name, problem = again[0]
@@ -88,10 +88,10 @@ def accept_as_normal(model: PadimModel, images: Sequence[Any],
 
 
 def learned_sha256(model: PadimModel) -> set[str]:
-    """SHA-256 digests of the images ``model`` learned by updates (``accept_as_normal``,
-    ``partial_fit``, ``padim update``): its update log, which travels with the model file
-    and the library."""
-    return set() if model.state_ is None else learned_from_log(model.state_.updates)
+    """SHA-256 digests of the image files ``model`` learned: by fit, and by updates
+    (``accept_as_normal``, ``partial_fit``, ``padim update``); both travel with the model
+    file and the library."""
+    return set() if model.state_ is None else model.state_.learned_sha256()
 
 
 def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:

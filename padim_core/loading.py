@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from .errors import InvalidInputError
-from .images import input_name, load_image, resize_and_crop
+from .images import file_sha256, input_name, load_image, resize_and_crop
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,7 +76,8 @@ class DecodedBatch:
     """One batch of readable inputs: their positions, names and crops, and the unreadable ones.
 
     ``crops`` (numpy) and ``pixels`` (torch) are the same (b, crop, crop, 3) uint8 memory,
-    pinned when the batch was decoded for a CUDA model.
+    pinned when the batch was decoded for a CUDA model. ``digests``: the SHA-256 of each
+    readable input's file bytes (None for arrays), when asked for; else empty.
     """
 
     indices: list[int]
@@ -84,6 +85,7 @@ class DecodedBatch:
     crops: np.ndarray
     pixels: torch.Tensor
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    digests: list[str | None] = field(default_factory=list)
 
 
 def decode_crop(source: Any, name: str, image_size: int, crop: int,
@@ -120,7 +122,7 @@ def _stacked(crops: list[np.ndarray], crop: int, pin: bool) -> tuple[np.ndarray,
 def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_size: int,
                    crop: int, batch_size: int, workers: int | None = None,
                    prefetch: int = 1, pin_memory: bool = False,
-                   resize: str = "stretch") -> Iterator[DecodedBatch]:
+                   resize: str = "stretch", digests: bool = False) -> Iterator[DecodedBatch]:
     """``images`` decoded, resized and cropped in batches of ``batch_size`` inputs.
 
     ``workers`` threads decode (None: ``default_decode_workers()``; 0: one after another,
@@ -128,7 +130,9 @@ def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_siz
     only, are cropped here without threads. ``names`` (one per image) name
     the inputs in ``skipped``; else ``images.input_name``. ``pin_memory`` stacks the batches
     in pinned memory when CUDA is present (ignored otherwise). ``resize`` is
-    ``images.resize_and_crop``'s (stretch or letterbox).
+    ``images.resize_and_crop``'s (stretch or letterbox). ``digests``: also hash each
+    readable input's bytes (``images.file_sha256``) on the decoding threads, for fit's
+    record of the files it learned.
     """
     workers = default_decode_workers() if workers is None else max(0, int(workers))
     workers = min(workers, len(images)) if len(images) > 1 else 0   # one image: no threads
@@ -140,19 +144,23 @@ def decode_batches(images: Sequence[Any], names: Sequence[str] | None, image_siz
     labels = [names[i] if names is not None else input_name(images[i], i)
               for i in range(len(images))]
 
-    def work(i: int) -> np.ndarray | str:
-        return decode_crop(images[i], labels[i], image_size, crop, resize)
+    def work(i: int) -> tuple[np.ndarray | str, str | None]:
+        out = decode_crop(images[i], labels[i], image_size, crop, resize)
+        return out, (file_sha256(images[i]) if digests and not isinstance(out, str) else None)
 
     ahead = batch_size * (1 + max(0, int(prefetch)))
     with closing(ordered_map(work, range(len(images)), workers, ahead)) as results:
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
-            indices, crops, skipped = [], [], []
-            for i, out in zip(range(start, stop), islice(results, stop - start), strict=True):
+            indices, crops, skipped, hashes = [], [], [], []
+            for i, (out, digest) in zip(range(start, stop), islice(results, stop - start),
+                                        strict=True):
                 if isinstance(out, str):
                     skipped.append((labels[i], out))
                 else:
                     indices.append(i)
                     crops.append(out)
+                    hashes.append(digest)
             array, pixels = _stacked(crops, crop, pin)
-            yield DecodedBatch(indices, [labels[i] for i in indices], array, pixels, skipped)
+            yield DecodedBatch(indices, [labels[i] for i in indices], array, pixels, skipped,
+                               hashes if digests else [])

@@ -60,7 +60,14 @@ from .thresholds import (
     is_ng_by_area,
     threshold_at_fpr,
 )
-from .updates import LEARNED_BEFORE, MB, UpdateData, split_learned, update_entry
+from .updates import (
+    LEARNED_BEFORE,
+    MB,
+    UpdateData,
+    learned_sha256,
+    split_learned,
+    update_entry,
+)
 
 Progress = Callable[[int, int, str], None]
 Array = np.ndarray | torch.Tensor
@@ -94,6 +101,13 @@ class FittedState:
     # region without the images (None in files from before regions)
     calibration_distances: np.ndarray | None = None
     mean_image: np.ndarray | None = None       # (crop, crop, 3) uint8 mean training crop
+    # SHA-256 of the image files fit learned (arrays have none): with the update log's, what
+    # partial_fit refuses to count twice
+    train_sha256: tuple[str, ...] = ()
+
+    def learned_sha256(self) -> set[str]:
+        """SHA-256 of every image file this model has learned: fit's and its updates'."""
+        return set(self.train_sha256) | learned_sha256(self.updates)
 
 
 @dataclass
@@ -322,6 +336,8 @@ class PadimModel:
         What fit warned about.
     region_ : ndarray of shape (crop, crop), bool, or None
         The inspected pixels the thresholds were calibrated for; None: the whole crop.
+    train_sha256_ : tuple of str
+        SHA-256 of the image files fit learned: ``partial_fit`` does not count them again.
     """
 
     def __init__(self, backbone: str = DEFAULTS.backbone, d: int | None = None,
@@ -395,13 +411,14 @@ class PadimModel:
                         state.projection, self.config.upsample)
 
     def _decoded_batches(self, images: Sequence[Any], names: Sequence[str] | None,
-                         ) -> Iterator[DecodedBatch]:
+                         digests: bool = False) -> Iterator[DecodedBatch]:
         """``images`` decoded in batches by ``decode_workers`` threads, the next batch while
-        the caller runs the current one (pinned memory for CUDA; see ``loading``)."""
+        the caller runs the current one (pinned memory for CUDA; see ``loading``), with the
+        files' SHA-256 when ``digests``."""
         cfg = self.config
         return decode_batches(images, names, cfg.image_size, cfg.crop, cfg.batch_size,
                               self.decode_workers, pin_memory=self.device.type == "cuda",
-                              resize=cfg.resize)
+                              resize=cfg.resize, digests=digests)
 
     def _embed(self, crops: np.ndarray | torch.Tensor, embedder: Embedder,
                out: torch.Tensor | None = None) -> torch.Tensor:
@@ -455,8 +472,8 @@ class PadimModel:
         embedder = Embedder(self.extractor.channels, channel_index, projection, cfg.upsample)
         cal_idx = (self._calibration_indices(images) if calibration is None
                    else _checked_calibration(calibration, len(images)))
-        stats, held, grid, skipped, mean_image = self._accumulate(images, names, embedder,
-                                                                  cal_idx, progress)
+        stats, held, grid, skipped, mean_image, digests = self._accumulate(
+            images, names, embedder, cal_idx, progress)
         n_used = stats.n
         update_data = (UpdateData(*stats.packed_sums(), held.to_array())
                        if cfg.updatable and _holds_out(stats, held) else None)
@@ -475,7 +492,8 @@ class PadimModel:
             weights_origin=self.extractor.weights_origin,
             created=datetime.now(UTC).isoformat(timespec="seconds"), skipped=skipped,
             warnings=notes, update_data=update_data, region=self.region,
-            calibration_distances=cal_dist, mean_image=mean_image)
+            calibration_distances=cal_dist, mean_image=mean_image,
+            train_sha256=tuple(d for d in digests if d is not None))
         for note in notes:
             warnings.warn(note, stacklevel=2)
         if progress:
@@ -508,7 +526,7 @@ class PadimModel:
         names = [input_name(im, i) for i, im in enumerate(images)] if names is None \
             else list(names)
         digests = [file_sha256(im) for im in images]
-        fresh, learned = split_learned(digests, state.updates)
+        fresh, learned = split_learned(digests, state.learned_sha256())
         repeats = [(names[i], LEARNED_BEFORE) for i in learned]
         images, names = [images[i] for i in fresh], [names[i] for i in fresh]
         stats, skipped, used = self._add_to_sums(state, images, names, progress)
@@ -593,13 +611,14 @@ class PadimModel:
     def _accumulate(self, images: list[Any], names: Sequence[str] | None, embedder: Embedder,
                     cal_idx: np.ndarray, progress: Progress | None,
                     ) -> tuple[PatchStatistics, HoldoutStore, tuple[int, int],
-                               list[tuple[str, str]], np.ndarray | None]:
+                               list[tuple[str, str]], np.ndarray | None, list[str | None]]:
         """Decode, embed and add every readable image to the per-patch statistics, keeping
         a copy of the calibration images' (``cal_idx``) embeddings.
 
         Returns (statistics, calibration embeddings, grid, skipped inputs, the mean crop
-        (crop, crop, 3) uint8: the background a region is drawn on); a clear error,
-        listing every unreadable input, when fewer than 2 images could be read.
+        (crop, crop, 3) uint8: the background a region is drawn on, the SHA-256 of each image
+        used (None for arrays)); a clear error, listing every unreadable input, when fewer
+        than 2 images could be read.
         """
         is_cal = np.zeros(len(images), bool)
         is_cal[cal_idx] = True
@@ -609,9 +628,11 @@ class PadimModel:
         skipped: list[tuple[str, str]] = []
         grid = (0, 0)
         crop_sum = np.zeros((self.config.crop, self.config.crop, 3), np.uint64)
-        for batch in self._decoded_batches(images, names):
+        digests: list[str | None] = []
+        for batch in self._decoded_batches(images, names, digests=True):
             idx, crops = batch.indices, batch.pixels
             skipped += batch.skipped
+            digests += batch.digests
             if len(crops):
                 crop_sum += batch.crops.sum(axis=0, dtype=np.uint32)   # exact, 2x faster
                 if stats is None:        # the grid is known from the first batch on
@@ -633,7 +654,7 @@ class PadimModel:
         if used < 2:
             held.close()
             raise too_few_readable(used, skipped)
-        return stats, held, grid, skipped, np.rint(crop_sum / used).astype(np.uint8)
+        return stats, held, grid, skipped, np.rint(crop_sum / used).astype(np.uint8), digests
 
     def _factorize(self, stats: PatchStatistics, held: HoldoutStore,
                    progress: Progress | None) -> tuple[PatchGaussian, Array | None]:
@@ -830,6 +851,9 @@ class PadimModel:
     region_ = _fitted("region", "(crop, crop) bool inspected pixels, or None: the whole crop.")
     mean_image_ = _fitted("mean_image", "(crop, crop, 3) uint8 mean training crop, or None "
                                         "(files from before regions, a cluster fit).")
+    train_sha256_ = _fitted("train_sha256", "SHA-256 (hex) of the image files fit learned, "
+                                            "in input order (arrays have none; empty in "
+                                            "files from before this record).")
 
     @property
     def is_fitted(self) -> bool:
@@ -894,6 +918,7 @@ class PadimModel:
         if updatable and s.update_data is not None:
             tensors.update(model_files.update_tensors(s.update_data))
             meta["sums_n"] = s.update_data.n
+            meta["train_sha256"] = list(s.train_sha256)
         else:
             meta.update(updatable=False, update_data_mb=0.0)
         return tensors, meta
@@ -972,7 +997,8 @@ class PadimModel:
                 updates=[dict(u) for u in meta.get("updates", [])],
                 region=tensors["region"].astype(bool) if "region" in tensors else None,
                 calibration_distances=tensors.get("calibration_distances"),
-                mean_image=tensors.get("mean_image"))
+                mean_image=tensors.get("mean_image"),
+                train_sha256=model_files.train_digests(meta, name))
         except ModelFileError:
             raise
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as err:

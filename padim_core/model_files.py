@@ -8,8 +8,9 @@ Layout (format version 1):
            the configuration, backbone description, grid, thresholds and provenance.
 Format version 2 adds what ``PadimModel.partial_fit`` needs (``updates.UpdateData``):
   tensors  sum_x (P, d) f64, sum_xx_triu (P, d(d+1)/2) f64 (upper triangles of Σxxᵀ),
-           calibration_embeddings (P, H, d) f32; metadata "sums_n" (images summed) and
-           "updates" (the update log).
+           calibration_embeddings (P, H, d) f32; metadata "sums_n" (images summed),
+           "updates" (the update log) and "train_sha256" (the SHA-256 of the image files fit
+           learned, so an update does not count them twice; absent in older files).
 Format version 3 adds the inspection region and defect rule (docs/regions.md):
   tensors  region (crop, crop) u8, 1 = inspect, 0 = ignore (absent: the whole image);
            mean_image (crop, crop, 3) u8, the mean training crop a region is drawn on;
@@ -34,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +95,19 @@ def update_data(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> UpdateD
         return None
     return UpdateData(int(meta["sums_n"]), tensors["sum_x"], tensors["sum_xx_triu"],
                       tensors["calibration_embeddings"])
+
+
+def train_digests(meta: dict[str, Any], name: str) -> tuple[str, ...]:
+    """The SHA-256 (hex) of the files fit learned, as the metadata lists them (none in files
+    from before this record); a malformed list is refused with a message naming the file."""
+    digests = meta.get("train_sha256", [])
+    if not isinstance(digests, list) or not all(
+            isinstance(d, str) and _SHA256.fullmatch(d) for d in digests):
+        raise ModelFileError(name, "train_sha256 must be a list of SHA-256 hex digests")
+    return tuple(digests)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def encode(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:

@@ -12,7 +12,6 @@ import argparse
 import getpass
 import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -314,10 +313,9 @@ def check_fit_args(args: argparse.Namespace) -> None:
         check_name(args.save_as, "--save-as")
 
 
-def save_fitted(args: argparse.Namespace, model: PadimModel, paths: Sequence[Path]) -> None:
+def save_fitted(args: argparse.Namespace, model: PadimModel) -> None:
     """``fit --save-as NAME``: the fitted model becomes the next version of NAME."""
-    _save(args, model, args.note,
-          fitted_fingerprint(paths, [p.name for p in paths], model.skipped_))
+    _save(args, model, args.note, fitted_fingerprint(model.train_sha256_))
 
 
 def save_updated(args: argparse.Namespace, model: PadimModel, source: str) -> None:

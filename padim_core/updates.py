@@ -41,8 +41,8 @@ class UpdateData:
 
 
 #: Why ``partial_fit`` leaves out an image: the model learned these very bytes before.
-LEARNED_BEFORE = ("already learned by this model (added by an earlier update, or given "
-                  "twice): adding it again would count it twice")
+LEARNED_BEFORE = ("already learned by this model (one of its training images, added by an "
+                  "earlier update, or given twice): adding it again would count it twice")
 
 
 def update_entry(added: int, n_before: int, image_threshold: float, pixel_threshold: float,
@@ -64,12 +64,12 @@ def learned_sha256(updates: list[dict[str, Any]]) -> set[str]:
     return {d for entry in updates for d in entry.get("added_sha256", [])}
 
 
-def split_learned(digests: Sequence[str | None], updates: list[dict[str, Any]],
+def split_learned(digests: Sequence[str | None], learned: set[str],
                   ) -> tuple[list[int], list[int]]:
     """(indices to add, indices already learned) of inputs with these file digests: a file
-    an update in ``updates`` added, or one given earlier in the same list, is learned. An
-    input without file bytes (digest None: an array) is always added."""
-    known, fresh, repeats = learned_sha256(updates), [], []
+    in ``learned`` (``FittedState.learned_sha256``), or one given earlier in the same list,
+    is learned. An input without file bytes (digest None: an array) is always added."""
+    known, fresh, repeats = set(learned), [], []
     for i, digest in enumerate(digests):
         if digest is not None and digest in known:
             repeats.append(i)

@@ -49,6 +49,25 @@ def test_update_writes_the_model_of_the_union(demo: Path, tmp_path: Path,
     assert "already learned by this model" in out + err and "nothing written" in err
 
 
+def test_update_on_the_training_folder_adds_only_the_new_images(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engineer's way: new good images copied into the folder the model was fitted on,
+    then ``padim update`` on the folder. The 12 training images were added a second time."""
+    train = tmp_path / "train"
+    train.mkdir()
+    for src in sorted((demo / "train" / "good").iterdir()):
+        (train / src.name).write_bytes(src.read_bytes())
+    base, new = tmp_path / "base.safetensors", tmp_path / "new.safetensors"
+    assert _run(capsys, "fit", train, "-o", base, *SMALL, "--device", "cpu")[0] == 0
+    for src in sorted((demo / "test" / "good").iterdir())[:2]:
+        (train / f"new_{src.name}").write_bytes(src.read_bytes())
+    code, out, err = _run(capsys, "update", base, train, "-o", new, "--device", "cpu")
+    assert code == 0, err
+    assert "update       +2 image(s)" in out
+    assert PadimModel.load(new, "cpu").n_train_images_ == 14
+    assert "one of its training images" in out + err
+
+
 def test_update_refuses_compact_files_and_unreadable_inputs(
         demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     compact, full = tmp_path / "compact.safetensors", tmp_path / "full.safetensors"

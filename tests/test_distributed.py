@@ -93,6 +93,8 @@ def _assert_same_fit(a: PadimModel, b: PadimModel,
     np.testing.assert_allclose(b.calibration_scores_, a.calibration_scores_, rtol=1e-6)
     assert b.skipped_ == a.skipped_
     assert [name for name, _ in a.skipped_] == ["broken.png"]
+    assert b.train_sha256_ == a.train_sha256_                 # what updates must not add again
+    assert len(a.train_sha256_) == a.n_train_images_
 
 
 @pytest.mark.parametrize("config, packed", [(SMALL, None), (WIDE, True)],

@@ -8,6 +8,7 @@ scores; and a consumer that stops early or fails must not leave threads running.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
@@ -83,6 +84,23 @@ def test_batches_are_byte_equal_to_sequential_decoding(files: list[Path], worker
         assert [n for n in b.names] == [Path(files[i]).name if i not in (7, 9) else
                                         f"image_{i}" for i in b.indices]
     assert [s for b in batches for s in b.skipped] == skipped
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_digests_are_those_of_the_readable_files_in_order(files: list[Path],
+                                                          workers: int) -> None:
+    """fit records what it learned by these: one per readable input, None for an array,
+    none for the skipped; only when asked for."""
+    sources: list[object] = list(files)
+    sources[7] = files[7].read_bytes()
+    sources[9] = load_image(files[9])
+    batches = list(decode_batches(sources, None, SIZE, CROP, batch_size=3, workers=workers,
+                                  digests=True))
+    got = [d for b in batches for d in b.digests]
+    want = [None if i == 9 else hashlib.sha256(Path(files[i]).read_bytes()).hexdigest()
+            for i in range(len(files)) if i not in (4, 5)]
+    assert got == want
+    assert all(b.digests == [] for b in decode_batches(sources, None, SIZE, CROP, 3, workers))
 
 
 def test_bad_files_mid_batch_are_skipped_and_listed(files: list[Path]) -> None:

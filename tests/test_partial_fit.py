@@ -195,6 +195,29 @@ def test_an_image_file_is_added_once(tmp_path) -> None:
     assert "already learned by this model" in model.skipped_[0][1]
 
 
+def test_the_images_fit_learned_are_not_added_again(tmp_path) -> None:
+    """An engineer adds new good images to the training folder and runs ``padim update`` on
+    the folder: the images fit learned were counted a second time (n 12 → 26 instead of 14).
+    fit records each file's SHA-256 (in the model file too), so only the new ones are
+    added, and the model equals a fit on the union of distinct images."""
+    old = [_png(im) for im in BASE]
+    new = [_png(im) for im in EXTRA[:2]]
+    names = [f"{i:03d}.png" for i in range(len(old) + len(new))]
+    model = PadimModel(**SMALL).fit(old, names=names[:len(old)])
+    assert len(model.train_sha256_) == len(old)
+    model.save(tmp_path / "m.safetensors")
+    model = PadimModel.load(tmp_path / "m.safetensors")
+    model.partial_fit(old + new, names=names)
+    assert model.n_train_images_ == len(old) + len(new)
+    assert [n for n, _ in model.skipped_] == names[:len(old)]
+    assert all("one of its training images" in why for _, why in model.skipped_)
+    assert_same_model(model, refit(SMALL, old, new), PROBE)
+    state = model.state_
+    with pytest.warns(UserWarning, match="000.png: already learned by this model"):
+        model.partial_fit(old[:1], names=names[:1])
+    assert model.state_ is state
+
+
 def test_zero_usable_images_change_nothing_and_say_so(fitted: PadimModel) -> None:
     state = fitted.state_
     with pytest.warns(UserWarning, match="unchanged.*|no usable images"):
@@ -298,3 +321,22 @@ def test_updated_sums_equal_a_store_of_the_union(stage_images: int, p: int,
     np.testing.assert_allclose(got_packed, packed, rtol=1e-12)
     np.testing.assert_allclose(got.whitener, want.whitener, rtol=1e-5)
     np.testing.assert_array_equal(kept[2], kept_copy)          # the kept sums are untouched
+
+
+def test_the_record_of_fit_files_is_checked_on_load_and_optional(tmp_path) -> None:
+    """A file from before the record loads and updates (it cannot tell its training images
+    then); a malformed record is refused with a message that names the file."""
+    from padim_core import ModelFileError, model_files
+
+    path = tmp_path / "m.safetensors"
+    PadimModel(**SMALL).fit([_png(im) for im in BASE]).save(path)
+    tensors, meta = model_files.read(path)
+    assert len(meta["train_sha256"]) == len(BASE)
+    del meta["train_sha256"]
+    model_files.write(path, tensors, meta)
+    older = PadimModel.load(path)
+    assert older.train_sha256_ == ()
+    assert older.partial_fit([_png(EXTRA[0])]).n_train_images_ == len(BASE) + 1
+    model_files.write(tmp_path / "bad.safetensors", tensors, {**meta, "train_sha256": ["x"]})
+    with pytest.raises(ModelFileError, match="bad.safetensors.*train_sha256"):
+        PadimModel.load(tmp_path / "bad.safetensors")

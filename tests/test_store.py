@@ -128,10 +128,13 @@ def test_the_fingerprint_of_a_fit_leaves_out_what_it_skipped(images: list[Path],
     junk.write_text("shift B")
     mixed = [junk, *images]
     want = training_fingerprint(images)
-    assert fitted_fingerprint(mixed, [p.name for p in mixed],
-                              [("notes.txt", "not an image")]) == want
-    assert fitted_fingerprint([p.read_bytes() for p in reversed(images)],
-                              [p.name for p in reversed(images)], []) == want
+    cfg = dict(backbone="resnet18", weights="random", d=8, image_size=32, crop=32,
+               device="cpu")
+    from_files = PadimModel(**cfg).fit(mixed)
+    assert [n for n, _ in from_files.skipped_] == ["notes.txt"]
+    assert fitted_fingerprint(from_files.train_sha256_) == want
+    uploads = PadimModel(**cfg).fit([p.read_bytes() for p in reversed(images)])
+    assert fitted_fingerprint(uploads.train_sha256_) == want
     assert training_fingerprint(mixed) != want
 
 

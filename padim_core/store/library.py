@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import InvalidInputError
+from ..images import file_sha256
 from .audit import log
 from .blobs import OK, BlobStore, FileContent
 from .database import Database
@@ -68,27 +69,15 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 def training_fingerprint(images: Iterable[str | os.PathLike | bytes]) -> str:
     """sha256 over the sorted sha256 digests of the training images' bytes: the same set of
     images gives the same fingerprint whatever their names or order."""
-    digests = []
-    for item in images:
-        digest = hashlib.sha256()
-        if isinstance(item, bytes | bytearray | memoryview):
-            digest.update(item)
-        else:
-            with open(item, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-        digests.append(digest.digest())
-    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()
+    return fitted_fingerprint(file_sha256(item) for item in images)
 
 
-def fitted_fingerprint(images: Iterable[str | os.PathLike | bytes], names: Iterable[str],
-                       skipped: Iterable[tuple[str, str]]) -> str:
-    """``training_fingerprint`` of the images a fit used: those it skipped as unreadable
-    (by ``names``, as ``skipped_`` lists them) are left out, so the same images give the same
-    fingerprint whatever junk came with them, from the app or the command line."""
-    bad = {name for name, _ in skipped}
-    return training_fingerprint(im for im, n in zip(images, names, strict=True)
-                                if n not in bad)
+def fitted_fingerprint(digests: Iterable[str]) -> str:
+    """``training_fingerprint`` from the SHA-256 (hex) of the files, as a fitted model records
+    those it learned (``train_sha256_``): the images fit skipped as unreadable are not among
+    them, so the same images give the same fingerprint whatever junk came with them, from
+    the app or the command line, and no file is read again."""
+    return hashlib.sha256(b"".join(sorted(bytes.fromhex(d) for d in digests))).hexdigest()
 
 
 @dataclass(frozen=True)
