@@ -407,12 +407,13 @@ def run_action(action: str, fn, *args, role: str) -> bool:  # type: ignore[no-un
 
 
 def filters(since: date | None, until: date | None, model: str | None, verdict: str | None,
-            decision: str | None) -> Filters:
+            decision: str | None, version: int | None = None) -> Filters:
     """History filters from the page's widgets (dates in local time, ``until`` inclusive)."""
     return Filters(
         since=datetime.combine(since, time()) if since else None,
         until=datetime.combine(until + timedelta(days=1), time()) if until else None,
-        model_name=model, verdict=verdict, decision=decision)
+        model_name=model, model_version=None if model is None else version,
+        verdict=verdict, decision=decision)
 
 
 def history_table(rows: list[Inspection]) -> pd.DataFrame:
@@ -460,9 +461,7 @@ def _audit_csv(store: Store) -> bytes:
 
 def model_names(store: Store) -> list[str]:
     """Names found in the library and in the history (deleted models stay filterable)."""
-    names = {e.name for e in store.library.models()}
-    names |= {r.model_name for r in store.history.find(limit=MAX_ROWS)}
-    return sorted(names)
+    return sorted({e.name for e in store.library.models()} | set(store.history.model_names()))
 
 
 def operator_input(where: Any, key: str) -> str:

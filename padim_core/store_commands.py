@@ -102,7 +102,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--since", metavar="DATE",
                    help="only rows from then on (2026-12-01 or 2026-12-01T08:00; local time "
                         "unless an offset is given)")
-    p.add_argument("--model", metavar="NAME", help="only rows of this model")
+    p.add_argument("--model", metavar="NAME[@V]",
+                   help="only rows of this model (NAME@V: of this version)")
     add_data_dir(p)
 
     audit = sub.add_parser("audit", help="the audit trail: who changed models, thresholds, "
@@ -272,7 +273,9 @@ def _history_export(store: Store, args: argparse.Namespace) -> int:
 
     since = parse_since(args.since) if args.since else None
     out = _output_file(args.csv)
-    n = store.history.export_csv(out, Filters(since=since, model_name=args.model))
+    name, number = parse_ref(args.model) if args.model else (None, None)
+    n = store.history.export_csv(out, Filters(since=since, model_name=name,
+                                              model_version=number))
     _say(f"{n} history row(s) written to {out}")
     return 0
 

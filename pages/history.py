@@ -1,5 +1,5 @@
 """History page: every inspected image recorded in the workspace, filtered by date, model,
-verdict and decision; one row's image and heat-map thumbnails and the operator's decision;
+version, verdict and decision; one row's image and heat-map thumbnails and the operator's decision;
 CSV export."""
 
 from __future__ import annotations
@@ -17,20 +17,25 @@ workspace.sync_url(store)   # not shown here, but a reload must not lose the ope
 
 ALL = "all"
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
+    c1, c2, c3, c4, c5 = st.columns([2, 2, 1, 1, 2])
     today = date.today()
     period = c1.date_input("Dates", value=(today - timedelta(days=30), today),
                            key="hist_dates", format="YYYY-MM-DD")
     model = c2.selectbox("Model", [ALL, *workspace.model_names(store)], key="hist_model")
-    verdict = c3.selectbox("Verdict", [ALL, *VERDICTS], key="hist_verdict")
-    decision = c4.selectbox("Decision", [ALL, "none", *DECISIONS], key="hist_decision",
+    version = c3.selectbox("Version", [ALL, *([] if model == ALL
+                                              else store.history.versions(model))],
+                           key="hist_version", disabled=model == ALL,
+                           format_func=lambda v: v if v == ALL else f"@{v}")
+    verdict = c4.selectbox("Verdict", [ALL, *VERDICTS], key="hist_verdict")
+    decision = c5.selectbox("Decision", [ALL, "none", *DECISIONS], key="hist_decision",
                             format_func=lambda d: {"none": "no decision yet"}.get(
                                 d, DECISIONS.get(d, d)))
 dates = [d for d in (period if isinstance(period, tuple | list) else [period]) if d]
 chosen = workspace.filters(dates[0] if dates else None, dates[-1] if dates else None,
                            None if model == ALL else model,
                            None if verdict == ALL else verdict,
-                           None if decision == ALL else decision)
+                           None if decision == ALL else decision,
+                           None if version == ALL else version)
 
 total = store.history.count(chosen)
 rows = store.history.find(chosen, limit=workspace.MAX_ROWS)

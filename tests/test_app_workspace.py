@@ -200,6 +200,26 @@ def test_history_filters_shows_thumbnails_and_records_a_decision(store: Store) -
     assert list(at.dataframe[0].value["decision"]) == ["false alarm"]
 
 
+def test_history_filters_by_version_of_the_chosen_model(store: Store) -> None:
+    """A supervisor comparing plates@1 with plates@2 could only filter by name; the version
+    list holds the chosen model's versions that have rows, older names included."""
+    ids = _fill_history(store)
+    [v2] = store.history.record([NewInspection("after.png", 0.4, "plates", 2, 2.0, 1.0)])
+    [gone] = store.history.record([NewInspection("x.png", 0.4, "deleted model", 7, 2.0, 1.0)])
+    at = t.open_page(t.new_app(), "history")
+    assert at.selectbox(key="hist_version").disabled                  # no model chosen
+    assert "deleted model" in at.selectbox(key="hist_model").options
+    at.selectbox(key="hist_model").set_value("plates").run()
+    assert at.selectbox(key="hist_version").options == ["all", "@1", "@2"]
+    assert list(at.dataframe[0].value["id"]) == [v2, ids[1]]
+    at.selectbox(key="hist_version").set_value(1).run()
+    assert not t.exceptions(at) and not t.errors(at)
+    assert list(at.dataframe[0].value["id"]) == [ids[1]]
+    at.selectbox(key="hist_model").set_value("deleted model").run()
+    assert not t.exceptions(at)
+    assert list(at.dataframe[0].value["id"]) == [gone]
+
+
 def test_history_csv_is_what_the_filters_show(store: Store) -> None:
     from inspector_ui import workspace
 

@@ -108,6 +108,10 @@ def test_fit_save_predict_record_list_export(demo: Path, workspace: tuple[Path, 
     code, _, _ = _run(capsys, "history", "export", "--csv", out_csv, "--since", "2999-01-01",
                       "--data-dir", ws)
     assert code == 0 and len(list(csv.DictReader(out_csv.open()))) == 0
+    for ref, want in (("demo plates@1", n), ("demo plates@2", 0), ("demo plates", n)):
+        code, _, err = _run(capsys, "history", "export", "--csv", out_csv, "--model", ref,
+                            "--data-dir", ws)
+        assert code == 0 and len(list(csv.DictReader(out_csv.open()))) == want, (ref, err)
 
     model_out = tmp_path / "exported.safetensors"
     code, out, err = _run(capsys, "models", "export", "demo plates@2", "-o", model_out,

@@ -301,6 +301,21 @@ class History:
         with self._db.reading() as s:
             return [_inspection(r) for r in s.scalars(query)]
 
+    def model_names(self) -> list[str]:
+        """Every model name in the history (deleted models included), sorted."""
+        query = select(InspectionRow.model_name).distinct().order_by(InspectionRow.model_name)
+        with self._db.reading() as s:
+            return list(s.scalars(query))
+
+    def versions(self, model_name: str) -> list[int]:
+        """The version numbers of ``model_name`` that have rows, ascending."""
+        query = (select(InspectionRow.model_version).distinct()
+                 .where(InspectionRow.model_name == model_name,
+                        InspectionRow.model_version.is_not(None))
+                 .order_by(InspectionRow.model_version))
+        with self._db.reading() as s:
+            return [int(v) for v in s.scalars(query)]
+
     def count(self, filters: Filters | None = None) -> int:
         query = (filters or Filters()).apply(select(func.count(InspectionRow.id)))
         with self._db.reading() as s:
