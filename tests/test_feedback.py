@@ -13,10 +13,13 @@ from padim_core.feedback import accept_as_normal, evaluate_history
 pytestmark = pytest.mark.filterwarnings("ignore:only .* training images:UserWarning")
 
 
+CONFIG = dict(backbone="resnet18", weights="random", d=16, image_size=64, crop=64, seed=3,
+              device="cpu")
+
+
 @pytest.fixture(scope="module")
 def model() -> PadimModel:
-    return PadimModel(backbone="resnet18", weights="random", d=16, image_size=64, crop=64,
-                      seed=3, device="cpu").fit(textures(12, 0))
+    return PadimModel(**CONFIG).fit(textures(12, 0))
 
 
 def test_accept_as_normal_learns_the_image_in_a_new_model(model: PadimModel) -> None:
@@ -64,6 +67,17 @@ def test_an_image_already_accepted_is_refused_not_counted_twice(model: PadimMode
     both = accept_as_normal(reloaded, [part, other, other], names=["a.png", "b.png", "c.png"])
     assert both.names == ["b.png"] and both.model.n_train_images_ == 14
     assert [name for name, _ in both.skipped] == ["a.png", "c.png"]
+
+
+def test_a_training_image_is_already_learned(model: PadimModel) -> None:
+    """An operator accepting a part that was in the training set added it a second time."""
+    from padim_core.feedback import learned_sha256
+
+    train = [_png(im) for im in textures(12, 0)]
+    fitted = PadimModel(**CONFIG).fit(train)
+    assert len(learned_sha256(fitted)) == 12
+    with pytest.raises(InvalidInputError, match="003.png: already learned.*training images"):
+        accept_as_normal(fitted, [train[3]], names=["003.png"])
 
 
 def test_evaluate_history() -> None:
