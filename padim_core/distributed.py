@@ -35,7 +35,7 @@ from .backbones import FeatureExtractor, load_feature_extractor
 from .embedding import Embedder
 from .errors import ClusterError, InvalidInputError
 from .gaussian import HoldoutStore, PatchStatistics, patch_statistics
-from .images import input_name, seems_readable
+from .images import image_list, input_name, seems_readable
 from .model import PadimModel, PredictResult, Progress, _placed, too_few_readable
 from .threads import default_workers
 
@@ -297,7 +297,7 @@ def iter_predict(model: PadimModel, images: Sequence[Any], client: Client,
     fit has no such step and survives worker losses.
     """
     state = model._state()
-    images = list(images)
+    images = image_list(images)
     names = list(names) if names is not None else [input_name(im, i)
                                                     for i, im in enumerate(images)]
     if len(names) != len(images):

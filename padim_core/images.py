@@ -66,6 +66,24 @@ _FLOAT_TOLERANCE = 1e-6
 # --------------------------------------------------------------------------- names
 
 
+def image_list(images: Any) -> list[Any]:
+    """``images`` (any iterable of image sources) as a list; one image given on its own, or a
+    folder, is refused with a message saying what to give: iterating it would yield its
+    characters, bytes or rows, each "unreadable", and no result."""
+    one = (isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image))
+           or hasattr(images, "read")
+           or (isinstance(images, np.ndarray) and (images.ndim == 2 or (
+               images.ndim == 3 and images.shape[-1] in (1, 3, 4)))))
+    if not one:
+        return list(images)
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        raise InvalidInputError(str(images), "is a folder: give a list of its image files, "
+                                             "e.g. sorted(Path(folder).glob('*.png'))")
+    kind = "array" if isinstance(images, np.ndarray) else type(images).__name__
+    raise InvalidInputError("images", f"must be a list of images, got one {kind}: wrap a "
+                                      "single image in a list, [image]")
+
+
 def input_name(source: object, index: int = 0) -> str:
     """A short display name for any image source: the file name where there is one.
 
@@ -146,7 +164,9 @@ def _open_stream(source: Any, where: str) -> BinaryIO:
             source.seek(0)  # Image.open would also read from the start
         data = source.read()
     else:
-        raise TypeError(f"unsupported image source type: {type(source).__name__}")
+        raise TypeError(f"{where + ': ' if where else ''}unsupported image source type: "
+                        f"{type(source).__name__} (give paths, bytes, file objects, PIL images "
+                        "or arrays)")
     if isinstance(data, str):
         raise InvalidInputError(where, "was opened in text mode; open it in binary mode")
     return io.BytesIO(bytes(data))

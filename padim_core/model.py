@@ -41,7 +41,7 @@ from .gaussian import (
     patch_statistics,
     statistics_from_sums,
 )
-from .images import file_sha256, input_name, seems_readable
+from .images import file_sha256, image_list, input_name, seems_readable
 from .loading import DecodedBatch, decode_batches
 from .regions import (
     DefectRegion,
@@ -185,9 +185,9 @@ def _placed(gaussian: PatchGaussian, device: torch.device) -> PatchGaussian:
 
 def _checked_inputs(images: Iterable[Any], names: Sequence[str] | None,
                     what: str | None = None) -> list[Any]:
-    """images as a list, with one name each when names are given (and at least one image
-    when ``what`` names them in the error)."""
-    images = list(images)
+    """images as a list (``images.image_list``), with one name each when names are given
+    (and at least one image when ``what`` names them in the error)."""
+    images = image_list(images)
     if names is not None and len(names) != len(images):
         raise InvalidInputError("names", "must have one name per image")
     if what and not images:

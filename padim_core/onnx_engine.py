@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError, ModelFileError
+from .images import image_list
 from .loading import decode_batches
 from .model import PredictResult, Progress
 from .regions import load_region
@@ -108,7 +109,7 @@ class OnnxModel:
     def iter_predict(self, images: Iterable[Any], progress: Progress | None = None,
                      names: Sequence[str] | None = None) -> Iterator[PredictResult]:
         """Decode, resize-and-crop and score batch by batch, like ``PadimModel.iter_predict``."""
-        images = list(images)
+        images = image_list(images)
         if names is not None and len(names) != len(images):
             raise InvalidInputError("names", "must have one name per image")
         done = 0

@@ -632,3 +632,22 @@ def test_readme_documents_every_limit() -> None:
         row = next((line for line in section.splitlines() if f"`{name}`" in line), "")
         assert row, f"{name} missing from README Limits and safety"
         assert f"{value:,}" in row or str(value) in row, (name, value, row)
+
+
+def test_one_image_not_in_a_list_is_refused_with_what_to_give(trained: PadimModel,
+                                                              tmp_path: Path) -> None:
+    """``predict("part.png")`` returned no result and no error (each character was an
+    unreadable "file"); ``predict(Path)`` / ``predict(PIL image)`` raised "not iterable"."""
+    [(_, good_bytes)] = h.good_images(1)
+    path = tmp_path / "part.png"
+    path.write_bytes(good_bytes)
+    pixels = load_image(path)
+    for one in (str(path), path, good_bytes, Image.open(path), pixels, pixels[..., 0]):
+        with pytest.raises(InvalidInputError, match=r"^images: must be a list of images.*"
+                                                    r"\[image\]$"):
+            trained.predict(one)
+    with pytest.raises(InvalidInputError, match="is a folder: give a list of its image files"):
+        trained.fit(tmp_path)
+    assert len(trained.predict(np.stack([pixels, pixels])).scores) == 2    # a batch array
+    with pytest.raises(TypeError, match="^image_1: unsupported image source type: NoneType"):
+        trained.predict([path, None])
