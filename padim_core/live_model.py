@@ -122,8 +122,9 @@ class LiveModel:
         self._last_problem = ""
         self._current = new
         same = new.model is old.model
-        was = (f"image {old.image_threshold:.4g}, pixel {old.pixel_threshold:.4g}" if same
-               else old.ref)
+        was = f"image {old.image_threshold:.4g}, pixel {old.pixel_threshold:.4g}"
+        if not same:    # the line's thresholds move with the version: say from what
+            was = f"{old.ref}: {was}"
         self.log(f"{'thresholds of' if same else 'now serving'} {new.ref}: image "
                  f"{new.image_threshold:.4g}, pixel {new.pixel_threshold:.4g} (was {was})")
         return True

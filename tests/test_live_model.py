@@ -74,7 +74,8 @@ def test_swaps_after_warm_up_and_logs_a_failure_once(
                           f"{first.pixel_threshold:.4g} (was image "
                           f"{first.image_threshold:.4g}, pixel {first.pixel_threshold:.4g})",
                           f"now serving plates@2: image {second.image_threshold:.4g}, "
-                          f"pixel {second.pixel_threshold:.4g} (was plates@1)"]
+                          f"pixel {second.pixel_threshold:.4g} (was plates@1: image 9, "
+                          f"pixel {first.pixel_threshold:.4g})"]
 
 
 def test_thread_follows_and_stops(models: tuple[PadimModel, PadimModel]) -> None:
