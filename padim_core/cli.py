@@ -47,6 +47,7 @@ from .regions import (
     summary,
 )
 from .tables import spreadsheet_safe
+from .updates import NG_UNDER_MODEL
 from .visualize import OVERLAY_SCALE, threshold_overlay_png
 
 PROG = "padim"
@@ -250,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("-o", "--output", metavar="NEW_MODEL",
                      help="model file to write (may be MODEL itself); and/or --save-as NAME")
     upd.add_argument("--compact", action="store_true", help=COMPACT_HELP)
+    upd.add_argument("--include-ng", action="store_true",
+                     help="also learn images the model scores NG (at or above its image "
+                          "threshold); by default they are left out and listed with their "
+                          "score")
     _add_common(upd)
     store_commands.add_fit_options(upd)
 
@@ -479,7 +484,7 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
                      f"px; verdict by {card['verdict_rule']}")
     skipped = card.get("skipped") or []
     if skipped:
-        lines.append(f"skipped      {len(skipped)} unreadable file(s):")
+        lines.append(f"skipped      {len(skipped)} input(s) not used:")
         lines += [f"  {name}: {reason}" for name, reason in skipped]
     lines += [f"note         {w}" for w in card.get("warnings") or []]
     lines += [f"update       +{u['added_images']} image(s) on {u['when']} in {u['seconds']:.1f} s "
@@ -563,16 +568,25 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
                                             "before updates): refit it with 'padim fit'")
     n_updates = len(model.card()["updates"])
     _say(f"adding {len(paths)} image(s) to {args.model}")
+    if not model.train_sha256_:
+        _say(f"note: {args.model} does not record the files it was fitted on (written before "
+             "2026-12-08): give only new images; of its own training images only those "
+             "that set its thresholds are recognised", sys.stderr)
     with _warnings_as_lines(lambda: model.warnings_):
-        model.partial_fit(paths, progress=progress, names=relative_names(paths))
+        model.partial_fit(paths, progress=progress, names=relative_names(paths),
+                          max_score=None if args.include_ng else model.image_threshold_)
     progress.close()
     if len(model.card()["updates"]) == n_updates:
         raise InvalidInputError("images", f"none of the {len(paths)} input(s) could be added "
-                                          "(unreadable, or already learned by this model): "
-                                          "nothing written")
+                                          "(unreadable, already learned by this model, or NG "
+                                          "under it: see above): nothing written")
     if out is not None:
         model.save(out, updatable=not args.compact)
     _print_card(model.card(), out)
+    n_ng = sum(NG_UNDER_MODEL in why for _, why in model.skipped_)
+    if n_ng:
+        _say(f"note: {n_ng} image(s) scored NG and were not learned; if they are good parts, "
+             "look at them, then run again with --include-ng", sys.stderr)
     if args.save_as is not None:
         store_commands.save_updated(args, model, source)
     return EXIT_OK

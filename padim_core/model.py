@@ -63,8 +63,11 @@ from .thresholds import (
 from .updates import (
     LEARNED_BEFORE,
     MB,
+    SAME_AS_CALIBRATION,
+    CalibrationCopies,
     UpdateData,
     learned_sha256,
+    scored_ng,
     split_learned,
     update_entry,
 )
@@ -501,7 +504,8 @@ class PadimModel:
         return self
 
     def partial_fit(self, images: Iterable[Any], progress: Progress | None = None,
-                    names: Sequence[str] | None = None) -> PadimModel:
+                    names: Sequence[str] | None = None, *,
+                    max_score: float | None = None) -> PadimModel:
         """Add normal ``images`` to the fitted model, exactly; returns self.
 
         The result is the model ``fit`` would give on the training images plus these, with
@@ -512,6 +516,13 @@ class PadimModel:
         ``fit``. Unreadable inputs are skipped and listed in ``skipped_``; with none usable
         the model stays as it was and a warning says so. Everything is computed into new
         objects and swapped in at the end, so a failure leaves the model as it was.
+
+        An image the model already learned is left out and listed: the same file bytes as a
+        training or earlier added image (``train_sha256_``, the update log), or the same
+        pixels as a calibration image (``updates.CalibrationCopies``). ``max_score``: leave
+        out, and list with its score, every image that scores at least this much under the
+        model as it is (e.g. ``image_threshold_``: parts it calls NG are not learned as
+        normal unseen; ``padim update`` does so unless ``--include-ng``).
         """
         if self.state_ is None:
             return self.fit(images, progress, names)
@@ -529,7 +540,7 @@ class PadimModel:
         fresh, learned = split_learned(digests, state.learned_sha256())
         repeats = [(names[i], LEARNED_BEFORE) for i in learned]
         images, names = [images[i] for i in fresh], [names[i] for i in fresh]
-        stats, skipped, used = self._add_to_sums(state, images, names, progress)
+        stats, skipped, used = self._add_to_sums(state, images, names, progress, max_score)
         skipped = [*repeats, *skipped]
         added = stats.n - state.update_data.n
         if added == 0:
@@ -565,28 +576,49 @@ class PadimModel:
         return self
 
     def _add_to_sums(self, state: FittedState, images: list[Any], names: Sequence[str] | None,
-                     progress: Progress | None,
+                     progress: Progress | None, max_score: float | None = None,
                      ) -> tuple[PatchStatistics, list[tuple[str, str]], list[int]]:
         """A new statistics store: the kept sums plus the embeddings of the readable
-        ``images``; the unreadable ones (name, reason); the indices of those added."""
+        ``images`` that are not copies of a calibration image nor score ``max_score`` or
+        more; those left out (name, reason); the indices of those added."""
         kept = state.update_data
         stats = statistics_from_sums(kept.n, kept.total, kept.second, self.extractor.device)
         embedder = self._embedder(state)
+        copies = CalibrationCopies(kept.calibration)
         skipped: list[tuple[str, str]] = []
         used: list[int] = []
         for batch in self._decoded_batches(images, names):
             idx, crops = batch.indices, batch.pixels
             skipped += batch.skipped
-            used += list(idx)
             if len(crops):
                 x, grid = self._patch_embeddings(crops, embedder)
                 if tuple(grid) != tuple(state.grid):   # a backbone other than the model's
                     raise InvalidInputError("images", f"give a {grid} patch grid, the model "
                                                       f"has {tuple(state.grid)}")
-                stats.update(x)
+                left_out = dict.fromkeys(np.flatnonzero(copies.find(x)).tolist(),
+                                         SAME_AS_CALIBRATION)
+                if max_score is not None:
+                    scores = self._scores_of(state, x, grid)
+                    for j in np.flatnonzero(scores >= max_score).tolist():
+                        left_out.setdefault(j, scored_ng(scores[j], max_score))
+                keep = [j for j in range(len(idx)) if j not in left_out]
+                skipped += [(batch.names[j], why) for j, why in sorted(left_out.items())]
+                used += [idx[j] for j in keep]
+                if keep:
+                    stats.update(x if len(keep) == len(idx) else x[:, keep])
             if progress:
                 progress(min(idx[-1] + 1 if idx else 0, len(images)), len(images), "features")
         return stats, skipped, used
+
+    def _scores_of(self, state: FittedState, x: Array, grid: tuple[int, int]) -> np.ndarray:
+        """Image scores (b,) of patch embeddings (P, b, d) under ``state``, as predict
+        scores them (its region and score rule)."""
+        emb = torch.as_tensor(x).reshape(*grid, *x.shape[1:])
+        with torch.inference_mode():
+            maps = self._render(mahalanobis(emb, self._on_scoring_device(state.gaussian)),
+                                grid)
+            return masked_scores(maps, state.region, self.config.score_top_percent
+                                 ).double().cpu().numpy()
 
     def _channel_choice(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(channel_index, projection): how the d channels are taken, one of them None."""

@@ -45,6 +45,56 @@ LEARNED_BEFORE = ("already learned by this model (one of its training images, ad
                   "earlier update, or given twice): adding it again would count it twice")
 
 
+#: Why ``partial_fit`` leaves out an image whose pixels are those of a calibration image.
+SAME_AS_CALIBRATION = ("the same picture as one of the model's training images (one that sets "
+                       "its thresholds): adding it again would count it twice")
+
+#: In the reason of an image ``partial_fit(max_score=...)`` left out (``scored_ng``).
+NG_UNDER_MODEL = "NG under this model"
+
+
+def scored_ng(score: float, max_score: float) -> str:
+    """Why ``partial_fit`` left out an image that scored ``max_score`` or more."""
+    return (f"scored {score:.4g}, at or above {max_score:.4g} ({NG_UNDER_MODEL}): not learned "
+            "as normal")
+
+
+#: Embeddings nearer a calibration image's than this share of the calibration images' spread
+#: are the same picture: equal pixels in other bytes (a re-saved PNG) give about 1e-12, two
+#: photos of one part about 1e-2 and more.
+COPY_TOLERANCE = 1e-4
+
+
+class CalibrationCopies:
+    """Recognises new images that are copies of a calibration image, whatever their bytes.
+
+    A calibration image added a second time ruins the thresholds: its leave-one-out score
+    removes one copy, the other stays in the Gaussians, so its "held-out" distance drops to
+    about zero (an update with the 12 calibration images re-saved took a threshold from 31.8
+    to 8.5, every good part NG). The file digests catch byte-equal copies; this compares
+    embeddings at a few dozen patch positions with the kept calibration embeddings.
+    """
+
+    def __init__(self, calibration: np.ndarray, patches: int = 32) -> None:
+        n_patches, n_images, _ = calibration.shape
+        self.index = np.unique(np.linspace(0, n_patches - 1, min(n_patches, patches)).round()
+                               .astype(np.int64))
+        cal = np.asarray(calibration[self.index], np.float64)             # (p, H, d)
+        self.cal_t = np.ascontiguousarray(cal.transpose(0, 2, 1))         # (p, d, H)
+        self.cal_sq = np.einsum("phd,phd->ph", cal, cal)                  # (p, H)
+        spread = (cal.var(axis=1).sum(axis=1) if n_images > 1
+                  else np.einsum("phd,phd->p", cal, cal))
+        self.limit = COPY_TOLERANCE * float(spread.sum())
+
+    def find(self, embeddings: np.ndarray | Any) -> np.ndarray:
+        """(b,) bool: which of the images with patch embeddings (P, b, d) are copies."""
+        x = embeddings[self.index]
+        x = np.asarray(x.cpu() if hasattr(x, "cpu") else x, np.float64)    # (p, b, d)
+        d2 = (np.einsum("pbd,pbd->pb", x, x)[:, :, None] + self.cal_sq[:, None, :]
+              - 2 * (x @ self.cal_t))                                      # (p, b, H)
+        return d2.sum(axis=0).min(axis=1) < self.limit
+
+
 def update_entry(added: int, n_before: int, image_threshold: float, pixel_threshold: float,
                  skipped: list[tuple[str, str]], seconds: float,
                  added_sha256: list[str] | None = None) -> dict[str, Any]:

@@ -126,3 +126,23 @@ def test_update_needs_an_output_and_names_a_missing_model(
     code, _, err = _run(capsys, "update", "nosuchmodel", good[0], "-o", tmp_path / "x",
                         "--data-dir", tmp_path / "ws", "--device", "cpu")
     assert code == 1 and "nosuchmodel" in err and "Traceback" not in err
+
+
+def test_update_of_a_model_that_does_not_record_its_files_says_so(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Models kept for months predate the record of fit's files: the engineer is told to give
+    only new images (their calibration images are still recognised)."""
+    from padim_core import model_files
+
+    base, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
+    assert _run(capsys, "fit", demo, "-o", base, *SMALL, "--device", "cpu")[0] == 0
+    tensors, meta = model_files.read(base)
+    del meta["train_sha256"]
+    model_files.write(base, tensors, meta)
+    good = sorted((demo / "test" / "good").iterdir())
+    code, _, err = _run(capsys, "update", base, good[0], "-o", new, "--device", "cpu")
+    assert code == 0, err
+    assert "does not record the files it was fitted on" in err
+    code, _, err = _run(capsys, "update", new, good[1], "-o", tmp_path / "n2.safetensors",
+                        "--device", "cpu")
+    assert code == 0 and "does not record" in err      # still: only its updates are known

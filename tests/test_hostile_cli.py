@@ -91,7 +91,7 @@ def test_fit_on_folder_with_bad_files_lists_them_and_goes_on(
     assert "Traceback" not in err and out.is_file()
     rejected = h.rejected_images()
     assert f"{N_GOOD + len(h.accepted_images())} fitted" in stdout
-    assert f"skipped      {len(rejected)} unreadable file(s):" in stdout
+    assert f"skipped      {len(rejected)} input(s) not used:" in stdout
     for case in rejected:
         line = next(x for x in stdout.splitlines() if x.strip().startswith(f"{case.name}:"))
         assert case.fragment in line.lower(), line

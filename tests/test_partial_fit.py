@@ -340,3 +340,53 @@ def test_the_record_of_fit_files_is_checked_on_load_and_optional(tmp_path) -> No
     model_files.write(tmp_path / "bad.safetensors", tensors, {**meta, "train_sha256": ["x"]})
     with pytest.raises(ModelFileError, match="bad.safetensors.*train_sha256"):
         PadimModel.load(tmp_path / "bad.safetensors")
+
+
+def _resaved(array: np.ndarray) -> bytes:
+    """The same pixels in other bytes (what an image tool or a copy job writes)."""
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def test_a_calibration_image_in_other_bytes_is_not_added_again() -> None:
+    """The trial: the 12 calibration images re-saved by an image tool and given to
+    ``padim update`` took the image threshold from 31.8 to 8.5 (every good part NG): each
+    one's leave-one-out score lost only one of its two copies. Their pixels are recognised
+    now; other images in the same call are added, and an image merely like a training one
+    is still learned."""
+    base = textures(16, 0)
+    model = PadimModel(**SMALL).fit([_png(im) for im in base])
+    cfg = model.config
+    _, cal = calibration_split(len(base), cfg.calibration_fraction, cfg.seed)
+    copies = [_resaved(base[i]) for i in cal]
+    assert all(c != _png(base[i]) for c, i in zip(copies, cal, strict=True))
+    near = np.clip(base[cal[0]].astype(int) + 3, 0, 255).astype(np.uint8)   # not a copy
+    names = [f"copy_{i}.png" for i in cal] + ["new.png", "near.png"]
+    model.partial_fit([*copies, _png(EXTRA[0]), _png(near)], names=names)
+    assert model.n_train_images_ == len(base) + 2
+    assert [n for n, _ in model.skipped_] == names[:len(cal)]
+    assert all("the same picture as one of the model's training images" in why
+               for _, why in model.skipped_)
+    refit_model = PadimModel(**SMALL).fit([_png(im) for im in base] + [_png(EXTRA[0]),
+                                                                          _png(near)],
+                                          calibration=cal)
+    assert model.image_threshold_ == pytest.approx(refit_model.image_threshold_, rel=1e-5)
+
+
+def test_max_score_leaves_out_what_the_model_calls_ng(fitted: PadimModel) -> None:
+    """``padim update`` learned two parts the model scored NG (and then passed an unadded
+    defect of the same kind): with ``max_score`` they are left out and listed with their
+    score; without it they are learned, as partial_fit promises."""
+    model = PadimModel.from_bytes(fitted.to_bytes(), device="cpu")
+    odd = np.zeros((72, 72, 3), np.uint8)
+    odd[20:50, 20:50] = 255                                # unlike every training texture
+    before = model.predict([odd, EXTRA[0]]).scores
+    limit = float(before.mean())                          # between the two
+    assert before[0] > 1.5 * before[1]
+    model.partial_fit([odd, EXTRA[0]], names=["odd.png", "good.png"], max_score=limit)
+    assert model.n_train_images_ == fitted.n_train_images_ + 1
+    [(name, why)] = model.skipped_
+    assert name == "odd.png" and f"scored {before[0]:.4g}, at or above" in why
+    assert PadimModel.from_bytes(fitted.to_bytes(), device="cpu").partial_fit(
+        [odd]).n_train_images_ == fitted.n_train_images_ + 1
