@@ -233,8 +233,12 @@ def _metadata(model: PadimModel) -> dict[str, str]:
                                           "image (OpenCV BORDER_REFLECT_101),"}[cfg.resize]
                         + f" to {cfg.image_size} (OpenCV INTER_AREA shrinking, INTER_LINEAR "
                         f"growing), centre crop {cfg.crop}"),
-        "padim.outputs": ("scores: (N,) float32, max of each map over the region's inspected "
-                          "pixels; maps: (N, crop, crop) float32, every pixel"),
+        "padim.outputs": ("scores: (N,) float32, each map's image score over the region's "
+                          "inspected pixels: " + (
+                              "the maximum" if cfg.score_top_percent == 0 else
+                              f"the mean of its top {cfg.score_top_percent:g} % of pixels")
+                          + " (padim.score_top_percent); maps: (N, crop, crop) float32, every "
+                          "pixel"),
         "padim.verdict": ("NG when score >= image_threshold or score is not a number"
                           if cfg.verdict_rule == "score" else
                           "NG when a connected region of map >= pixel_threshold inside the "

@@ -106,6 +106,8 @@ def test_export_metadata(onnx_file: Path, model_file: Path) -> None:
     # How to make the input, in words: the default letterbox has mirrored bands, not black.
     assert meta["padim.resize"] == "pad-reflect"
     assert "mirror" in meta["padim.input"] and "black" not in meta["padim.input"]
+    # The score as the graph computes it (the text said "max of each map").
+    assert "the mean of its top 0.5 % of pixels" in meta["padim.outputs"]
 
 
 def test_export_prints_differences(model_file: Path, tmp_path: Path,
