@@ -198,6 +198,19 @@ def _checked_inputs(images: Iterable[Any], names: Sequence[str] | None,
     return images
 
 
+#: Settings that change how images are fed, not what a fitted model computes.
+RUNTIME_SETTINGS = frozenset({"decode_workers", "batch_size"})
+#: Settings that define the loaded backbone (a model keeps it while they stay).
+BACKBONE_SETTINGS = ("backbone", "weights", "device", "seed")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal settings, arrays (regions) included."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is not None and b is not None and np.array_equal(a, b)
+    return a == b
+
+
 def too_few_readable(used: int, skipped: list[tuple[str, str]]) -> InvalidInputError:
     """fit's error when fewer than 2 images could be read, listing every unreadable one in
     ``skipped`` for callers that show them all."""
@@ -361,6 +374,9 @@ class PadimModel:
                  extractor: FeatureExtractor | None = None,
                  decode_workers: int | None = None) -> None:
         self.decode_workers = decode_workers
+        # as given: None stays None in get_params, so that set_params(backbone=...) or a clone
+        # derives them again (the backbone's own d; the crop and resize from image_size)
+        self._derived_as_given = {"d": d, "crop": crop, "resize": resize}
         self.config = PadimConfig(
             backbone=backbone, d=d, image_size=image_size, crop=crop,   # whole numbers: checked
             device=str(device), seed=seed,                              # by PadimConfig
@@ -380,6 +396,64 @@ class PadimModel:
         if extractor is not None:
             self.use_extractor(extractor)
         self.state_: FittedState | None = None
+
+    # ------------------------------------------------------------------ settings
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The settings, as constructor keywords (scikit-learn's convention): the
+        configuration as it stands (``set_region`` / ``set_defect_rule`` included; ``d``,
+        ``crop`` and ``resize`` as given, None when derived), the region and
+        ``decode_workers``. ``deep`` is accepted for scikit-learn; nothing nests.
+        The loaded backbone (``extractor``) is shared state, not a setting."""
+        return {**asdict(self.config), **self._derived_as_given, "region": self.region,
+                "decode_workers": self.decode_workers}
+
+    def set_params(self, **params: Any) -> PadimModel:
+        """Change settings before ``fit`` (scikit-learn's convention); returns self.
+
+        On a fitted model only ``decode_workers`` and ``batch_size`` may change: the others
+        define the fitted state (``set_region`` and ``set_defect_rule`` change the region and
+        defect rule of a fitted model; for other settings, refit a copy:
+        ``sklearn.base.clone(model).set_params(...)``).
+        """
+        current = self.get_params()
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise InvalidInputError(unknown[0], f"is not a setting of PadimModel (settings: "
+                                                f"{', '.join(current)})")
+        if self.state_ is not None:
+            fixed = sorted(k for k, v in params.items() if k not in RUNTIME_SETTINGS
+                           and not _same(v, current[k]))
+            if fixed:
+                raise InvalidInputError(fixed[0], "cannot change on a fitted model: it "
+                                                  "defines the fitted state; refit, or "
+                                                  "clone(model).set_params(...) then fit")
+            self.decode_workers = params.get("decode_workers", self.decode_workers)
+            if "batch_size" in params:
+                self.config = replace(self.config, batch_size=params["batch_size"])
+            return self
+        merged = {**current, **params}
+        keep = self._extractor if all(merged[k] == current[k] for k in BACKBONE_SETTINGS) \
+            else None
+        self.__init__(**merged, extractor=keep)   # type: ignore[misc]
+        return self
+
+    def __sklearn_clone__(self) -> PadimModel:
+        """An unfitted model with the same settings, sharing the loaded backbone (what
+        ``sklearn.base.clone`` returns)."""
+        return type(self)(**self.get_params(), extractor=self._extractor)
+
+    def __repr__(self) -> str:
+        cfg = asdict(self.config)
+        default = asdict(PadimConfig(backbone=self.config.backbone))
+        shown = {k: v for k, v in cfg.items() if k == "backbone" or v != default[k]}
+        text = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        if self.region is not None:
+            text += f", region=<{self.region.shape[0]}x{self.region.shape[1]} mask, " \
+                    f"{self.region.mean():.0%} inspected>"
+        fitted = "" if self.state_ is None else (
+            f"  # fitted on {self.state_.n_train_images} images, image threshold "
+            f"{self.state_.image_threshold:.4g}")
+        return f"PadimModel({text}){fitted}"
 
     # ------------------------------------------------------------------ plumbing
     @property

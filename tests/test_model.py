@@ -78,6 +78,34 @@ def test_unfitted_attributes_look_absent_as_in_scikit_learn() -> None:
     assert not hasattr(PadimModel(), "image_threshold_")
 
 
+def test_settings_follow_scikit_learn(model: PadimModel) -> None:
+    """get_params / set_params / clone / repr were missing: sklearn.base.clone raised and
+    repr(model) was '<padim_core.model.PadimModel object at 0x…>'."""
+    from sklearn.base import clone
+
+    from padim_core import InvalidInputError
+
+    copy = clone(model)
+    assert copy.state_ is None and copy.get_params().keys() == model.get_params().keys()
+    assert {k: v for k, v in copy.get_params().items() if k != "region"} == \
+        {k: v for k, v in model.get_params().items() if k != "region"}
+    assert copy._extractor is model._extractor               # the backbone is shared
+    copy.set_params(d=6, image_size=96)                      # crop given: stays 64
+    assert (copy.config.d, copy.config.image_size, copy.config.crop) == (6, 96, 64)
+    assert PadimModel(backbone="resnet18").set_params(backbone="efficientnet_lite2"
+                                                      ).config.d == 192   # derived again
+    with pytest.raises(InvalidInputError, match="^d: cannot change on a fitted model"):
+        model.set_params(d=6)
+    model.set_params(d=12, decode_workers=0)                 # unchanged, or not fit-defining
+    assert model.decode_workers == 0
+    model.set_params(decode_workers=None)                    # the shared fixture as it was
+    with pytest.raises(InvalidInputError, match="^colour: is not a setting"):
+        copy.set_params(colour="red")
+    assert repr(model) == ("PadimModel(backbone='resnet18', d=12, image_size=64, crop=64, "
+                           "device='cpu', seed=3, weights='random')  # fitted on 10 images, "
+                           f"image threshold {model.image_threshold_:.4g}")
+
+
 @pytest.mark.parametrize("field, value, says", [
     ("d", 2.5, "d: must be a whole number, got 2.5"),            # was cut to 2 silently
     ("image_size", "abc", "image_size: must be a whole number, got 'abc'"),   # int()'s words
