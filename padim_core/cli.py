@@ -675,6 +675,10 @@ def _predict_into(args: argparse.Namespace, progress: _Progress, model: Any,
     _say(f"results: {out / 'results.csv'}, overlays: {out / 'overlays'}")
     if recorder is not None:
         _say(f"history: {recorder.count} row(s) recorded for {recorder.version.ref}")
+    if n_skipped and not n_ok + n_ng:       # a line script checking $? must notice
+        _say(f"{PROG}: error: none of the {n_skipped} input(s) could be scored",
+             sys.stderr)
+        return EXIT_RUNTIME
     return EXIT_OK
 
 

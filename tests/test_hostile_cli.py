@@ -119,13 +119,15 @@ def test_predict_on_folder_with_bad_files_lists_them_and_goes_on(
 @pytest.mark.parametrize("case", h.rejected_images(), ids=lambda c: c.id)
 def test_predict_single_bad_file(case: h.Case, model_file: Path, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """One bad file given by name: skipped and named; nothing scored; still exit 0."""
+    """One bad file given by name: skipped and named; nothing scored: exit 1 with one error
+    line (it exited 0, and a line script checking $? did not notice)."""
     path = tmp_path / case.name
     path.write_bytes(case.data)
     code, stdout, err = run(capsys, "predict", model_file, path, "--out", tmp_path / "o")
-    assert code == 0 and "Traceback" not in err
+    assert code == 1 and "Traceback" not in err
     assert f"padim: skipped {path}: " in err and case.fragment in err.lower()
     assert "0 image(s) scored" in stdout
+    assert err.strip().splitlines()[-1] == "padim: error: none of the 1 input(s) could be scored"
 
 
 def test_no_stray_pillow_warning_for_an_over_limit_header(
@@ -136,7 +138,7 @@ def test_no_stray_pillow_warning_for_an_over_limit_header(
     path = tmp_path / case.name
     path.write_bytes(case.data)
     code, _, err = run(capsys, "predict", model_file, path, "--out", tmp_path / "o")
-    assert code == 0
+    assert code == 1                                   # skipped: nothing scored
     assert "decompression bomb" not in err.lower(), err
 
 
