@@ -149,6 +149,8 @@ def test_follow_switches_versions_and_thresholds_without_a_restart(
     assert "now serving plates@2: image" in log and "thresholds of plates@2: image 1e+09" in log
     assert log.count("cannot follow the library") == 1, log     # once, not every 50 ms
     assert "still serving plates@2" in log and "now serving plates@1" in log
+    # the thresholds the line leaves are said too, not only the version
+    assert "(was plates@2: image 1e+09, pixel 2e+09)" in log, log
 
 
 @pytest.mark.parametrize("extra, problem", [
