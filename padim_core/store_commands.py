@@ -1,6 +1,7 @@
-"""The workspace commands of ``padim``: ``models list|show|export|import|delete``, ``history
-export``, ``audit list|export``, and the library side of ``fit --save-as``, ``update [NAME@V]
---save-as`` and ``predict --model NAME --record``.
+"""The workspace commands of ``padim``: ``models list|show|export|import|delete|rename|default|
+thresholds``, ``history export``, ``audit list|export``, and the library side of ``fit
+--save-as``, ``update [NAME@V] --save-as``, ``predict --model NAME --record`` and ``serve
+--model NAME``.
 
 ``cli.py`` registers these parsers and dispatches here. Every command takes ``--data-dir``
 (default ``PADIM_DATA_DIR``, else ``./inspector-data``) and honours ``PADIM_DATABASE_URL``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import hashlib
+import math
 import os
 from dataclasses import replace
 from datetime import datetime
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .live_model import DEFAULT_FOLLOW_SECONDS, LiveModel, Served
 from .store import (
     DATA_DIR_ENV,
@@ -70,7 +73,7 @@ def add_predict_options(pred: argparse.ArgumentParser) -> None:
 def add_parsers(sub: Any) -> None:
     """``padim models ...`` and ``padim history ...``."""
     models = sub.add_parser("models", help="the model library: list, show, export, import, "
-                                           "delete",
+                                           "delete, rename, default, thresholds",
                             description="The workspace's model library.")
     models.set_defaults(progress=False)   # main() reads it; these commands draw no bars
     actions = models.add_subparsers(dest="action", metavar="ACTION")
@@ -88,9 +91,32 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--name", help="library name (default: the file name without suffix)")
     p.add_argument("--note", default="")
     add_data_dir(p)
-    p = actions.add_parser("delete", help="delete one version (NAME@VERSION) or a whole model "
-                                          "(NAME); history rows stay")
+    p = actions.add_parser("delete", help="delete one version (NAME@VERSION), or a whole model "
+                                          "(NAME --all-versions); history rows stay")
     p.add_argument("ref", metavar="NAME[@VERSION]")
+    p.add_argument("--all-versions", action="store_true",
+                   help="with NAME: delete every version of the model")
+    add_data_dir(p)
+    p = actions.add_parser("rename", help="rename a model; the history rows of its versions "
+                                          "follow")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    add_data_dir(p)
+    p = actions.add_parser("default", help="pin the version used for NAME (NAME@VERSION), or "
+                                           "go back to the newest (NAME --clear)")
+    p.add_argument("ref", metavar="NAME[@VERSION]")
+    p.add_argument("--clear", action="store_true",
+                   help="no pinned version: NAME means its newest version again")
+    add_data_dir(p)
+    p = actions.add_parser("thresholds", help="save operating thresholds on a version "
+                                              "(predict --model and serve use them instead of "
+                                              "the calibrated ones), or --clear them")
+    p.add_argument("ref", metavar="NAME@VERSION")
+    p.add_argument("--image", type=float, metavar="X", help="image threshold (a score)")
+    p.add_argument("--pixel", type=float, metavar="Y",
+                   help="pixel threshold (default: the one the version operates with now)")
+    p.add_argument("--clear", action="store_true",
+                   help="remove the saved thresholds: the calibrated ones apply again")
     add_data_dir(p)
 
     history = sub.add_parser("history", help="the inspection history: export",
@@ -181,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "audit":
             return (_audit_list if args.action == "list" else _audit_export)(store, args)
         return {"list": _models_list, "show": _models_show, "export": _models_export,
-                "import": _models_import, "delete": _models_delete}[args.action](store, args)
+                "import": _models_import, "delete": _models_delete, "rename": _models_rename,
+                "default": _models_default, "thresholds": _models_thresholds,
+                }[args.action](store, args)
 
 
 def _models_list(store: Store, args: argparse.Namespace) -> int:
@@ -247,16 +275,80 @@ def _models_import(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _models_delete(store: Store, args: argparse.Namespace) -> int:
-    entry_name, number = parse_ref(args.ref)
+def _split_ref(store: Store, ref: str) -> tuple[str, int | None]:
+    """(name, version or None) of ``ref``; a name with '@' in it is tried first, as in
+    ``Library.resolve``."""
     try:
-        store.library.get(args.ref)
-        entry_name, number = args.ref, None
-    except Exception:  # noqa: BLE001 - a name with '@' in it is tried first, as in resolve
-        pass
-    n = store.library.delete(entry_name, number, by=cli_user())
-    what = f"{entry_name}@{number}" if number is not None else f"{entry_name} ({n} version(s))"
+        return store.library.get(ref).name, None
+    except InvalidInputError:
+        return parse_ref(ref)
+
+
+def _thresholds_words(image: float, pixel: float) -> str:
+    return f"image {image:.4g}, pixel {pixel:.4g}"
+
+
+def _models_delete(store: Store, args: argparse.Namespace) -> int:
+    name, number = _split_ref(store, args.ref)
+    if number is None:
+        n = len(store.library.get(name).versions)     # a name not there: the library says so
+        if not args.all_versions:
+            raise _usage(f"{args.ref}: names the whole model; deleting it would delete all {n} "
+                         f"version(s): pass --all-versions, or NAME@VERSION for one version")
+    elif args.all_versions:
+        raise _usage(f"--all-versions deletes a whole model: give {name} without "
+                     f"@{number}, or leave the option out to delete {args.ref} only")
+    n = store.library.delete(name, number, by=cli_user())
+    what = f"{name}@{number}" if number is not None else f"{name} ({n} version(s))"
     _say(f"deleted {what}; its history rows are kept")
+    return 0
+
+
+def _models_rename(store: Store, args: argparse.Namespace) -> int:
+    entry = store.library.rename(args.old, args.new, by=cli_user())
+    _say(f"renamed {args.old} to {entry.name} ({len(entry.versions)} version(s)); the history "
+         "rows of its versions follow")
+    return 0
+
+
+def _models_default(store: Store, args: argparse.Namespace) -> int:
+    name, number = _split_ref(store, args.ref)
+    if args.clear == (number is not None):
+        raise _usage(f"{args.ref}: give NAME@VERSION to pin that version, or NAME --clear to "
+                     "use the newest again")
+    before = store.library.get(name).default_version
+    entry = store.library.set_default(name, number, by=cli_user())
+    was = "the newest" if before is None else f"{name}@{before}"
+    current = entry.current
+    now = (f"{name} means {name}@{number} now" if number is not None else
+           f"{name} has no pinned version now: it means its newest"
+           + (f" ({current.ref})" if current is not None else ""))
+    _say(f"{now} (was {was})")
+    return 0
+
+
+def _models_thresholds(store: Store, args: argparse.Namespace) -> int:
+    name, number = _split_ref(store, args.ref)
+    if number is None:
+        raise _usage(f"{args.ref}: give NAME@VERSION (thresholds are saved on one version)")
+    given = args.image is not None or args.pixel is not None
+    if args.clear == given:
+        raise _usage("give --image X and/or --pixel Y, or --clear (one of them)")
+    for option, value in (("--image", args.image), ("--pixel", args.pixel)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise _usage(f"{option}: must be a positive number, got {value:g}")
+    v = store.library.version(name, number, verify=False)
+    before = v.thresholds
+    if args.clear:
+        image, pixel = None, None
+    else:     # an option left out keeps what the version operates with now
+        image = args.image if args.image is not None else v.operating_image_threshold
+        pixel = args.pixel if args.pixel is not None else v.operating_pixel_threshold
+    v = store.library.set_thresholds(v, image, pixel, by=cli_user())
+    what = ("operating thresholds cleared; the calibrated ones apply" if args.clear
+            else "operating thresholds saved")
+    _say(f"{v.ref}: {what}: {_thresholds_words(*v.thresholds)} "
+         f"(was {_thresholds_words(*before)})")
     return 0
 
 

@@ -209,3 +209,79 @@ def test_recorded_verdicts_follow_the_models_area_rule(demo: Path, tmp_path: Pat
     with Store.open(ws) as store:
         recorded = {r.file_name: r.verdict for r in store.history.find()}
     assert recorded == printed
+
+
+def test_models_rename_default_thresholds(demo: Path, workspace: tuple[Path, str | None],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The library's rename, default and operating thresholds from the command line (the
+    docs named ``padim models rename``; it was "invalid choice"), recorded as the CLI user's."""
+    ws, url = workspace
+    for seed in ("1", "2"):
+        code, _, err = _run(capsys, "fit", demo, "--save-as", "tr", "--data-dir", ws, *SMALL,
+                            "--seed", seed)
+        assert code == 0, err
+    code, out, err = _run(capsys, "models", "rename", "tr", "line 3", "--data-dir", ws)
+    assert code == 0 and "renamed tr to line 3 (2 version(s))" in out, err
+    code, out, err = _run(capsys, "models", "default", "line 3@1", "--data-dir", ws)
+    assert code == 0 and "line 3 means line 3@1 now (was the newest)" in out, err
+    code, out, err = _run(capsys, "models", "thresholds", "line 3@2", "--image", "40",
+                          "--pixel", "35", "--data-dir", ws)
+    assert code == 0 and "line 3@2: operating thresholds saved: image 40, pixel 35" in out, err
+    code, out, err = _run(capsys, "models", "thresholds", "line 3@2", "--pixel", "30",
+                          "--data-dir", ws)
+    assert code == 0 and "image 40, pixel 30 (was image 40, pixel 35)" in out, err
+    with Store.open(ws, url) as store:
+        assert [e.name for e in store.library.models()] == ["line 3"]
+        assert store.library.resolve("line 3").version == 1
+        v2 = store.library.resolve("line 3@2")
+        assert (v2.operating_image_threshold, v2.operating_pixel_threshold) == (40, 30)
+        events = store.audit.find()
+        assert {e.action for e in events} >= {"model.rename", "model.default",
+                                               "model.thresholds"}
+        assert all(e.actor.endswith("(cli)") for e in events if e.action != "model.add")
+
+    code, out, err = _run(capsys, "models", "default", "line 3", "--clear", "--data-dir", ws)
+    assert code == 0 and "means its newest (line 3@2) (was line 3@1)" in out, err
+    code, out, err = _run(capsys, "models", "thresholds", "line 3@2", "--clear", "--data-dir", ws)
+    assert code == 0 and "cleared; the calibrated ones apply" in out, err
+    with Store.open(ws, url) as store:
+        v2 = store.library.resolve("line 3")
+        assert v2.version == 2 and not v2.is_default
+        assert v2.operating_image_threshold is v2.operating_pixel_threshold is None
+
+    for argv, code_wanted, problem in [
+        (["rename", "nothing", "x"], 1, "nothing: no model of that name"),
+        (["rename", "line 3", " "], 1, "new model name: is empty"),
+        (["default", "line 3"], 2, "give NAME@VERSION to pin that version, or NAME --clear"),
+        (["default", "line 3@2", "--clear"], 2, "or NAME --clear"),
+        (["default", "line 3@9"], 1, "line 3@9: no such version"),
+        (["thresholds", "line 3", "--image", "4"], 2, "line 3: give NAME@VERSION"),
+        (["thresholds", "line 3@2"], 2, "give --image X and/or --pixel Y, or --clear"),
+        (["thresholds", "line 3@2", "--image", "5", "--clear"], 2, "or --clear"),
+        (["thresholds", "line 3@2", "--image", "-1"], 2, "--image: must be a positive number"),
+        (["thresholds", "line 3@2", "--pixel", "nan"], 2, "--pixel: must be a positive"),
+        (["thresholds", "line 3@9", "--image", "4"], 1, "line 3@9: no such version"),
+    ]:
+        code, _, err = _run(capsys, "models", *argv, "--data-dir", ws)
+        assert code == code_wanted and problem in _error(err), (argv, err)
+
+
+def test_deleting_a_whole_model_needs_all_versions(demo: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``models delete tr`` (a typo of ``tr@3``) deleted every version without asking."""
+    ws = tmp_path / "ws"
+    for _ in range(2):
+        assert _run(capsys, "fit", demo, "--save-as", "tr", "--data-dir", ws, *SMALL)[0] == 0
+    code, _, err = _run(capsys, "models", "delete", "tr", "--data-dir", ws)
+    line = _error(err)
+    assert code == 2 and "all 2 version(s)" in line and "--all-versions" in line
+    assert "NAME@VERSION" in line
+    code, _, err = _run(capsys, "models", "delete", "tr@1", "--all-versions", "--data-dir", ws)
+    assert code == 2 and "--all-versions deletes a whole model" in _error(err)
+    with Store.open(ws) as store:
+        assert len(store.library.get("tr").versions) == 2
+    code, out, err = _run(capsys, "models", "delete", "tr", "--all-versions", "--data-dir", ws)
+    assert code == 0 and "deleted tr (2 version(s))" in out, err
+    with Store.open(ws) as store:
+        assert store.library.models() == []
+
