@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import math
 import os
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -246,9 +247,31 @@ def _models_show(store: Store, args: argparse.Namespace) -> int:
     ]
     if v.note:
         lines.append(f"note         {v.note}")
+    lines += _update_lines(v)
     for line in lines:
         _say(line)
     return 0
+
+
+def _update_lines(v: ModelVersion) -> list[str]:
+    """The update log in the version's card (inherited from the versions it was made from):
+    each ``padim update`` / accept as normal, oldest first, with the calibrated thresholds
+    before it and after it (the next update's "before", the version's for the last)."""
+    updates = v.card.get("updates") or []
+    if not updates:
+        return []
+    after = [(u["image_threshold_before"], u["pixel_threshold_before"]) for u in updates[1:]]
+    after.append((v.image_threshold, v.pixel_threshold))
+    lines = [f"updates      {len(updates)} (images added to the fitted model, oldest first)"]
+    for u, (image, pixel) in zip(updates, after, strict=True):
+        skipped = len(u.get("skipped") or [])
+        lines.append(
+            f"  {u['when']}  +{u['added_images']} image(s), {u['n_train_images_before']} -> "
+            f"{u['n_train_images_before'] + u['added_images']} training images; "
+            f"thresholds image {u['image_threshold_before']:.4g} -> {image:.4g}, pixel "
+            f"{u['pixel_threshold_before']:.4g} -> {pixel:.4g}"
+            + (f"; {skipped} skipped" if skipped else ""))
+    return lines
 
 
 def _models_export(store: Store, args: argparse.Namespace) -> int:
@@ -410,43 +433,75 @@ def check_fit_args(args: argparse.Namespace) -> None:
 
 def save_fitted(args: argparse.Namespace, model: PadimModel) -> None:
     """``fit --save-as NAME``: the fitted model becomes the next version of NAME."""
-    _save(args, model, args.note, fitted_fingerprint(model.train_sha256_))
+    _save(args, model, args.note, "fit", fitted_fingerprint(model.train_sha256_))
 
 
 def save_updated(args: argparse.Namespace, model: PadimModel, source: str) -> None:
-    """``update MODEL --save-as NAME``: the updated model becomes the next version of NAME;
-    without ``--note`` the note says what it was made from."""
+    """``update MODEL --save-as NAME``: the updated model becomes the next version of NAME
+    (source "update"); without ``--note`` the note says what it was made from."""
     added = model.card()["updates"][-1]["added_images"]
-    _save(args, model, args.note or f"{source} + {added} image(s) added by padim update")
+    _save(args, model, args.note or f"{source} + {added} image(s) added by padim update",
+          "update", base=getattr(args, UPDATE_BASE, None))
 
 
-def _save(args: argparse.Namespace, model: PadimModel, note: str,
-          fingerprint: str = "") -> None:
+#: Where ``model_to_update`` leaves the library version an update starts from (on ``args``),
+#: for ``save_updated`` to say what became of its operating thresholds.
+UPDATE_BASE = "update_base"
+
+
+def _save(args: argparse.Namespace, model: PadimModel, note: str, source: str,
+          fingerprint: str = "", base: ModelVersion | None = None) -> None:
+    """Save, then say what the new version changes for those using NAME: operating thresholds
+    saved on ``base`` (else on the version NAME meant) do not carry over, and a pinned
+    default keeps NAME on the old version."""
     with open_store(args) as store:
-        v = store.library.save(model, args.save_as, note=note,
-                               training_fingerprint=fingerprint, created_by=cli_user())
+        if base is None:
+            with suppress(InvalidInputError):      # a new name (a bad one: save says so)
+                base = store.library.version(args.save_as, None, verify=False)
+        v = store.library.save(model, args.save_as, note=note, training_fingerprint=fingerprint,
+                               created_by=cli_user(), source=source)
         _say(f"library      {v.ref} in {store.data_dir}")
+        if base is not None and (base.operating_image_threshold is not None
+                                 or base.operating_pixel_threshold is not None):
+            _say(f"operating    {base.ref} had operating thresholds "
+                 f"{_thresholds_words(*base.thresholds)}; {v.ref} starts with its calibrated "
+                 f"thresholds {_thresholds_words(*v.thresholds)} (set operating thresholds "
+                 f"again with 'padim models thresholds {v.ref} --image X --pixel Y')")
+        pinned = store.library.get(v.name).default_version
+        if pinned is not None and pinned != v.version:
+            _say(f"default      {v.name} still means {v.name}@{pinned} (its pinned default "
+                 f"version): 'padim models default {v.ref}' makes it this one")
 
 
 def model_to_update(args: argparse.Namespace) -> tuple[PadimModel, str] | None:
-    """``update NAME[@VERSION] ...``: the library version MODEL names, when no file of that
-    name exists and the workspace has it (else None: MODEL is a file)."""
+    """``update NAME[@VERSION] ...``: the library version MODEL names, when MODEL is not a
+    file and the workspace has it (else None: MODEL is a file). A folder is never a model
+    file: a folder named like a library model does not hide the model."""
     from .store.errors import NotFoundError
     from .store.store import resolve_data_dir
 
-    if Path(args.model).expanduser().exists() or not (
-            resolve_data_dir(args.data_dir).is_dir() or os.environ.get(DATABASE_URL_ENV)):
+    path = Path(args.model).expanduser()
+    folder = path.is_dir()
+    if path.exists() and not folder:
         return None
-    with open_store(args) as store:
-        try:
-            v = _version(store, args.model)
-        except NotFoundError:
-            name, version = parse_ref(args.model)
-            if version is not None and name in {e.name for e in store.library.models()}:
-                raise             # NAME is in the library, that version is not: say so
-            return None
-        model = store.library.load(v, device=args.device)
-    _say(f"model {v.ref} from the library in {store.data_dir}")
+    v = None
+    if resolve_data_dir(args.data_dir).is_dir() or os.environ.get(DATABASE_URL_ENV):
+        with open_store(args) as store:
+            try:
+                v = _version(store, args.model)
+            except NotFoundError:
+                name, version = parse_ref(args.model)
+                if version is not None and name in {e.name for e in store.library.models()}:
+                    raise             # NAME is in the library, that version is not: say so
+            if v is not None:
+                model = store.library.load(v, device=args.device)
+                _say(f"model {v.ref} from the library in {store.data_dir}")
+    if v is None:
+        if folder:
+            raise InvalidInputError(args.model, "is a folder, not a model file (and the "
+                                                "library has no model of that name)")
+        return None
+    setattr(args, UPDATE_BASE, v)
     return model, v.ref
 
 

@@ -285,3 +285,58 @@ def test_deleting_a_whole_model_needs_all_versions(demo: Path, tmp_path: Path,
     with Store.open(ws) as store:
         assert store.library.models() == []
 
+
+def test_update_says_what_became_of_the_operating_thresholds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """tr@11 operated at image 40 / pixel 35; ``padim update tr new/ --save-as tr`` printed
+    only the new calibrated thresholds, and ``serve --follow`` moved the line without a word.
+    Also: a folder named ``tr`` in the current directory hid the library model ("model file
+    not found"); the version's update log and source show in ``models show``."""
+    demo = make_demo_set(tmp_path / "demo", n_train=8, n_test_good=4, n_test_defect=1,
+                         size=128)
+    ws = tmp_path / "ws"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tr").mkdir()
+    assert _run(capsys, "fit", demo, "--save-as", "tr", "--data-dir", ws, *SMALL)[0] == 0
+    with Store.open(ws) as store:
+        v1 = store.library.set_thresholds(store.library.resolve("tr@1"), 40, 35)
+        store.library.set_default("tr", 1)
+    good = sorted((demo / "test" / "good").iterdir())
+    code, out, err = _run(capsys, "update", "tr", *good[:2], "--save-as", "tr", "--include-ng",
+                          "--data-dir", ws, "--device", "cpu")
+    assert code == 0, err
+    assert "model tr@1 from the library" in out and "library      tr@2" in out
+    with Store.open(ws) as store:
+        v2 = store.library.resolve("tr@2")
+    assert (f"tr@1 had operating thresholds image 40, pixel 35; tr@2 starts with its "
+            f"calibrated thresholds image {v2.image_threshold:.4g}, pixel "
+            f"{v2.pixel_threshold:.4g} (set operating thresholds again with 'padim models "
+            "thresholds tr@2 --image X --pixel Y')") in out
+    assert "tr still means tr@1 (its pinned default version)" in out
+    assert v2.source == "update" and v2.operating_image_threshold is None
+
+    code, out, err = _run(capsys, "update", "tr@2", good[2], "--save-as", "tr", "--include-ng",
+                          "--data-dir", ws, "--device", "cpu")
+    assert code == 0 and "operating    " not in out, err        # tr@2 had none saved
+    code, out, err = _run(capsys, "models", "show", "tr@3", "--data-dir", ws)
+    assert code == 0, err
+    assert "source       update, created" in out
+    lines = out.splitlines()
+    start = lines.index("updates      2 (images added to the fitted model, oldest first)")
+    first, second = lines[start + 1:start + 3]
+    assert first.endswith(f"+2 image(s), 8 -> 10 training images; thresholds image "
+                          f"{v1.image_threshold:.4g} -> {v2.image_threshold:.4g}, pixel "
+                          f"{v1.pixel_threshold:.4g} -> {v2.pixel_threshold:.4g}")
+    assert "+1 image(s), 10 -> 11 training images; thresholds image " \
+           f"{v2.image_threshold:.4g} -> " in second
+    code, out, _ = _run(capsys, "models", "show", "tr@1", "--data-dir", ws)
+    assert "source       fit," in out and "updates" not in out
+
+    code, out, err = _run(capsys, "fit", demo, "--save-as", "tr", "--data-dir", ws, *SMALL)
+    assert code == 0 and "tr@1 had operating thresholds image 40, pixel 35; tr@4 starts" in out
+
+    (tmp_path / "nothing").mkdir()
+    code, _, err = _run(capsys, "update", "nothing", good[3], "--save-as", "tr",
+                        "--data-dir", ws, "--device", "cpu")
+    assert code == 1 and "nothing: is a folder, not a model file" in _error(err)

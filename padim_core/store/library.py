@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     from ..backbones import FeatureExtractor
     from ..model import PadimModel
 
-#: Where a version's file came from. Files fitted or imported on this machine may name a
-#: local weights file; an upload never chooses a path here (``PadimModel.from_bytes``).
-SOURCES = ("fit", "file", "upload")
+#: Where a version's file came from: fitted, or images added to another version ("update"),
+#: on this machine; a file imported from this machine; an upload. Files fitted or imported
+#: on this machine may name a local weights file; an upload never chooses a path here
+#: (``PadimModel.from_bytes``).
+SOURCES = ("fit", "update", "file", "upload")
 _RETRIES = 5
 
 
@@ -242,9 +244,13 @@ class Library:
 
     # ------------------------------------------------------------------ adding
     def save(self, model: PadimModel, name: str, *, note: str = "",
-             training_fingerprint: str = "", created_by: str = "") -> ModelVersion:
-        """Add a fitted model as the next version of ``name`` (created if new)."""
-        return self._add(name, model.stream_file, model.card(), "fit", note,
+             training_fingerprint: str = "", created_by: str = "",
+             source: str = "fit") -> ModelVersion:
+        """Add a fitted model as the next version of ``name`` (created if new); ``source``
+        "update" when it is another version with images added (``padim update``)."""
+        if source not in ("fit", "update"):
+            raise InvalidInputError("source", f"must be 'fit' or 'update', got {source!r}")
+        return self._add(name, model.stream_file, model.card(), source, note,
                          training_fingerprint, created_by=created_by)
 
     def import_file(self, path: str | os.PathLike, name: str, *, note: str = "",
