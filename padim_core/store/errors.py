@@ -22,4 +22,5 @@ class BlobUnavailableError(StoreError):
 
     def __init__(self, ref: str, status: str, path: str) -> None:
         self.ref, self.status, self.path = ref, status, path
-        super().__init__(f"{ref}: model file {status} ({path})")
+        # status is "file missing" or "damaged": "model file missing", "model file damaged"
+        super().__init__(f"{ref}: model file {status.removeprefix('file ')} ({path})")
