@@ -113,7 +113,8 @@ def add_parsers(sub: Any) -> None:
                                               "(predict --model and serve use them instead of "
                                               "the calibrated ones), or --clear them")
     p.add_argument("ref", metavar="NAME@VERSION")
-    p.add_argument("--image", type=float, metavar="X", help="image threshold (a score)")
+    p.add_argument("--image", type=float, metavar="X",
+                   help="image threshold (default: the one the version operates with now)")
     p.add_argument("--pixel", type=float, metavar="Y",
                    help="pixel threshold (default: the one the version operates with now)")
     p.add_argument("--clear", action="store_true",
