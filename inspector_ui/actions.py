@@ -343,7 +343,7 @@ def accept_as_normal(store: Store, slot_key: str, names: list[str], data: list[s
             note=f"{previous} + {len(accepted.names)} image(s) accepted as normal"
                  + (f" by {operator}" if operator else "") + ": "
                  + ", ".join(accepted.names[:5]) + (" …" if len(accepted.names) > 5 else ""),
-            created_by=operator)
+            created_by=operator, source="update")
     except PadimError as err:
         raise ActionError(f"Learned, but not saved to the library — {err}. {previous} stays "
                           "in use.") from err

@@ -155,3 +155,4 @@ def test_accept_from_history_uses_the_image_this_session_inspected() -> None:
     with workspace() as store:
         assert store.history.get(row_id).decision == "false_alarm"
         assert store.library.version("demo", 2).note.startswith("demo@1 + 1 image(s)")
+        assert store.library.version("demo", 2).source == "update"     # it said "fit"
