@@ -282,12 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "image/pixel AUROC, AUPRO, F1, timing and memory.")
     ev.add_argument("data", metavar="DATA", help="MVTec-style category folder")
     ev.add_argument("--model", metavar="MODEL",
-                    help="evaluate this model file instead of fitting one")
+                    help="evaluate this model file (or NAME[@VERSION] of the library when no "
+                         "such file exists) instead of fitting one")
     ev.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
     ev.add_argument("--save-model", metavar="MODEL", help="also save the fitted model here")
     _add_fit_options(ev)
     _add_region_options(ev)
     _add_common(ev)
+    store_commands.add_data_dir(ev)
     _add_export_and_serve(sub)
     store_commands.add_parsers(sub)
     access_commands.add_parsers(sub)
@@ -300,12 +302,15 @@ def _add_export_and_serve(sub: Any) -> None:
         description="Write MODEL as one ONNX graph (uint8 crops in; scores and maps out) "
                     "and check it with onnxruntime against padim_core: nothing is written "
                     "when scores differ by more than 1e-4 relative or maps by 1e-3.")
-    exp.add_argument("model", metavar="MODEL", help="model file written by 'padim fit'")
+    exp.add_argument("model", metavar="MODEL",
+                     help="model file written by 'padim fit', or NAME[@VERSION] of the "
+                          "library when no such file exists")
     exp.add_argument("-o", "--output", required=True, metavar="FILE",
                      help="ONNX file to write (.onnx; large models add FILE.data)")
     exp.add_argument("--check-images", metavar="DIR",
                      help="images to check the export on (default: synthetic demo images)")
     exp.set_defaults(progress=None)
+    store_commands.add_data_dir(exp)
     srv = sub.add_parser(
         "serve", help="serve a model over HTTP (FastAPI)",
         description="Score images sent to POST /predict; OpenAPI page at /docs.")
@@ -561,7 +566,7 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
     paths = _collect_inputs(args.inputs, args.recursive)
     out = _output_file(args.output) if args.output else None
     _check_device(args.device)
-    model, source = store_commands.model_to_update(args) or \
+    model, source = store_commands.model_by_ref(args) or \
         (_load_model(args.model, args.device), args.model)
     if not model.card()["updatable"]:
         raise InvalidInputError(args.model, "has no update data (a compact file or one from "
@@ -710,8 +715,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
     out = _output_file(args.output)
-    model = PadimModel.load(args.model, device="cpu")
-    _say(f"exporting {args.model} -> {out}, checking it with onnxruntime")
+    model, label = store_commands.model_by_ref(args, "cpu") or \
+        (PadimModel.load(args.model, device="cpu"), args.model)
+    _say(f"exporting {label} -> {out}, checking it with onnxruntime")
     report = export_onnx(model, out, check_images=args.check_images)
     _say(report.summary())
     data = out.with_name(out.name + ".data")
@@ -863,7 +869,8 @@ def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[
     json_out = _output_file(args.json) if args.json else None
     model_out = _output_file(args.save_model) if args.save_model else None
     if new_model is None:
-        model = _load_model(args.model, args.device)
+        found = store_commands.model_by_ref(args)
+        model = found[0] if found else _load_model(args.model, args.device)
         _apply_region_options(args, model)
     else:
         model = new_model

@@ -445,7 +445,7 @@ def save_updated(args: argparse.Namespace, model: PadimModel, source: str) -> No
           "update", base=getattr(args, UPDATE_BASE, None))
 
 
-#: Where ``model_to_update`` leaves the library version an update starts from (on ``args``),
+#: Where ``model_by_ref`` leaves the library version an update starts from (on ``args``),
 #: for ``save_updated`` to say what became of its operating thresholds.
 UPDATE_BASE = "update_base"
 
@@ -474,10 +474,12 @@ def _save(args: argparse.Namespace, model: PadimModel, note: str, source: str,
                  f"version): 'padim models default {v.ref}' makes it this one")
 
 
-def model_to_update(args: argparse.Namespace) -> tuple[PadimModel, str] | None:
-    """``update NAME[@VERSION] ...``: the library version MODEL names, when MODEL is not a
-    file and the workspace has it (else None: MODEL is a file). A folder is never a model
-    file: a folder named like a library model does not hide the model."""
+def model_by_ref(args: argparse.Namespace, device: str | None = None,
+                 ) -> tuple[PadimModel, str] | None:
+    """``update`` / ``export`` / ``evaluate --model`` NAME[@VERSION]: the library version
+    MODEL names, loaded on ``device`` (default ``args.device``), when MODEL is not a file
+    and the workspace has it (else None: MODEL is a file). A folder is never a model file:
+    a folder named like a library model does not hide the model."""
     from .store.errors import NotFoundError
     from .store.store import resolve_data_dir
 
@@ -495,7 +497,7 @@ def model_to_update(args: argparse.Namespace) -> tuple[PadimModel, str] | None:
                 if version is not None and name in {e.name for e in store.library.models()}:
                     raise             # NAME is in the library, that version is not: say so
             if v is not None:
-                model = store.library.load(v, device=args.device)
+                model = store.library.load(v, device=device or args.device)
                 _say(f"model {v.ref} from the library in {store.data_dir}")
     if v is None:
         if folder:
@@ -640,5 +642,5 @@ def served_model(args: argparse.Namespace) -> tuple[LiveModel, str]:
 
 __all__ = ["COMMANDS", "LibraryPoll", "Recorder", "add_data_dir", "add_fit_options", "add_parsers",
            "add_predict_options", "add_serve_options", "check_fit_args", "check_predict_args",
-           "library_model", "model_to_update", "open_store", "parse_since", "run", "save_fitted",
+           "library_model", "model_by_ref", "open_store", "parse_since", "run", "save_fitted",
            "save_updated", "served_model"]

@@ -340,3 +340,21 @@ def test_update_says_what_became_of_the_operating_thresholds(
     code, _, err = _run(capsys, "update", "nothing", good[3], "--save-as", "tr",
                         "--data-dir", ws, "--device", "cpu")
     assert code == 1 and "nothing: is a folder, not a model file" in _error(err)
+
+
+def test_export_and_evaluate_take_a_library_version(demo: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Only predict/update/serve took NAME@V: 'padim export tr' and 'evaluate --model tr@3'
+    said 'model file not found', so comparing versions meant exporting each one first."""
+    ws = tmp_path / "ws"
+    assert _run(capsys, "fit", demo, "--save-as", "line", "--data-dir", ws, *SMALL)[0] == 0
+    code, out, err = _run(capsys, "export", "line@1", "-o", tmp_path / "line.onnx",
+                          "--data-dir", ws)
+    assert code == 0, err
+    assert "exporting line@1 ->" in out and (tmp_path / "line.onnx").exists()
+    code, out, err = _run(capsys, "evaluate", demo, "--model", "line", "--data-dir", ws,
+                          "--device", "cpu")
+    assert code == 0, err
+    assert "model line@1 from the library" in out and "image AUROC" in out
+    code, _, err = _run(capsys, "export", "line@7", "-o", tmp_path / "x.onnx", "--data-dir", ws)
+    assert code == 1 and "line@7" in err and "no such version" in err
