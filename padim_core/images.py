@@ -477,8 +477,9 @@ def _resize(image: np.ndarray, width: int, height: int, nearest: bool = False) -
     src_h, src_w = image.shape[:2]
     if (src_w, src_h) == (width, height):
         return image
-    if nearest:
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+    if nearest:    # pixel-centre aligned, as INTER_AREA / LINEAR are (INTER_NEAREST is not:
+        # it shifted ground-truth masks ~0.45 px down and right of their images)
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
     shrink_x, shrink_y = width <= src_w, height <= src_h
     if shrink_x == shrink_y:
         mode = cv2.INTER_AREA if shrink_x else cv2.INTER_LINEAR

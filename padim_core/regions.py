@@ -98,7 +98,7 @@ def load_region(source: str | os.PathLike | bytes | ArrayLike, crop: int,
         notes.append(f"{name}: {mask.shape[1]}x{mask.shape[0]} mask resized to the model's "
                      f"{crop}x{crop} crop (nearest)")
         mask = cv2.resize(mask.astype(np.uint8), (crop, crop),
-                          interpolation=cv2.INTER_NEAREST).astype(bool)
+                          interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
     return check_region(mask, crop, name), notes
 
 
@@ -217,7 +217,7 @@ def greyed(image_rgb: NDArray[np.uint8], region: NDArray[np.bool_] | None,
         return image_rgb
     if region.shape != image_rgb.shape[:2]:
         region = cv2.resize(region.astype(np.uint8), image_rgb.shape[1::-1],
-                            interpolation=cv2.INTER_NEAREST).astype(bool)
+                            interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
     out = image_rgb.astype(np.float32)
     out[~region] = (1 - strength) * out[~region] + strength * GREY
     return np.rint(out).astype(np.uint8)

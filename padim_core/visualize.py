@@ -134,7 +134,7 @@ def draw_contours(
     m = (m != 0).astype(np.uint8)
     h, w = img.shape[:2]
     if m.shape != (h, w):
-        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
     if not m.any():
         return img
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
