@@ -782,7 +782,8 @@ def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
         f"  image F1 (best)      {_fmt(report.image_f1)} at score >= {f1_thr:.4g}",
         f"  pixel F1 (best)      {_fmt(report.pixel_f1)}",
         f"  image F1 @ model thr {_fmt(report.image_f1_at_model_threshold)} "
-        f"(threshold {card['image_threshold']:.4g})",
+        + (f"(threshold {card['image_threshold']:.4g})" if card.get("verdict_rule") != "area"
+           else f"(area rule: a defect region of {card['min_defect_area']} px or more)"),
         f"  fit                  {result['fit_seconds']:.1f} s",
         f"  inference            {result['infer_ms_per_image']:.1f} ms/image on {card['device']}",
         f"  peak RSS             {result['peak_rss_mb']:.0f} MB",

@@ -144,6 +144,7 @@ def evaluate_predictions(
     pixel_threshold: float | None = None,
     progress: Progress | None = None,
     region: ArrayLike | None = None,
+    verdicts: ArrayLike | None = None,
 ) -> EvaluationReport:
     """Compute every metric from predictions and ground truth (no model, no files).
 
@@ -151,7 +152,9 @@ def evaluate_predictions(
     maps or None; ``masks`` one bool (H, W) mask or None per image (None for a good image
     means all normal, for an anomalous image "no pixel ground truth": excluded from pixel
     metrics), or None for no masks at all. ``image_threshold`` / ``pixel_threshold``: the
-    model's own thresholds, to report F1 at them. ``region`` (H, W) bool: the pixels the
+    model's own thresholds, to report F1 at them. ``verdicts`` (N,) bool: the model's own NG
+    verdicts, when its rule is not the score at ``image_threshold`` (the area rule): the
+    "F1 at the model's threshold" is then theirs. ``region`` (H, W) bool: the pixels the
     model inspects; pixel metrics count only those. Progress stage: ``"metrics"``.
     """
     y, s = metrics.as_labels_and_scores(labels, scores)
@@ -173,7 +176,9 @@ def evaluate_predictions(
     image_auroc = metrics.image_auroc(y, s)
     image_thr, image_f1 = metrics.f1_optimal_threshold(y, s)
     f1_at_model = None
-    if image_threshold is not None:
+    if verdicts is not None:
+        f1_at_model = metrics.f1_of_verdicts(y, verdicts)
+    elif image_threshold is not None:
         f1_at_model = metrics.f1_at_threshold(y, s, image_threshold)
     _notify(progress, 1, total, "metrics")
 
@@ -387,6 +392,7 @@ def evaluate_model(
         pixel_threshold=getattr(model, "pixel_threshold_", None),
         progress=progress,
         region=getattr(model, "region_", None),
+        verdicts=res.verdicts() if getattr(res, "verdict_rule", "score") != "score" else None,
     )
     report.skipped = skipped
     report.predict_seconds = predict_seconds

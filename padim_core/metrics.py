@@ -167,7 +167,8 @@ def f1_optimal_threshold(labels: ArrayLike, scores: ArrayLike) -> tuple[float, f
     """Return ``(threshold, best F1)``: the score threshold maximising image-level F1.
 
     Images with ``score >= threshold`` are called anomalous. The threshold is one of the
-    observed scores; ties in F1 go to the highest threshold reached first by scikit-learn.
+    observed scores; ties in F1 go to the lowest such threshold (scikit-learn's thresholds
+    rise, and the first maximum is taken).
     """
     y = _labels_1d(labels)
     s = _scores_1d(scores, y.size)
@@ -188,6 +189,18 @@ def f1_at_threshold(
     if not y.any():
         raise InvalidInputError("labels", "no anomalous images; F1 is undefined")
     return _f1_counts(y, s > threshold if strict else s >= threshold)
+
+
+def f1_of_verdicts(labels: ArrayLike, verdicts: ArrayLike) -> float:
+    """Image F1 of given NG verdicts (True = anomalous), whatever rule made them (e.g. the
+    area rule's defect regions)."""
+    y = _labels_1d(labels)
+    pred = np.asarray(verdicts, dtype=bool).reshape(-1)
+    if pred.size != y.size:
+        raise InvalidInputError("verdicts", f"expected {y.size} verdicts, got {pred.size}")
+    if not y.any():
+        raise InvalidInputError("labels", "no anomalous images; F1 is undefined")
+    return _f1_counts(y, pred)
 
 
 def _f1_counts(y: NDArray[np.bool_], pred: NDArray[np.bool_]) -> float:
@@ -242,9 +255,11 @@ def pixel_f1_optimal_threshold(
 ) -> tuple[float, float]:
     """Return ``(threshold, best F1)`` over pixels; ``map >= threshold`` is anomalous.
 
-    To stay fast, when there are more than ``max_pixels`` pixels the curve is computed on a
+    To stay fast, when there are more than ``max_pixels`` pixels the threshold is chosen on a
     deterministic stratified subsample of ``max_pixels`` pixels (fixed seed, the same share of
-    anomalous and of normal pixels), so the result is reproducible and close to the exact one.
+    anomalous and of normal pixels), and the F1 returned is that threshold's on *all* pixels:
+    reproducible, never above what the threshold achieves (the subsample's own F1 was, by up
+    to 0.0014), and within a few 1e-4 of the exact best.
     """
     m, a = _pixel_arrays(masks, maps)
     if max_pixels < 2:
@@ -253,10 +268,11 @@ def pixel_f1_optimal_threshold(
     s = a.reshape(-1)
     if not y.any():
         raise InvalidInputError("masks", "no anomalous pixels; F1 is undefined")
-    if y.size > max_pixels:
-        idx = _stratified_subsample(y, max_pixels)
-        y, s = y[idx], s[idx]
-    return _best_f1(y, s)
+    if y.size <= max_pixels:
+        return _best_f1(y, s)
+    idx = _stratified_subsample(y, max_pixels)
+    threshold, _ = _best_f1(y[idx], s[idx])
+    return threshold, _f1_counts(y, s >= threshold)
 
 
 def pro_curve(masks: ArrayLike, maps: ArrayLike, valid: ArrayLike | None = None,

@@ -103,6 +103,21 @@ def test_evaluate_predictions_known_values() -> None:
     assert all(stage == "metrics" for _, _, stage in calls)
 
 
+def test_f1_at_the_model_follows_its_verdicts_under_the_area_rule() -> None:
+    """A model deciding by defect area reported F1 by score at its threshold (0.933) instead
+    of its real verdicts' (0.962)."""
+    verdicts = [False, True, False, True, False, True]     # e.g. from defect regions
+    report = evaluate_predictions(LABELS, SCORES, None, None, TYPES, names=NAMES,
+                                  image_threshold=0.5, verdicts=verdicts)
+    y = np.asarray(LABELS, bool)
+    pred = np.asarray(verdicts)
+    tp, fp, fn = (y & pred).sum(), (~y & pred).sum(), (y & ~pred).sum()
+    assert report.image_f1_at_model_threshold == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert report.image_f1_at_model_threshold != evaluate_predictions(
+        LABELS, SCORES, None, None, TYPES, names=NAMES,
+        image_threshold=0.5).image_f1_at_model_threshold
+
+
 def test_pixel_metrics_count_regions_per_image() -> None:
     masks, maps = _pixel_case()
     maps[4][3, 3] = 0.05  # crack/1's one-pixel defect now below every normal pixel
