@@ -154,8 +154,9 @@ def evaluate_predictions(
     metrics), or None for no masks at all. ``image_threshold`` / ``pixel_threshold``: the
     model's own thresholds, to report F1 at them. ``verdicts`` (N,) bool: the model's own NG
     verdicts, when its rule is not the score at ``image_threshold`` (the area rule): the
-    "F1 at the model's threshold" is then theirs. ``region`` (H, W) bool: the pixels the
-    model inspects; pixel metrics count only those. Progress stage: ``"metrics"``.
+    "F1 at the model's threshold" is then theirs. ``region`` (H, W) bool, or (N, H, W) one
+    per image: the pixels the model inspects; pixel metrics count only those. Progress
+    stage: ``"metrics"``.
     """
     y, s = metrics.as_labels_and_scores(labels, scores)
     image_threshold = _finite_or_none(image_threshold)
@@ -212,13 +213,22 @@ def evaluate_predictions(
         raise InvalidInputError("maps", f"expected shape ({n}, H, W), got {maps_arr.shape}")
     used, gt = _pixel_ground_truth(report, y, masks, maps_arr.shape[1:], shown)
     report.n_pixel_images = len(used)
-    inside = gt if region is None else gt[:, np.asarray(region, bool)]
+    valid = None if region is None else np.asarray(region, bool)
+    if valid is not None and valid.ndim == 3:
+        valid = valid[used]
+    inside = gt if valid is None else _inspected(gt, valid)
     if used and inside.any() and not inside.all():
         _add_pixel_metrics(report, gt, maps_arr if len(used) == n else maps_arr[used],
                            pixel_threshold, lambda k: _notify(progress, k, total, "metrics"),
-                           None if region is None else np.asarray(region, bool))
+                           valid)
     _notify(progress, total, total, "metrics")
     return report
+
+
+def _inspected(values: NDArray[Any], region: NDArray[np.bool_]) -> NDArray[Any]:
+    """The inspected pixels of (N, H, W) ``values``: one flat row per image for one (H, W)
+    region, one flat row of all images for (N, H, W) regions."""
+    return values[:, region] if region.ndim == 2 else values[region][None]
 
 
 def _pixel_ground_truth(report: EvaluationReport, y: NDArray[np.bool_],
@@ -251,8 +261,8 @@ def _add_pixel_metrics(report: EvaluationReport, gt: NDArray[np.bool_], maps: ND
     """Pixel AUROC, AUPRO and pixel F1 (best and at the model's threshold) into ``report``,
     over the ``region``'s pixels only when given."""
     report.aupro = metrics.aupro(gt, maps, valid=region)
-    if region is not None:      # the inspected pixels of every image, one flat row each
-        gt, maps = gt[:, region], maps[:, region]
+    if region is not None:
+        gt, maps = _inspected(gt, region), _inspected(maps, region)
     report.pixel_auroc = metrics.pixel_auroc(gt, maps)
     step(3)
     step(4)
@@ -379,8 +389,12 @@ def evaluate_model(
     labels = [bool(items[i].is_anomalous) for i in kept]
     names = [unique[i] for i in kept]
     maps = np.asarray(res.maps)
+    region = getattr(model, "region_", None)
     if getattr(model.config, "resize", "stretch") != "stretch":
         maps = _unpadded([items[i] for i in kept], maps)
+        if region is not None:    # the region is drawn on the letterboxed crop: per image
+            region = _unpadded([items[i] for i in kept], np.broadcast_to(
+                region.astype(np.float32), maps.shape).copy()) >= 0.5
     report = evaluate_predictions(
         labels,
         np.asarray(res.scores, dtype=np.float64),
@@ -391,7 +405,7 @@ def evaluate_model(
         image_threshold=getattr(model, "image_threshold_", None),
         pixel_threshold=getattr(model, "pixel_threshold_", None),
         progress=progress,
-        region=getattr(model, "region_", None),
+        region=region,
         verdicts=res.verdicts() if getattr(res, "verdict_rule", "score") != "score" else None,
     )
     report.skipped = skipped

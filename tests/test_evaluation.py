@@ -394,3 +394,38 @@ def test_evaluate_model_rejects_empty_and_mismatched(tmp_path: Path) -> None:
     items, _ = _mvtec_like(tmp_path)
     with pytest.raises(InvalidInputError, match="returned 0 results"):
         evaluate_model(Liar({}), items)
+
+
+def test_a_region_of_a_padded_model_is_evaluated_where_the_model_applies_it(
+        tmp_path: Path) -> None:
+    """evaluate un-pads the maps of a letterboxing model but applied its region (drawn on the
+    letterboxed crop) to them as it was: on wide parts a region of the top band (no part
+    pixel) inspected the part's top quarter instead."""
+    from PIL import Image
+
+    from padim_core import PadimModel
+    from padim_core.datasets import LabeledImage
+
+    rng = np.random.default_rng(0)
+
+    def wide(path: Path, defect: bool) -> Path:
+        pixels = rng.integers(90, 140, (64, 128, 3), dtype=np.uint8)
+        if defect:
+            pixels[2:14, 50:70] = 255                       # in the part's top quarter
+        Image.fromarray(pixels).save(path)
+        return path
+
+    train = [wide(tmp_path / f"t{i}.png", False) for i in range(8)]
+    mask = np.zeros((64, 128), np.uint8)
+    mask[2:14, 50:70] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    items = [LabeledImage(wide(tmp_path / "g.png", False), "good", False, None),
+             LabeledImage(wide(tmp_path / "d.png", True), "spot", True, tmp_path / "m.png")]
+    model = PadimModel(backbone="resnet18", weights="random", d=8, image_size=64,
+                       resize="pad-reflect", device="cpu").fit(train)
+    whole = evaluate_model(model, items)
+    assert whole.pixel_auroc is not None
+    band = np.zeros((64, 64), bool)
+    band[:16] = True                                        # the top band of a 2:1 part
+    model.set_region(band)
+    assert evaluate_model(model, items).pixel_auroc is None      # no part pixel inspected
