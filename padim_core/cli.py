@@ -475,7 +475,8 @@ def _print_card(card: dict[str, Any], saved: Path | None = None) -> None:
     grid = "x".join(str(v) for v in card.get("grid", []))
     lines = [
         f"backbone     {card['backbone']} ({card['weights_origin']}), d={card['d']} "
-        f"({card['reduction']}), resize {card['image_size']} -> crop {card['crop']}, "
+        f"({card['reduction']}), resize {card['image_size']} {card.get('resize', 'stretch')} "
+        f"-> crop {card['crop']}, "
         f"grid {grid}" + (f", {card['upsample']} upsampling"
                           if card.get("upsample", "nearest") != "nearest" else ""),
         f"images       {card['n_train_images']} fitted, {card['n_calibration_images']} "
@@ -775,7 +776,7 @@ def _print_report(result: dict[str, Any], report: EvaluationReport) -> None:
     lines = [
         f"{result['data']}: {report.n_images} test images ({report.n_anomalous} anomalous), "
         f"model {card['backbone']} d={card['d']} {card['reduction']} "
-        f"{card['image_size']}->{card['crop']}",
+        f"{card['image_size']}->{card['crop']} {card.get('resize', 'stretch')}",
         f"  image AUROC          {_fmt(report.image_auroc)}",
         f"  pixel AUROC          {_fmt(report.pixel_auroc)}",
         f"  AUPRO (FPR<=0.3)     {_fmt(report.aupro)}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,8 @@ def test_fit_prints_card_and_writes_model(demo: Path, tmp_path: Path,
     assert "thresholds   image" in stdout and "fit " in stdout
     assert "CPU" in stdout or "CUDA" in stdout   # the device fit ran on
     assert "Traceback" not in err
+    # the resize mode, not only the sizes: "224 -> 224" read like a square resize
+    assert re.search(r"resize \d+ (stretch|pad|pad-reflect) -> crop \d+", stdout)
 
 
 def test_predict_writes_csv_and_overlays(model_file: Path, demo: Path, tmp_path: Path,
