@@ -116,6 +116,48 @@ def test_repeated_failures_lock_the_user_out_even_with_the_right_password(
     assert store.users.authenticate("ann", PASSWORD, "10.0.0.3").name == "ann"
 
 
+def test_the_lock_out_holds_for_every_spelling_of_the_name(store: Store) -> None:
+    """The security review: after 5 failures 'ann' was locked, but 'ann ' (a trailing space,
+    the same account once cleaned) signed in, and its guesses were never counted."""
+    for typed in ["ann ", " ann", "ann", "ann  ", " ann "]:
+        with pytest.raises(SignInError):
+            store.users.authenticate(typed, "guess", "10.0.0.3")
+    for typed in ["ann", "ann ", " ann"]:
+        with pytest.raises(LockedOutError):
+            store.users.authenticate(typed, PASSWORD, "10.0.0.4")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_parallel_guesses_are_counted_one_after_another(store: Store, backend: str,
+                                                        request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    """12 simultaneous wrong guesses were all checked against the limit of 5."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if backend == "postgresql":
+        from postgres_server import fresh_database
+
+        url = fresh_database(request.getfixturevalue("postgres_admin_url"))
+        store = Store.open(tmp_path / "pg", url)
+        store.users.add("ann", PASSWORD, "admin")
+
+    def guess(_: int) -> str:
+        try:
+            store.users.authenticate("ann", "guess", "10.0.0.5")
+        except LockedOutError:
+            return "locked"
+        except SignInError:
+            return "checked"
+        return "signed in"
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(guess, range(12)))
+    if backend == "postgresql":
+        store.close()
+    assert outcomes.count("checked") == MAX_FAILURES_PER_USER
+    assert outcomes.count("locked") == 12 - MAX_FAILURES_PER_USER
+
+
 def test_failures_from_one_address_lock_that_address_out(store: Store) -> None:
     for i in range(MAX_FAILURES_PER_ADDRESS):
         with pytest.raises(SignInError):

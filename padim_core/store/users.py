@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,8 @@ MIN_PASSWORD_CHARS = 8
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDRESS = 20
 LOCKOUT_WINDOW = timedelta(minutes=15)
+#: PostgreSQL advisory lock key that serializes sign-in attempts (count, then record).
+_SIGN_IN_LOCK = 0x7061_6469_6D01
 TOKEN_PREFIX = "padim_"
 
 _HASHER = PasswordHasher()
@@ -229,14 +231,18 @@ class Users:
         """The user, when ``password`` is theirs and neither the name nor the address is
         locked out; otherwise SignInError (LockedOutError) with a message to show. Every
         refusal for a wrong name or password counts towards the lock-out."""
-        typed = str(name)[:200]
         address = str(address or "unknown")[:64]
-        self._check_lockout(typed, address)
         try:
             clean_name = check_name(name, "user name")
+        except InvalidInputError as err:
+            self._attempt(str(name)[:200], address)
+            raise SignInError(f"Sign-in refused: {err}") from None
+        # Counted under the name as stored ('ann ' is 'ann'), before the password is looked
+        # at, in one write transaction: parallel guesses cannot all pass the check.
+        self._attempt(clean_name, address)
+        try:
             password = check_password(password)
         except InvalidInputError as err:
-            self._fail(typed, address)
             raise SignInError(f"Sign-in refused: {err}") from None
         with self._db.reading() as s:
             row = s.scalar(select(UserRow).where(UserRow.name == clean_name))
@@ -246,8 +252,7 @@ class Users:
             ok = row is not None
         except (VerificationError, InvalidHashError):
             ok = False
-        if not ok:
-            self._fail(clean_name, address)
+        if not ok:      # the attempt stays counted as a failure
             raise SignInError("Sign-in refused: wrong user name or password.")
         with self._db.writing() as s:
             row = self._row(s, clean_name)
@@ -257,13 +262,20 @@ class Users:
             s.execute(delete(SignInFailureRow).where(SignInFailureRow.user_name == clean_name))
             return _user(row)
 
-    def _check_lockout(self, name: str, address: str) -> None:
+    def _attempt(self, name: str, address: str) -> None:
+        """Record a sign-in attempt as a failure (a success deletes the name's), then refuse
+        when the name or the address already had their share in the window. Both in one
+        write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so that
+        concurrent attempts are counted one after another."""
         since = utcnow() - LOCKOUT_WINDOW
         recent = select(func.count(SignInFailureRow.id), func.min(SignInFailureRow.failed_at)) \
             .where(SignInFailureRow.failed_at >= since)
-        with self._db.reading() as s:
+        with self._db.writing() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SIGN_IN_LOCK})
             by_name = s.execute(recent.where(SignInFailureRow.user_name == name)).one()
             by_address = s.execute(recent.where(SignInFailureRow.address == address)).one()
+            s.add(SignInFailureRow(user_name=name[:200], address=address, failed_at=utcnow()))
         for (count, oldest), limit, what in ((by_name, MAX_FAILURES_PER_USER, "this user"),
                                              (by_address, MAX_FAILURES_PER_ADDRESS,
                                               "this address")):
@@ -275,10 +287,6 @@ class Users:
                     f"({count} in {int(LOCKOUT_WINDOW.total_seconds() // 60)} minutes). "
                     f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}, or "
                     "ask an admin to reset the password.", retry)
-
-    def _fail(self, name: str, address: str) -> None:
-        with self._db.writing() as s:
-            s.add(SignInFailureRow(user_name=name[:200], address=address, failed_at=utcnow()))
 
     def clear_failures(self, name: str | None = None) -> int:
         """Forget failed sign-ins (of one name, or all): ends a lock-out at once."""
