@@ -102,8 +102,9 @@ class PadimConfig:
                                            f"{self.score_top_percent}")
         check_min_area(self.min_defect_area, self.crop)
         check_verdict_rule(self.verdict_rule)
-        if not self.sigma >= 0:
-            raise bad("sigma", f"must be 0 or more, got {self.sigma}")
+        if not 0 <= self.sigma <= self.crop:   # wider blurs only cost memory (1e6: 800 GB)
+            raise bad("sigma", f"must be between 0 and the crop ({self.crop} px), got "
+                               f"{self.sigma}")
         if self.eps <= 0:
             raise bad("eps", f"must be positive, got {self.eps}")
         if self.batch_size < 1:

@@ -235,26 +235,34 @@ def _parse_header(head: bytes, size: int, name: str) -> dict[str, Any]:
         raise ModelFileError(name, not_model)
     try:
         header = json.loads(head[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):   # deep: not ours
         raise ModelFileError(name, not_model) from None
-    if not isinstance(header, dict):
-        raise ModelFileError(name, not_model)
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != FORMAT:
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(header, dict):
+            raise ModelFileError(name, not_model)
         raise ModelFileError(name, "a safetensors file, but not a PaDiM Inspector model")
     version = meta.get("format_version")
     if version not in READABLE_VERSIONS:
         raise ModelFileError(name, f"model format version {version} is not supported "
                                    f"(this version reads {', '.join(READABLE_VERSIONS)}); "
                                    "re-train or re-save it")
-    end = max((v["data_offsets"][1] for k, v in header.items()
-               if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                   if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v),
+                  default=0)
+    except (TypeError, IndexError, KeyError, ValueError):
+        raise ModelFileError(name, "damaged model file (a tensor's data_offsets are not "
+                                   "two numbers)") from None
     if 8 + n + end > size:
         raise ModelFileError(name, f"file is truncated ({size} bytes, needs {8 + n + end})")
     try:
-        return json.loads(meta["padim"])
-    except (KeyError, TypeError, json.JSONDecodeError):
+        padim = json.loads(meta["padim"])
+    except (KeyError, TypeError, json.JSONDecodeError, RecursionError):
         raise ModelFileError(name, "model metadata is missing or damaged") from None
+    if not isinstance(padim, dict):
+        raise ModelFileError(name, "model metadata is missing or damaged")
+    return padim
 
 
 def _validate(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -> None:

@@ -29,6 +29,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import hostile_inputs as h
 import numpy as np
@@ -651,3 +652,49 @@ def test_one_image_not_in_a_list_is_refused_with_what_to_give(trained: PadimMode
     assert len(trained.predict(np.stack([pixels, pixels])).scores) == 2    # a batch array
     with pytest.raises(TypeError, match="^image_1: unsupported image source type: NoneType"):
         trained.predict([path, None])
+
+
+def _header_variant(data: bytes, change: Any) -> bytes:
+    import json as _json
+    import struct as _struct
+
+    (n,) = _struct.unpack("<Q", data[:8])
+    header = _json.loads(data[8:8 + n])
+    change(header)
+    raw = _json.dumps(header).encode()
+    return _struct.pack("<Q", len(raw)) + raw + data[8 + n:]
+
+
+
+def _first_tensor(header: dict) -> dict:
+    return next(v for k, v in header.items() if k != "__metadata__")
+
+
+@pytest.mark.parametrize("change", [
+    lambda h: h.__setitem__("__metadata__", [1]),
+    lambda h: _first_tensor(h).__setitem__("data_offsets", 5),
+    lambda h: _first_tensor(h).__setitem__("data_offsets", []),
+    lambda h: _first_tensor(h).__setitem__("data_offsets", [0, "x"]),
+    lambda h: h["__metadata__"].__setitem__("padim", "[" * 100_000 + "]" * 100_000),
+    lambda h: h["__metadata__"].__setitem__("padim", "[1]"),
+], ids=["metadata-list", "offsets-int", "offsets-empty", "offsets-text", "deep-json",
+        "metadata-not-an-object"])
+def test_crafted_headers_are_model_file_errors(trained: PadimModel, change: Any) -> None:
+    """The security review: these escaped as AttributeError / TypeError / IndexError /
+    RecursionError, shown as a traceback with server paths (app) or a Python trace (CLI)."""
+    with pytest.raises(ModelFileError, match=r"^crafted\.safetensors: "):
+        PadimModel.from_bytes(_header_variant(trained.to_bytes(), change),
+                              name="crafted.safetensors", device="cpu")
+
+
+def test_a_blur_wider_than_the_crop_is_refused(trained: PadimModel) -> None:
+    """sigma=1e6 in a file loaded, and predict then tried to allocate 800 GB."""
+    import json as _json
+
+    def wide_blur(header: dict) -> None:
+        padim = _json.loads(header["__metadata__"]["padim"])
+        padim["config"]["sigma"] = 1e6
+        header["__metadata__"]["padim"] = _json.dumps(padim)
+
+    with pytest.raises(ModelFileError, match="sigma: must be between 0 and the crop"):
+        PadimModel.from_bytes(_header_variant(trained.to_bytes(), wide_blur), device="cpu")
