@@ -661,3 +661,18 @@ def test_a_name_whose_versions_were_all_deleted_does_not_reuse_their_numbers(
     assert store.library.by_id(again.id).ref == "big@2"        # an id outlives a rename
     with pytest.raises(NotFoundError, match="no longer in the library"):
         store.library.by_id(again.id + 1000)
+
+
+def test_a_new_workspace_is_its_owners_only(tmp_path: Path, model: PadimModel) -> None:
+    """The security review: the database (password hashes, history images), its WAL and
+    the model files were 0644 in a 0755 folder, readable by every local account."""
+    import stat
+
+    root = tmp_path / "private"
+    with Store.open(root) as store:
+        store.library.save(model, "plates")
+        store.users.add("ann", "correct horse battery", "admin")
+        blob = store.library.path(store.library.resolve("plates"))
+        for path in (root, root / "blobs", root / "inspector.db", root / "inspector.db-wal",
+                     blob, blob.parent):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path

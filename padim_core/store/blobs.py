@@ -36,6 +36,9 @@ TEMP_GRACE_S = 2.0
 _CHUNK = 1 << 20
 
 OK, MISSING, DAMAGED = "ok", "file missing", "damaged"
+#: Mode of the workspace's files: its owner's only (models, and the database with password
+#: hashes and history images; the folders are 0700).
+PRIVATE_FILE = 0o600
 
 #: What ``BlobStore.staged`` writes: the file's bytes, or a function that hands them piece
 #: by piece to the writer it is given.
@@ -89,7 +92,7 @@ class BlobStore:
     # ------------------------------------------------------------------ writing
     def prepare(self) -> None:
         """Create the folders (first use)."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @contextmanager
     def locked(self, timeout: float = -1) -> Iterator[None]:
@@ -114,7 +117,7 @@ class BlobStore:
         try:
             self.prepare()
             path = self.tmp / f"{secrets.token_hex(8)}.part"
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE)
         except OSError as err:
             raise StoreError(describe_os_error(err, "write a model file in")) from None
         try:
@@ -149,7 +152,7 @@ class BlobStore:
         """Move a staged file to its content address (keeps an intact existing copy)."""
         final = self.path(sha256)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if final.exists() and self.status(sha256, final.stat().st_size) == OK:
                 staged.unlink()
                 return final

@@ -11,6 +11,7 @@ Where things live:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from filelock import Timeout
 
 from ..errors import InvalidInputError
 from .audit import Audit
-from .blobs import BlobStore, describe_os_error
+from .blobs import PRIVATE_FILE, BlobStore, describe_os_error
 from .database import Database, head_revision, make_engine, safe_url, upgrade
 from .errors import StoreError
 from .history import DEFAULT_THUMBNAIL_CAP_MB, History
@@ -44,6 +45,13 @@ def resolve_url(data_dir: Path, url: str | None = None) -> str:
     dir."""
     chosen = url or os.environ.get(DATABASE_URL_ENV)
     return chosen if chosen else f"sqlite:///{data_dir / SQLITE_FILE}"
+
+
+def _create_private(path: Path) -> None:
+    """An empty file readable by its owner only, unless it exists (SQLite opens an empty
+    file as a new database; left to itself it would create it 0644)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
 
 
 def _thumbnail_cap(cap_bytes: int | None) -> int:
@@ -82,11 +90,15 @@ class Store:
         program's revision, a newer one is refused (``SchemaTooNewError``). Temporary files
         left by a writer that died are removed."""
         root = resolve_data_dir(data_dir)
-        try:
-            (root / "blobs").mkdir(parents=True, exist_ok=True)
+        chosen = resolve_url(root, url)
+        try:   # a new workspace is its owner's only: password hashes, history, models
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (root / "blobs").mkdir(mode=0o700, exist_ok=True)
+            if chosen == f"sqlite:///{root / SQLITE_FILE}":
+                _create_private(root / SQLITE_FILE)   # SQLite's -wal / -shm take its mode
         except OSError as err:
             raise StoreError(describe_os_error(err, "create the data dir")) from None
-        engine = make_engine(resolve_url(root, url))
+        engine = make_engine(chosen)
         db = Database(engine)
         try:
             upgrade(engine)
