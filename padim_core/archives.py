@@ -198,6 +198,16 @@ def _plan(
                 f"{info.filename} is compressed {info.file_size // max(info.compress_size, 1)}"
                 f":1, more than the {MAX_COMPRESSION_RATIO}:1 allowed (possible zip bomb)",
             )
+    # The images together too: many members just under the per-member floor (100 of 1 MB,
+    # 930:1) unpacked 2 GB from a 2 MB upload.
+    packed = sum(info.compress_size for info, _ in chosen)
+    if declared >= COMPRESSION_RATIO_MIN_BYTES and declared > MAX_COMPRESSION_RATIO * max(
+            packed, 1):
+        raise InvalidInputError(
+            where,
+            f"its images are compressed {declared // max(packed, 1)}:1 together, more than the "
+            f"{MAX_COMPRESSION_RATIO}:1 allowed (possible zip bomb)",
+        )
     return chosen, skipped
 
 

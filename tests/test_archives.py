@@ -189,6 +189,21 @@ def test_duplicate_and_password_protected_members(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_many_small_bomb_members_are_refused_together(tmp_path: Path) -> None:
+    """The security review: 100 members of 1 MiB - 1 zero bytes (each under the per-member
+    ratio floor) in a 110 KiB zip were all unpacked; 2047 of them would be 2 GB."""
+    bomb = tmp_path / "many.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for i in range(20):
+            archive.writestr(f"p{i:04d}.png", bytes((1 << 20) - 1))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(InvalidInputError, match="compressed .*:1 together, more than the "
+                                                "200:1 allowed"):
+        extract_zip(bomb, dest, name="many.zip")
+    assert list(dest.iterdir()) == []
+
+
 def test_zip_bomb_member_is_refused_without_unpacking(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.zip"
     chunk = bytes(1024 * 1024)
