@@ -8,6 +8,9 @@ PORT   ?= 8501
 # 127.0.0.1: only this machine, no sign-in. Any other address (HOST=0.0.0.0) requires sign-in
 # and an admin account in the workspace (padim users add NAME --role admin); see docs/access.md.
 HOST   ?= 127.0.0.1
+# On loopback nobody signs in, so only the loopback names may talk to the app: a web page
+# that rebinds its own name to 127.0.0.1 is refused (DNS rebinding).
+LOOPBACK_HOSTS = $(if $(filter 127.0.0.1 localhost ::1,$(HOST)),--server.allowedHosts localhost --server.allowedHosts 127.0.0.1 --server.allowedHosts ::1)
 CHROMIUM ?= /usr/bin/chromium
 
 STAMP_REQ := $(VENV)/.stamp-requirements
@@ -53,7 +56,7 @@ MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_TH
 
 run: setup-runtime
 	@$(BIN)/python -m padim_core access check --host $(HOST)
-	$(MALLOC_ENV) PADIM_DEMO_MODEL=$${PADIM_DEMO_MODEL:-1} $(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	$(MALLOC_ENV) PADIM_DEMO_MODEL=$${PADIM_DEMO_MODEL:-1} $(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true $(LOOPBACK_HOSTS)
 
 # apt_install(shell test that says it is there, Debian package, who needs it): install the
 # package as root (or with sudo) when the test fails; otherwise say how.

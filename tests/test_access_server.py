@@ -53,6 +53,21 @@ def _listening(pid: int) -> set[str]:
     return addresses
 
 
+def _websocket_status(port: int, host: str) -> int:
+    """The status of a Streamlit websocket upgrade sent with this Host and Origin."""
+    import base64
+    import socket
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\nOrigin: http://{host}:{port}\r\n"
+               "Sec-WebSocket-Protocol: streamlit\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request.encode())
+        return int(conn.recv(4096).split(b" ", 2)[1])
+
+
 def test_make_run_listens_only_on_loopback(tmp_path: Path) -> None:
     check, serve = make_run_lines()
     assert "--host 127.0.0.1" in check and "--server.address 127.0.0.1" in serve
@@ -70,6 +85,10 @@ def test_make_run_listens_only_on_loopback(tmp_path: Path) -> None:
         while not (found := _listening(proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert found == {"127.0.0.1"}, found
+        # DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 (no
+        # sign-in on loopback: it would act as admin) is refused; the loopback names work
+        assert _websocket_status(port, "evil.example") == 403
+        assert _websocket_status(port, "localhost") == 101
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
