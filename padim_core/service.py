@@ -7,6 +7,8 @@
   thresholds, model id (and library version, when served from the workspace) and the defect
   regions (docs/regions.md); ``?overlay=png`` returns the
   overlay PNG instead (score and verdict in ``X-Padim-*`` headers).
+  The library version in ``X-Padim-Version`` is percent-encoded UTF-8 (:func:`header_text`):
+  a header carries only Latin-1, and a model may be named in any script.
 - ``GET /health``, ``GET /model`` (the card), OpenAPI page at ``/docs``.
 - Given a :class:`live_model.LiveModel` that follows the library (``padim serve --model NAME
   --follow``), each batch is scored, and each answer judged, by the version served when the
@@ -25,13 +27,17 @@ Bad input never reaches the model and never stops the service: a body over
 ``limits.MAX_UPLOAD_MB`` (413, checked on the declared length and while reading), a
 request that is not multipart or a part that is not an image type (415), a missing field
 (422), and anything ``images.load_image`` refuses — not an image, truncated, too small,
-a decompression bomb (400) — each answer one line of JSON ``{"error": "..."}``.
+a decompression bomb (400) — each answer one line of JSON ``{"error": "..."}``. Anything
+else that goes wrong is logged with its traceback (logger ``padim_core.service``) and
+answered 500 ``{"error": "internal error (see the service log)"}``: exception text can
+name paths and internals, and stays in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import queue
 import threading
@@ -40,6 +46,7 @@ from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -66,6 +73,19 @@ DEFAULT_MAX_WAIT_MS = 5.0
 #: Part content types taken as "maybe an image" (the bytes decide): what curl, browsers and
 #: HTTP libraries send for image files or when they do not know.
 _IMAGE_PART_TYPES = ("image/", "application/octet-stream")
+#: What a client is told of an unexpected failure (the details go to the log).
+INTERNAL_ERROR = "internal error (see the service log)"
+#: Printable ASCII but '%': left as it is in header values, so ASCII names read unchanged.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+log = logging.getLogger(__name__)
+
+
+def header_text(text: str) -> str:
+    """``text`` as an HTTP header value: UTF-8, percent-encoded (RFC 3986) outside printable
+    ASCII and for '%' itself, so ``urllib.parse.unquote`` (``decodeURIComponent``) gives it
+    back. An ASCII name without '%' comes through unchanged (``plates@3``)."""
+    return quote(text, safe=_HEADER_SAFE)
 
 
 @dataclass(frozen=True)
@@ -281,6 +301,36 @@ class BearerGuard:
         await self.app(scope, receive, send)
 
 
+class InternalErrorGuard:
+    """ASGI middleware, outermost: an exception nothing else answered is logged with its
+    traceback and the request gets 500 with :data:`INTERNAL_ERROR`, never the exception's
+    text. (Starlette's own last-resort handler would also re-raise it to the server, which
+    logs it a second time.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:
+            log.exception("internal error answering %s %s", scope.get("method"),
+                          scope.get("path"))
+            if not started:      # else the answer is cut short; the server closes it
+                await _send_error(send, 500, INTERNAL_ERROR)
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -318,8 +368,9 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
                   description="Anomaly score, verdict and heat-map overlay for one image per "
                               "request, from one fitted PaDiM model.")
     app.add_middleware(UploadGuard, path="/predict", max_bytes=max_upload_bytes)
-    if check_token is not None:   # added last: runs first, before any body is read
-        app.add_middleware(BearerGuard, check_token=check_token)
+    if check_token is not None:   # added after the upload guard: runs before it, before
+        app.add_middleware(BearerGuard, check_token=check_token)   # any body is read
+    app.add_middleware(InternalErrorGuard)      # added last: around everything
     app.state.batcher, app.state.live = batcher, live
 
     @app.exception_handler(RequestValidationError)
@@ -339,10 +390,6 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
         answer = _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
         answer.headers.update(exc.headers or {})
         return answer
-
-    @app.exception_handler(Exception)
-    async def _internal(_: Any, exc: Exception) -> JSONResponse:
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -395,7 +442,8 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
                                           served.pixel_threshold, region, min_area)
             return Response(png, media_type="image/png", headers={
                 "X-Padim-Score": f"{score:.9g}", "X-Padim-Verdict": "NG" if ng else "OK",
-                "X-Padim-Model": identity["id"], "X-Padim-Version": served.ref or ""})
+                "X-Padim-Model": identity["id"],
+                "X-Padim-Version": header_text(served.ref or "")})
         finite = math.isfinite(score)
         return {"name": name, "score": score if finite else None,
                 "normalized_score": score / served.image_threshold if finite else None,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import unquote
 
 import hostile_inputs as h
 import numpy as np
@@ -24,11 +25,11 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from padim_core import PadimModel
+from padim_core import PadimModel, service
 from padim_core.demo import make_demo_set
 from padim_core.images import load_image
 from padim_core.limits import MAX_UPLOAD_MB
-from padim_core.service import MicroBatcher, Scored, create_app
+from padim_core.service import INTERNAL_ERROR, MicroBatcher, Scored, create_app, header_text
 from padim_core.thresholds import is_ng
 
 CAP = 200_000   # a small upload cap for the in-process tests (the real one is tested live)
@@ -195,6 +196,41 @@ def test_batcher_survives_a_failing_batch() -> None:
     assert sum(calls[1:]) == 5 and len(calls) < 6      # the five came in fewer batches
 
 
+@pytest.mark.parametrize("ref", ["plates😀@1", "Ölwanne / Linie 3@2", "50%-Probe@7"])
+def test_overlay_header_carries_any_model_name(model: PadimModel, images: list[Path],
+                                               ref: str) -> None:
+    """A model renamed "plates😀" made every overlay request a 500: a header carries only
+    Latin-1. The version is percent-encoded UTF-8 now, and decodes back to the name."""
+    with TestClient(create_app(model, library_ref=ref)) as c:
+        r = _post(c, images[0], "?overlay=png")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+        header = r.headers["x-padim-version"]
+        assert header.isascii() and unquote(header) == ref
+        assert _post(c, images[0]).json()["model"]["version"] == ref     # JSON: as it is
+    assert header_text("plates@3") == "plates@3"         # ASCII names read as before
+    assert header_text("a%b c") == "a%25b c"
+
+
+def test_internal_error_is_logged_not_told(client: TestClient, images: list[Path],
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The 500 answer read "internal error: UnicodeEncodeError: 'latin-1' codec ...": the
+    exception's text (paths, internals) went to the client. It goes to the log now, with
+    its traceback; the client gets a fixed line, and the service keeps serving."""
+    def broken(*_: object) -> bytes:
+        raise RuntimeError("secret detail /srv/padim/models")
+
+    monkeypatch.setattr(service, "threshold_overlay_png", broken)
+    with caplog.at_level(logging.ERROR, logger="padim_core.service"):
+        r = _post(client, images[0], "?overlay=png")
+    assert r.status_code == 500 and r.json() == {"error": INTERNAL_ERROR}
+    assert "secret" not in r.text and "RuntimeError" not in r.text
+    [record] = [rec for rec in caplog.records if rec.name == "padim_core.service"]
+    assert "POST /predict" in record.getMessage()
+    assert record.exc_info is not None and "secret detail" in str(record.exc_info[1])
+    _assert_serving(client, images[0])
+
+
 # --------------------------------------------------------------------------- a real socket
 
 
@@ -296,6 +332,32 @@ def test_live_client_disconnecting_mid_upload(live: tuple[str, int],
     logging.getLogger("uvicorn.error").removeHandler(handler)
     assert status == 200 and answer["score"] > 0
     assert [r.getMessage() for r in errors] == []     # no "Exception in ASGI application"
+
+
+def test_live_internal_error_logged_once(live: tuple[str, int], images: list[Path],
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Under uvicorn too: a generic 500 body, one traceback in the log (ours), not a
+    second "Exception in ASGI application" from the server."""
+    def broken(*_: object) -> np.ndarray:
+        raise RuntimeError("secret detail")
+
+    server_log: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = server_log.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    monkeypatch.setattr(service, "load_image", broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="padim_core.service"):
+            status, answer = _predict_raw(live, images[0])
+    finally:
+        monkeypatch.undo()
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert status == 500 and answer == {"error": INTERNAL_ERROR}
+    ours = [r for r in caplog.records if r.name == "padim_core.service"]
+    assert len(ours) == 1 and ours[0].exc_info is not None
+    assert [r.getMessage() for r in server_log] == []
+    assert _predict_raw(live, images[0])[0] == 200
 
 
 def test_cli_serve_answers_health(tmp_path: Path, model: PadimModel) -> None:
