@@ -23,6 +23,12 @@ of the server and queues it; one scoring thread takes whatever arrived within
 service runs batches like ``padim predict`` on a folder. Nothing is kept between requests
 (stateless: replicas behind any load balancer give the same answers).
 
+At most ``max_concurrent`` requests (default 2 × CPU cores) hold an image at a time: the
+upload read into memory, its decoding and the full-size picture until it is scored. The
+others wait their turn, as they wait for the scoring thread, so a burst of large images
+(64 megapixels decode through about 1 GB each) is bounded in memory by the cap, not by the
+server's 40 worker threads.
+
 Bad input never reaches the model and never stops the service: a body over
 ``limits.MAX_UPLOAD_MB`` (413, checked on the declared length and while reading), a
 request that is not multipart or a part that is not an image type (415), a missing field
@@ -39,6 +45,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -79,6 +86,11 @@ INTERNAL_ERROR = "internal error (see the service log)"
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 log = logging.getLogger(__name__)
+
+
+def default_max_concurrent() -> int:
+    """Requests holding an image at once unless told otherwise: 2 × CPU cores."""
+    return 2 * (os.cpu_count() or 1)
 
 
 def header_text(text: str) -> str:
@@ -338,22 +350,31 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                max_upload_bytes: int = MAX_UPLOAD_MB * 2**20,
                check_token: Callable[[str], bool] | None = None,
-               library_ref: str | None = None) -> FastAPI:
+               library_ref: str | None = None,
+               max_concurrent: int | None = None) -> FastAPI:
     """A FastAPI app scoring images with the fitted ``model`` (see the module docstring), or
     with whatever a :class:`LiveModel` serves at the time (it follows the library).
     ``check_token``: when given, every request needs a bearer token it accepts.
     ``library_ref``: with a PadimModel, the workspace version served (``NAME@N``), named in
     every answer so line software can log which version judged a part (a LiveModel's
     snapshots carry their own).
+    ``max_concurrent``: requests holding an image (upload bytes, decoding, the full-size
+    picture until scored) at once, default :func:`default_max_concurrent`; the rest wait.
 
     The scoring thread (and a LiveModel's follower) start and stop with the app's lifespan
     (uvicorn, or ``with TestClient(app)``).
     """
     live = model if isinstance(model, LiveModel) else LiveModel(Served.of(model, library_ref))
     batcher = MicroBatcher(_score_with(live), max_batch, max_wait_ms)
+    cap = default_max_concurrent() if max_concurrent is None else int(max_concurrent)
+    if cap < 1:
+        raise ValueError(f"max_concurrent: must be at least 1, got {max_concurrent!r}")
+    slots = asyncio.Semaphore(cap)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        nonlocal slots
+        slots = asyncio.Semaphore(cap)      # one per run: a semaphore keeps to its event loop
         await run_in_threadpool(warm_up, live.current.model)
         batcher.start()
         live.start()
@@ -371,7 +392,7 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
     if check_token is not None:   # added after the upload guard: runs before it, before
         app.add_middleware(BearerGuard, check_token=check_token)   # any body is read
     app.add_middleware(InternalErrorGuard)      # added last: around everything
-    app.state.batcher, app.state.live = batcher, live
+    app.state.batcher, app.state.live, app.state.max_concurrent = batcher, live, cap
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
@@ -390,6 +411,18 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
         answer = _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
         answer.headers.update(exc.headers or {})
         return answer
+
+    async def decoded_and_scored(file: UploadFile, name: str) -> Scored | JSONResponse:
+        """One of ``cap`` requests at a time: read, decode and score the image; the
+        full-size picture is dropped on return, before the slot goes to the next."""
+        async with slots:
+            data = await file.read()
+            try:
+                image = await run_in_threadpool(load_image, data, name)
+            except InvalidInputError as err:
+                return _error(400, str(err))
+            del data
+            return await batcher.submit(image)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -424,12 +457,9 @@ def create_app(model: PadimModel | LiveModel, max_batch: int = DEFAULT_MAX_BATCH
         ctype = (file.content_type or "").lower()
         if ctype and not ctype.startswith(_IMAGE_PART_TYPES):
             return _error(415, f"{name}: content type {ctype} is not an image")
-        data = await file.read()
-        try:
-            image = await run_in_threadpool(load_image, data, name)
-        except InvalidInputError as err:
-            return _error(400, str(err))
-        result = await batcher.submit(image)
+        result = await decoded_and_scored(file, name)
+        if not isinstance(result, Scored):
+            return result
         served, score = result.served or live.current, result.score
         model_ = served.model
         region, min_area = model_.region_, model_.config.min_defect_area

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -209,6 +210,52 @@ def test_overlay_header_carries_any_model_name(model: PadimModel, images: list[P
         assert _post(c, images[0]).json()["model"]["version"] == ref     # JSON: as it is
     assert header_text("plates@3") == "plates@3"         # ASCII names read as before
     assert header_text("a%b c") == "a%25b c"
+
+
+def test_at_most_max_concurrent_images_held_at_once(
+        model: PadimModel, images: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 parallel 64-megapixel uploads were decoded at once (anyio's 40 worker threads),
+    about 1 GB each. Reading, decoding and holding a full-size image until it is scored is
+    capped at max_concurrent requests; the others wait and are answered."""
+    lock, held, peak, decoding, peak_decoding = threading.Lock(), [0], [0], [0], [0]
+    decode = service.load_image
+
+    def counting_load_image(data: bytes, name: str) -> np.ndarray:
+        with lock:
+            held[0] += 1
+            decoding[0] += 1
+            peak[0], peak_decoding[0] = max(peak[0], held[0]), max(peak_decoding[0],
+                                                                   decoding[0])
+        try:
+            time.sleep(0.05)
+            return decode(data, name)
+        finally:
+            with lock:
+                decoding[0] -= 1
+
+    monkeypatch.setattr(service, "load_image", counting_load_image)
+    app = create_app(model, max_wait_ms=20, max_concurrent=2)
+    assert app.state.max_concurrent == 2
+    batcher = app.state.batcher
+    score = batcher.score
+
+    def counting_score(decoded: list[np.ndarray]) -> list[Scored]:
+        try:
+            return list(score(decoded))
+        finally:
+            with lock:
+                held[0] -= len(decoded)      # the full-size pictures are dropped now
+
+    batcher.score = counting_score
+    work = images * 2
+    with TestClient(app) as c, ThreadPoolExecutor(len(work)) as pool:
+        answers = list(pool.map(lambda p: _post(c, p), work))
+    assert [r.status_code for r in answers] == [200] * len(work)
+    assert peak_decoding[0] <= 2 and peak[0] <= 2, (peak_decoding, peak)
+    assert held == [0]
+    assert create_app(model).state.max_concurrent == 2 * (os.cpu_count() or 1)
+    with pytest.raises(ValueError, match="max_concurrent"):
+        create_app(model, max_concurrent=0)
 
 
 def test_internal_error_is_logged_not_told(client: TestClient, images: list[Path],
