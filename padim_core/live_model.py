@@ -6,7 +6,9 @@ batch starts and each answer is judged with that same snapshot, so an answer nev
 versions. :class:`LiveModel` swaps the snapshot when ``poll`` says the library chose another
 version (a new version, a new default) or saved other thresholds: the new model is loaded and
 run once on a grey crop *before* the swap, so requests never wait for a load, and a version
-that cannot be loaded is logged while the old one goes on serving.
+that cannot be loaded is logged while the old one goes on serving. A snapshot that differs
+only in its ``ref`` (the model was renamed in the library: ``store_commands.LibraryPoll``
+follows it by id and says so) is swapped in without a line of its own.
 """
 
 from __future__ import annotations
@@ -122,6 +124,9 @@ class LiveModel:
         self._last_problem = ""
         self._current = new
         same = new.model is old.model
+        if same and (new.image_threshold, new.pixel_threshold) == \
+                (old.image_threshold, old.pixel_threshold):
+            return True     # only the name changed: the poll said it
         was = f"image {old.image_threshold:.4g}, pixel {old.pixel_threshold:.4g}"
         if not same:    # the line's thresholds move with the version: say from what
             was = f"{old.ref}: {was}"

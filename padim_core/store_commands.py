@@ -590,23 +590,54 @@ def add_serve_options(srv: argparse.ArgumentParser) -> None:
 
 
 class LibraryPoll:
-    """``serve --follow``: what the library now chooses for NAME, as a snapshot to serve,
-    or None while it is what is served. Opens its own store on first use (in the follower's
-    thread) and keeps it, so file checks are cached."""
+    """``serve --follow``: what the library now chooses for the model followed, as a snapshot
+    to serve, or None while it is what is served. The model is followed by the ids of its
+    versions, not by its name: a rename keeps them, so each look finds the model's name now
+    through the version served (or another version seen at the last look), logs a rename
+    once and goes on following. Opens its own store on first use (in the follower's thread)
+    and keeps it, so file checks are cached."""
 
     def __init__(self, args: argparse.Namespace, name: str) -> None:
         self.args, self.name = args, name
+        self.log = _say        # where a rename is said
         self.store: Store | None = None
+        #: id -> created_at of the model's versions at the last look (created_at: an id the
+        #: database hands out again after a delete is not taken for the model's).
+        self.seen: dict[int, datetime] = {}
+
+    def _name_now(self, served: Served) -> str:
+        assert self.store is not None
+        ids = dict.fromkeys([*([] if served.version_id is None else [served.version_id]),
+                             *self.seen])
+        for version_id in ids:
+            try:
+                v = self.store.library.by_id(version_id)
+            except InvalidInputError:       # deleted: another version may still say
+                continue
+            if self.seen.get(version_id, v.created_at) != v.created_at:
+                continue                    # the id now belongs to another version
+            if v.name != self.name:
+                self.log(f"{self.name} was renamed to {v.name}; following it")
+                self.name = v.name
+            break
+        return self.name     # no version of it left: by the name (the error names it)
 
     def __call__(self, served: Served) -> Served | None:
         if self.store is None:
             self.store = open_store(self.args)
-        v = self.store.library.resolve(self.name, verify=False)
+        entry = self.store.library.get(self._name_now(served))
+        v = entry.current
+        if v is None:
+            raise InvalidInputError(entry.name, "has no versions")
+        self.seen = {x.id: x.created_at for x in entry.versions}
         if v.id == served.version_id:
-            if v.thresholds == (served.image_threshold, served.pixel_threshold):
-                return None
-            return replace(served, image_threshold=v.thresholds[0],
-                           pixel_threshold=v.thresholds[1])
+            now = served
+            if v.ref != now.ref:      # renamed: answers name the version as it is now
+                now = replace(now, ref=v.ref, identity={**now.identity, "version": v.ref})
+            if v.thresholds != (now.image_threshold, now.pixel_threshold):
+                now = replace(now, image_threshold=v.thresholds[0],
+                              pixel_threshold=v.thresholds[1])
+            return None if now is served else now
         model = self.store.library.load(v, device=self.args.device)
         return Served.of(model, v.ref, v.id, v.thresholds)
 

@@ -109,3 +109,19 @@ def test_without_poll_nothing_runs(models: tuple[PadimModel, PadimModel]) -> Non
     live.start()
     assert live.check_now() is False and live._thread is None
     live.stop()
+
+
+def test_a_rename_is_swapped_in_without_a_line_of_its_own(
+        models: tuple[PadimModel, PadimModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a rename the poll hands back the same model under its new name (and says so
+    itself): answers name it at once, nothing is loaded, and no "thresholds of" line claims
+    the thresholds moved."""
+    first = Served.of(models[0], "plates@1", 1)
+    lines: list[str] = []
+    renamed = replace(first, ref="plates😀@1", identity={**first.identity,
+                                                        "version": "plates😀@1"})
+    live = LiveModel(first, lambda served: renamed, log=lines.append)
+    monkeypatch.setattr(live_model, "warm_up", lambda model: pytest.fail("nothing to load"))
+    assert live.check_now() is True
+    assert live.current.ref == live.current.identity["version"] == "plates😀@1"
+    assert lines == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import uvicorn
@@ -151,6 +152,55 @@ def test_follow_switches_versions_and_thresholds_without_a_restart(
     assert "still serving plates@2" in log and "now serving plates@1" in log
     # the thresholds the line leaves are said too, not only the version
     assert "(was plates@2: image 1e+09, pixel 2e+09)" in log, log
+
+
+def test_follow_keeps_following_a_renamed_model(
+        demo: Path, tmp_path: Path, served: list[Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An admin renamed plates to "plates😀": the follower looked the name up, logged "no
+    model of that name; still serving plates@1" forever and never took a new version. It
+    follows the model by its versions' ids now: says the rename once, names the version as
+    it is called now (also in the overlay header), takes versions saved under the new name,
+    and does not jump to a new model that takes the old name."""
+    ws = tmp_path / "ws"
+    images = sorted((demo / "train" / "good").glob("*.png"))
+    part = next((demo / "test").glob("*/*.png"))
+    first = PadimModel(d=16, image_size=96, crop=96, device="cpu").fit(images)
+    second = PadimModel(d=8, image_size=96, crop=96, device="cpu").fit(images)
+    third = PadimModel(d=12, image_size=96, crop=96, device="cpu").fit(images)
+    with Store.open(ws) as store:
+        store.library.save(first, "plates")
+
+    assert main(["serve", "--model", "plates", "--follow", "--follow-seconds", "0.05",
+                 "--data-dir", str(ws), "--device", "cpu"]) == 0
+    assert "serving plates@1 from" in capsys.readouterr().out
+
+    def ask(client: TestClient, query: str = "") -> Any:
+        return client.post(f"/predict{query}",
+                           files={"file": (part.name, part.read_bytes(), "image/png")})
+
+    with TestClient(served[-1]) as client, Store.open(ws) as store:
+        store.library.rename("plates", "plates😀")
+        assert _wait_for(client, "plates😀@1")["version"] == "plates😀@1"
+        assert ask(client).json()["model"]["version"] == "plates😀@1"
+
+        store.library.save(second, "plates😀")                    # after the rename
+        assert _wait_for(client, "plates😀@2")["version"] == "plates😀@2"
+        answer = ask(client).json()
+        assert (answer["model"]["version"], answer["model"]["d"]) == ("plates😀@2", 8)
+        overlay = ask(client, "?overlay=png")
+        assert overlay.status_code == 200, overlay.text
+        assert unquote(overlay.headers["X-Padim-Version"]) == "plates😀@2"
+
+        store.library.save(third, "plates")          # another model, under the old name
+        store.library.delete("plates😀", 1)           # and the version first served gone
+        time.sleep(1.0)
+        assert client.get("/health").json()["version"] == "plates😀@2"
+        assert ask(client).json()["model"]["d"] == 8
+    log = capsys.readouterr().out
+    assert log.count("plates was renamed to plates😀; following it") == 1, log
+    assert "cannot follow the library" not in log, log
+    assert "now serving plates😀@2" in log and "now serving plates@" not in log, log
 
 
 @pytest.mark.parametrize("extra, problem", [
