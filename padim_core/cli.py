@@ -323,6 +323,9 @@ def _add_export_and_serve(sub: Any) -> None:
                      help="most images scored in one pass (default 32)")
     srv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
                      help="how long a batch waits for more requests (default 5)")
+    srv.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                     help="requests holding an image (upload, decoding, full-size picture "
+                          "until scored) at once; the rest wait (default 2 x CPU cores)")
     srv.add_argument("--device", default="auto", metavar="D",
                      help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     srv.add_argument("--require-token", action="store_true",
@@ -734,6 +737,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-batch: must be at least 1, got {args.max_batch}")
     if not args.max_wait_ms >= 0:
         raise UsageError(f"--max-wait-ms: must be 0 or more, got {args.max_wait_ms}")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent: must be at least 1, got {args.max_concurrent}")
     import uvicorn
 
     from .service import create_app
@@ -743,7 +748,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     check_token = access_commands.token_checker(args)
     live, what = store_commands.served_model(args)
     app = create_app(live, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                     check_token=check_token)
+                     check_token=check_token, max_concurrent=args.max_concurrent)
     _say(f"serving {what} on http://{args.host}:{args.port} (API docs at /docs"
          f"{'; API token required' if check_token else ''})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -454,6 +454,7 @@ def test_cli_serve_refuses_a_busy_port_and_bad_tuning_in_one_line(
         assert err.count("\n") == 1 and err.startswith(
             f"padim: error: --host 127.0.0.1 --port {port}: cannot listen there (")
     for option, value, says in (("--max-batch", "0", "must be at least 1, got 0"),
-                                ("--max-wait-ms", "-1", "must be 0 or more, got -1.0")):
+                                ("--max-wait-ms", "-1", "must be 0 or more, got -1.0"),
+                                ("--max-concurrent", "0", "must be at least 1, got 0")):
         assert main(["serve", missing, option, value]) == 2
         assert f"padim: error: {option}: {says}" in capsys.readouterr().err
