@@ -17,6 +17,7 @@ also leave out what the role may not do (``allowed``).
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ import streamlit as st
 from padim_core import access as policy
 from padim_core.errors import PadimError
 from padim_core.store import LockedOutError, SignInError, Store, User
+
+from .text import code, md
 
 #: Session keys (server side; no widget uses them): the signed-in user, and "signed out in
 #: this tab" (the browser's cookie is then ignored for the rest of the session).
@@ -203,10 +206,10 @@ def _sign_in_form(store: Store, cookies: policy.SessionCookies) -> bool:
         try:
             user = sign_in(store, name, password)
         except LockedOutError as err:
-            st.error(str(err), icon=":material/lock_clock:")
+            st.error(md(err), icon=":material/lock_clock:")
             return False
         except (SignInError, PadimError) as err:
-            st.error(str(err), icon=":material/error:")
+            st.error(md(err), icon=":material/error:")
             return False
     holder.empty()
     st.session_state.pop(EXPIRED_KEY, None)
@@ -219,16 +222,18 @@ def _sso_buttons() -> None:
     not let in (no account of that name in this workspace)."""
     refused = st.session_state.get(SSO_REFUSED_KEY)
     if refused:
-        st.error(f"Signed in by the identity provider as **{refused}**, but this workspace has "
-                 f"no account of that name: ask an admin to add it (padim users add "
-                 f"{refused} --sso --role operator).", icon=":material/person_off:")
+        # The provider's name is anybody's text: escaped, and verbatim in the command to copy.
+        command = code(f"padim users add {shlex.quote(refused)} --sso --role operator")
+        st.error(f"Signed in by the identity provider as **{md(refused)}**, but this workspace "
+                 f"has no account of that name: ask an admin to add it ({command}).",
+                 icon=":material/person_off:")
         if st.button("Sign out of single sign-on", key="access_sso_logout"):
             st.session_state.pop(SSO_REFUSED_KEY, None)
             st.logout()
         return
     providers = sso_providers()
     for name in providers or [None]:
-        label = f"Sign in with {name}" if name else "Sign in with single sign-on"
+        label = f"Sign in with {md(name)}" if name else "Sign in with single sign-on"
         if st.button(label, key=f"access_sso_{name or 'default'}"):
             st.login(name) if name else st.login()
 
@@ -239,7 +244,7 @@ def _signed_in_corner() -> bool:
     name, role = st.session_state[USER_KEY][:2]
     corner = st.sidebar.empty()
     with corner.container():
-        st.caption(f"Signed in as **{name}** ({role})")
+        st.caption(f"Signed in as **{md(name)}** ({role})")
         clicked = st.button("Sign out", key="access_sign_out")
         if COOKIE_KEY in st.session_state:
             st.html(_cookie_script(*st.session_state[COOKIE_KEY]),
@@ -266,7 +271,7 @@ def gate() -> bool:
     except PadimError as err:
         problem = str(err)
     if problem is not None:
-        st.error(problem, icon=":material/lock:")
+        st.error(md(problem), icon=":material/lock:")
         return False
     _restore(store, cookies)
     if USER_KEY in st.session_state:

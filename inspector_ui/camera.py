@@ -15,6 +15,7 @@ import streamlit as st
 from padim_core import PredictResult
 
 from . import actions, state, views
+from .text import md
 from .uploads import ImageBatch
 from .widgets import attempt
 
@@ -102,4 +103,4 @@ def camera_panel(slot_key: str) -> None:
         verdict = "NG" if ng else "OK"
         st.session_state["inspect_selected"] = len(res.names) - 1   # show it below
         say = st.success if verdict == "OK" else st.warning
-        say(f"{res.names[-1]}: score {score:.3f}, **{verdict}** — added to the results.")
+        say(f"{md(res.names[-1])}: score {score:.3f}, **{verdict}** — added to the results.")

@@ -13,6 +13,7 @@ import streamlit as st
 from padim_core.regions import region_words
 
 from . import onnx_download, plots, region_editor, state, views
+from .text import md
 from .widgets import show_problems
 
 
@@ -31,7 +32,7 @@ def model_card(slot_key: str) -> None:
         return
     model = slot.model
     card = model.card()
-    st.caption(slot.origin)
+    st.caption(md(slot.origin))      # file and model names
     cols = st.columns([2.9, 0.9, 1.3, 1.0, 1.4, 1.4])   # the backbone name must fit
     cols[0].metric("Backbone", str(card.get("backbone", model.config.backbone)))
     cols[1].metric("d", str(card.get("d", model.config.d)))
@@ -53,7 +54,7 @@ def model_card(slot_key: str) -> None:
                          f"+{sum(u['added_images'] for u in card['updates'])} image(s)"})
         st.dataframe(rows, hide_index=True, key=f"card{slot_key}_table")
     for warning in getattr(model, "warnings_", None) or []:
-        st.warning(warning)
+        st.warning(md(warning))         # a loaded file's own text
     if slot.skipped:
         with st.expander(f"{len(slot.skipped)} file(s) skipped while training", expanded=True):
             show_problems(slot.skipped, skipped=True)
@@ -72,13 +73,14 @@ def comparison_side(column: Any, title: str, pred: state.Prediction, amap: np.nd
                     rule: views.DefectRule) -> None:
     """One side of a comparison: overlay, contours at ``contour_at`` (in ``amap``'s units),
     score and verdict under ``thresholds``, the model's region (ignored pixels greyed, no
-    contour there) and the defect ``rule`` (minimum area, verdict by score or by area)."""
+    contour there) and the defect ``rule`` (minimum area, verdict by score or by area).
+    ``title`` is Markdown (names in it escaped by the caller)."""
     contours, found = region_editor.contour_picture(pred.image, amap, contour_at, region,
                                                     rule.min_area)
     ng = views.verdict_ng(pred.score, amap, thresholds.image, contour_at, region, rule)
     with column:
         st.markdown(f"#### {title}")
-        st.caption(pred.name)
+        st.caption(md(pred.name))
         st.image(region_editor.overlay_picture(pred.image, amap, display, region),
                  width="stretch", caption="Heatmap overlay (shared colour scale)")
         st.image(contours, width="stretch",

@@ -20,6 +20,7 @@ import streamlit as st
 from padim_core.errors import InvalidInputError
 
 from . import actions, panels, uploads
+from .text import md
 from .uploads import ImageBatch
 from .widgets import attempt
 
@@ -137,7 +138,7 @@ def cluster_section(slot_key: str, settings: FitSettings | None, save_to_library
         m[0].metric("Workers", len(info.workers))
         m[1].metric("Threads", info.threads)
         m[2].metric("Memory", f"{info.memory_bytes / 1e9:.1f} GB")
-        st.caption(f"Scheduler {address}")
+        st.caption(f"Scheduler {md(address)}")
         st.dataframe(info.workers, hide_index=True, key="cluster_workers")
         _fit_controls(slot_key, settings, save_to_library, client, ready=len(info.workers) > 0)
 
@@ -151,7 +152,7 @@ def _fit_controls(slot_key: str, settings: FitSettings | None, save_to_library: 
                       horizontal=True, key="cluster_source")
     relative = ""
     if source == "folder" and root is not None:
-        relative = st.text_input(f"Folder under {root}", key="cluster_folder",
+        relative = st.text_input(f"Folder under {md(root)}", key="cluster_folder",
                                  help="A folder of normal images or an MVTec-style category; "
                                       "every worker must see it at the same path.")
     files = st.session_state.get(f"{prefix}_files")

@@ -17,6 +17,7 @@ from padim_core.images import file_sha256
 from padim_core.store import DECISIONS, Store
 
 from . import access, actions, state, uploads, views, widgets
+from .text import md
 from .workspace import OPERATOR_KEY
 
 #: Decisions that say a part is bad: accepting such a part as normal asks to be sure.
@@ -30,13 +31,13 @@ def _operator() -> str:
 
 
 def _learned_text(learned: actions.Learned) -> str:
-    """What changed, in one message: each image's score before → after, the thresholds,
-    and the new version."""
+    """What changed, in one message (Markdown, names escaped): each image's score before →
+    after, the thresholds, and the new version."""
     a = learned.accepted
-    scores = "; ".join(f"{n}: score {b:.3f} → {s:.3f}"
+    scores = "; ".join(f"{md(n)}: score {b:.3f} → {s:.3f}"
                        for n, b, s in zip(a.names, a.before_scores, a.after_scores, strict=True))
-    return (f"Learned {len(a.names)} image(s) as normal and saved **{learned.version.ref}** "
-            f"({learned.previous_ref} is kept). {scores}. Image threshold "
+    return (f"Learned {len(a.names)} image(s) as normal and saved **{md(learned.version.ref)}** "
+            f"({md(learned.previous_ref)} is kept). {scores}. Image threshold "
             f"{a.image_threshold_before:.3f} → {a.image_threshold:.3f}, pixel threshold "
             f"{a.pixel_threshold_before:.3f} → {a.pixel_threshold:.3f}.")
 
@@ -51,13 +52,13 @@ def _accept(store: Store, names: list[str], data: list[state.ImageData],
     if learned is None:
         progress.fail()
         return False
-    progress.finish(f"Saved {learned.version.ref}")
+    progress.finish(f"Saved {md(learned.version.ref)}")
     widgets.attempt(actions.rescore_inspection, "A")
     state.flash("success", _learned_text(learned))
     for name, problem in learned.undecided:
-        state.flash("warning", f"{name}: the decision was not recorded — {problem}")
+        state.flash("warning", f"{md(name)}: the decision was not recorded — {md(problem)}")
     for name, problem in learned.accepted.skipped:
-        state.flash("error", f"{name}: not learned — {problem}")
+        state.flash("error", f"{md(name)}: not learned — {md(problem)}")
     return True
 
 
@@ -70,7 +71,7 @@ def _model_a_caption() -> str | None:
         return ("Accept as normal adds the image to model A and saves a new library version: "
                 "open a library model first.")
     if not slot.model.card().get("updatable"):
-        return (f"Model A ({slot.origin}) has no update data (a compact file): refit it to "
+        return (f"Model A ({md(slot.origin)}) has no update data (a compact file): refit it to "
                 "accept images as normal.")
     return None
 
@@ -102,19 +103,19 @@ def show(store: Store, row_id: int, prefix: str,
     try:
         row = store.history.get(row_id)
     except PadimError as err:
-        st.error(f"The history row cannot be read: {err}", icon=widgets.ERROR_ICON)
+        st.error(f"The history row cannot be read: {md(err)}", icon=widgets.ERROR_ICON)
         return
     slot = state.get_slot("A")
     target = (slot.ref if slot is not None else None) or "model A"
     st.markdown("**Learn from this image**")
     if image is None and access.allowed("engineer"):   # only they may accept: no upload else
-        upload = st.file_uploader(f"The original {row.file_name} (needed to learn it)",
+        upload = st.file_uploader(f"The original {md(row.file_name)} (needed to learn it)",
                                   key=f"{prefix}_fb_original_{row_id}",
                                   max_upload_size=uploads.IMAGE_UPLOADER_MB)
         if upload is not None:
             raw = upload.getvalue()
             if row.image_sha256 and file_sha256(raw) != row.image_sha256:
-                st.error(f"{upload.name}: not the image recorded in this row (its SHA-256 "
+                st.error(f"{md(upload.name)}: not the image recorded in this row (its SHA-256 "
                          "differs)", icon=widgets.ERROR_ICON)
             else:
                 image = (row.file_name, raw, None)
@@ -122,7 +123,7 @@ def show(store: Store, row_id: int, prefix: str,
                                      "Upload the original image to accept it as normal.")
     if why_not is None and slot is not None and row.image_sha256 \
             and row.image_sha256 in learned_sha256(slot.model):
-        why_not = (f"{row.file_name} is already learned by {target} (one of its training "
+        why_not = (f"{md(row.file_name)} is already learned by {md(target)} (one of its training "
                    "images, or accepted as normal before): accepting it again would count "
                    "it twice.")
     if why_not is None and row.decision in DEFECT_DECISIONS and not st.checkbox(
@@ -130,7 +131,7 @@ def show(store: Store, row_id: int, prefix: str,
             "all the same", key=f"{prefix}_fb_override_{row_id}"):
         why_not = "Marked as a defect: tick the box above to accept it as normal anyway."
     b1, b2, b3 = st.columns(3)
-    accept = b1.button(f"Accept as normal → {target}", key=f"{prefix}_fb_accept",
+    accept = b1.button(f"Accept as normal → {md(target)}", key=f"{prefix}_fb_accept",
                        type="primary", disabled=why_not is not None,
                        help="A false alarm: add this good part to the model exactly and save "
                             "the result as a new library version")
@@ -146,7 +147,7 @@ def show(store: Store, row_id: int, prefix: str,
     for pressed, decision in ((confirm, "confirmed_defect"), (missed, "missed_defect")):
         if pressed and widgets.attempt(actions.record_decision, store, row_id, decision,
                                        _operator()) is not None:
-            state.flash("success", f"{row.file_name}: {DECISIONS[decision]} recorded.")
+            state.flash("success", f"{md(row.file_name)}: {DECISIONS[decision]} recorded.")
             decided = True
     if decided:
         # The decision panel's radio (workspace.decision_panel) keeps its widget value
@@ -205,7 +206,7 @@ def history_evaluation(store: Store) -> None:
     if found is None or found.ref != ref:
         return
     f = found.figures
-    st.markdown(f"**{found.ref}** on {f['n_defects']} defect(s) and {f['n_normals']} "
+    st.markdown(f"**{md(found.ref)}** on {f['n_defects']} defect(s) and {f['n_normals']} "
                 "accepted normal(s)")
     m = st.columns(4)
     m[0].metric("Image AUROC", views.metric_text(f["image_auroc"]))

@@ -17,6 +17,7 @@ from padim_core.config import DEFAULTS, default_crop
 from . import actions, resources, state, uploads
 from .actions import FitSettings
 from .fit_options import fit_options, preset_buttons, show_preset
+from .text import md
 from .uploads import ImageBatch
 from .widgets import UPLOAD_HELP, Progress, attempt, show_problems
 
@@ -51,7 +52,7 @@ def fit_settings(prefix: str) -> FitSettings | None:
     if not available:
         c1.error("No backbone has its pretrained weights on this machine.")
         for s in statuses:
-            c1.caption(f"~~{s.label}~~ — {s.reason}")
+            c1.caption(f"~~{s.label}~~ — {md(s.reason)}")     # names a weights file
         return None
     names = [s.name for s in available]
     st.session_state.setdefault(f"{prefix}_backbone", DEFAULTS.backbone
@@ -63,7 +64,7 @@ def fit_settings(prefix: str) -> FitSettings | None:
         if not s.available:
             reason = str(s.reason or "weights missing")
             short = reason.split(". ")[0].removeprefix(f"{s.name}: ")
-            c1.caption(f":gray[~~{s.label}~~ — unavailable: {short}]", help=reason)
+            c1.caption(f":gray[~~{s.label}~~ — unavailable: {md(short)}]", help=md(reason))
     channels = resources.backbone_channels(backbone) or 1000
     d = c2.number_input("d (feature dims kept)", min_value=2, max_value=channels,
                         value=min(SPECS[backbone].default_d if backbone in SPECS
@@ -110,7 +111,7 @@ def fit_into_slot(slot_key: str, batch: ImageBatch, settings: FitSettings,
                     f"skipped, {model.fit_seconds_:.1f} s on {model.device_}")
     skipped_text = f", {len(slot.skipped)} file(s) skipped (listed below)" \
         if slot.skipped else ""
-    state.flash("success", f"{state.SLOT_NAMES[slot_key]} is ready: {slot.origin} "
+    state.flash("success", f"{state.SLOT_NAMES[slot_key]} is ready: {md(slot.origin)} "
                            f"({model.fit_seconds_:.1f} s on {model.device_}){skipped_text}.")
     return True
 
@@ -165,7 +166,7 @@ def fit_and_save(slot_key: str, batch: ImageBatch, settings: FitSettings,
         saved = workspace.save_slot(workspace.get_store(), slot_key, name)
         if saved is None:
             return      # the error stays on screen; the new model is in the slot
-        state.flash("success", f"Saved in the library as **{saved.ref}**.")
+        state.flash("success", f"Saved in the library as **{md(saved.ref)}**.")
     st.rerun()
 
 
@@ -180,7 +181,7 @@ def model_loader(slot_key: str) -> None:
         return
     slot = attempt(actions.load_model_bytes, slot_key, file.name, file.getvalue())
     if slot is not None:
-        state.flash("success", f"{state.SLOT_NAMES[slot_key]} {slot.origin}.")
+        state.flash("success", f"{state.SLOT_NAMES[slot_key]} {md(slot.origin)}.")
         st.rerun()
 
 
@@ -237,7 +238,7 @@ def predict_one(slot_key: str, name: str, data: state.ImageData) -> state.Predic
     error, which is shown. A fresh score by a library model is recorded in the history."""
     slot = state.get_slot(slot_key)
     fresh = slot is not None and state.cached_prediction(slot.token, name) is None
-    with st.spinner(f"Scoring {name} with {state.SLOT_NAMES[slot_key]}…"):
+    with st.spinner(f"Scoring {md(name)} with {state.SLOT_NAMES[slot_key]}…"):
         prediction = attempt(actions.predict_one, slot_key, name, data)
     if prediction is not None and fresh and slot is not None and slot.library_ref is not None:
         from . import workspace

@@ -15,6 +15,7 @@ import streamlit as st
 from padim_core.store import Inspection, Store
 
 from . import feedback_panel, views, workspace
+from .text import md
 
 GALLERY_PAGE = 12
 
@@ -53,13 +54,13 @@ def last_batch(store: Store, rows: list[Inspection],
     ng = np.array([r.verdict == "NG" for r in rows], dtype=bool)
     when = min(r.inspected_at for r in rows).astimezone()
     thresholds = sorted({round(r.image_threshold, 6) for r in rows})
-    st.subheader(f"Last recorded inspection with {rows[0].model_ref}")
+    st.subheader(f"Last recorded inspection with {md(rows[0].model_ref)}")
     st.caption(f"From the history, {when:%Y-%m-%d %H:%M}: the scores, verdicts and decisions "
                "as recorded (at the thresholds of that moment; the sliders do not change "
                "them), with the stored thumbnails. Inspect again for full-size heat maps.")
     if open_ref is not None and rows[0].model_ref != open_ref:
-        st.info(f"Recorded with {rows[0].model_ref}; the open model is now "
-                f"{open_ref}. Inspect again to score these parts with it.")
+        st.info(f"Recorded with {md(rows[0].model_ref)}; the open model is now "
+                f"{md(open_ref)}. Inspect again to score these parts with it.")
     m = st.columns(5)
     m[0].metric("Images", len(rows))
     m[1].metric("NG count", int(ng.sum()))
@@ -79,7 +80,7 @@ def last_batch(store: Store, rows: list[Inspection],
                           format_func=lambda k: f"{by_id[k].file_name} — score "
                                                 f"{by_id[k].score:.3f} — {by_id[k].verdict}")
     row = by_id[int(picked if picked is not None else rows[0].id)]
-    thumbnail_pair(*thumbs[row.id], f"{row.file_name} (thumbnail)",
+    thumbnail_pair(*thumbs[row.id], f"{md(row.file_name)} (thumbnail)",
                    f"Heatmap overlay — score {row.score:.3f} "
                    f"({row.normalized_score:.2f} × threshold)")
     st.markdown("Verdict: " + _badge(row.verdict))
@@ -100,7 +101,7 @@ def last_batch(store: Store, rows: list[Inspection],
     for k, j in enumerate(pages[page - 1]):
         r = rows[j]
         overlay = thumbs[r.id][1]
-        caption = f"{r.verdict} · {r.score:.3f} · {r.file_name}" \
+        caption = f"{r.verdict} · {r.score:.3f} · {md(r.file_name)}" \
             + (f" · {r.decision_label}" if r.decision else "")
         if overlay is None:
             cols[k % 4].caption(f"{caption} (thumbnail pruned)")

@@ -242,7 +242,8 @@ def set_setting(name: str, value: Any) -> None:
 
 
 def flash(kind: str, text: str) -> None:
-    """Queue a message to show on the next run (survives ``st.rerun``)."""
+    """Queue a message to show on the next run (survives ``st.rerun``). ``text`` is Markdown:
+    names and other typed text in it go through :func:`inspector_ui.text.md`."""
     _state().setdefault(MESSAGES_KEY, []).append((kind, text))
 
 

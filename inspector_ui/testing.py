@@ -16,6 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from padim_core.config import PRESETS
 
+from .text import as_shown
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 SMALL = {"d": 32, "image_size": 128, "crop": 112}
@@ -106,13 +108,14 @@ def train_demo(at: AppTest, prefix: str = "trainA") -> AppTest:
 
 
 def errors(at: AppTest) -> list[str]:
-    """Texts of the ``st.error`` boxes on the page."""
-    return [str(e.value) for e in at.error]
+    """Texts of the ``st.error`` boxes on the page, as the browser shows them (the
+    Markdown escapes of the names and messages in them decoded: :func:`text.as_shown`)."""
+    return [as_shown(str(e.value)) for e in at.error]
 
 
 def warnings(at: AppTest) -> list[str]:
-    """Texts of the ``st.warning`` boxes on the page."""
-    return [str(w.value) for w in at.warning]
+    """Texts of the ``st.warning`` boxes on the page, as the browser shows them."""
+    return [as_shown(str(w.value)) for w in at.warning]
 
 
 def exceptions(at: AppTest) -> list[str]:

@@ -19,6 +19,7 @@ from padim_core.errors import PadimError
 
 from . import resources, state, views
 from .app_frame import require_app_frame
+from .text import md
 
 ERROR_ICON = ":material/error:"
 WARNING_ICON = ":material/warning:"
@@ -41,12 +42,12 @@ def show_messages() -> None:
 def show_problems(problems: list[tuple[str, str]], *, skipped: bool = False) -> None:
     """One box per bad file: "name: problem". ``skipped``: the work went on without these
     files (a model trained, a batch scored), so they are warnings, not errors that read as
-    if it had failed."""
+    if it had failed. Both are shown as plain text (an uploaded file names itself)."""
     for name, problem in problems:
         if skipped:
-            st.warning(f"{name}: {problem}", icon=WARNING_ICON)
+            st.warning(f"{md(name)}: {md(problem)}", icon=WARNING_ICON)
         else:
-            st.error(f"{name}: {problem}", icon=ERROR_ICON)
+            st.error(f"{md(name)}: {md(problem)}", icon=ERROR_ICON)
 
 
 def attempt(action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
@@ -56,7 +57,7 @@ def attempt(action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | No
         return action(*args, **kwargs)
     except PadimError as err:
         show_problems(getattr(err, "problems", []))
-        st.error(str(err), icon=ERROR_ICON)
+        st.error(md(err), icon=ERROR_ICON)      # messages quote file and model names
         return None
 
 
@@ -69,7 +70,7 @@ def sidebar_status() -> None:
             if slot is not None:
                 cfg = slot.model.config
                 st.caption(f"{title}: **{cfg.backbone}**, d={cfg.d}, "
-                           f"{cfg.image_size}/{cfg.crop} px · {slot.origin}")
+                           f"{cfg.image_size}/{cfg.crop} px · {md(slot.origin)}")
             elif key == "A":
                 st.caption(f"{title}: none yet — train one on the Train page")
 

@@ -34,6 +34,7 @@ from padim_core.store import (
 from padim_core.store.store import resolve_data_dir, resolve_url
 
 from . import access, actions, state, views, widgets
+from .text import md
 
 ERROR_ICON = ":material/error:"
 #: Most history rows one page shows (newest first); the CSV export has them all.
@@ -55,13 +56,15 @@ def get_store() -> Store:
     try:
         return _open(str(data_dir), resolve_url(data_dir))
     except PadimError as err:
-        st.error(f"The workspace cannot be opened: {err}", icon=ERROR_ICON)
+        st.error(f"The workspace cannot be opened: {md(err)}", icon=ERROR_ICON)
         st.stop()
         raise   # st.stop() raises; this line is for type checkers
 
 
 def report(action: str, err: Exception) -> None:
-    st.error(f"{action}: {err}", icon=ERROR_ICON)
+    """One error box: ``action`` (Markdown: user text in it already passed through
+    :func:`~inspector_ui.text.md`) and the error's message, as plain text."""
+    st.error(f"{action}: {md(err)}", icon=ERROR_ICON)
 
 
 # --------------------------------------------------------------------------- models
@@ -159,12 +162,12 @@ def ensure_demo_model(store: Store) -> None:
                     cfg.backbone, int(cfg.d), cfg.image_size, int(cfg.crop), cfg.resize,
                     cfg.sigma, cfg.score_top_percent, cfg.upsample))
             except PadimError as err:
-                st.warning(f"The demo model was not trained: {err}")
+                st.warning(f"The demo model was not trained: {md(err)}")
                 return
             saved = save_slot(store, "A", "demo", note="trained on the demo set at first start")
     if saved is not None:
         state.flash("info", f"First start: the demo model was trained and saved as "
-                            f"{saved.ref}. Train your own below, or inspect with it.")
+                            f"{md(saved.ref)}. Train your own below, or inspect with it.")
         st.rerun()
 
 
@@ -198,18 +201,22 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
     if not name:
         return
     number = st.query_params.get(keys[1])
+    # The link is anybody's text: shown escaped.
     if number and not number.isdigit():
-        st.error(f"The model in the link ({name}@{number}) cannot be opened: the version must "
-                 "be a number (or left out, for the default version).", icon=ERROR_ICON)
+        st.error(f"The model in the link ({md(name)}@{md(number)}) cannot be opened: the "
+                 "version must be a number (or left out, for the default version).",
+                 icon=ERROR_ICON)
         return
     try:
         v = store.library.version(name, int(number) if number else None)
     except PadimError as err:
-        report(f"The model in the link ({name}@{number or 'default'}) cannot be opened", err)
+        report(f"The model in the link ({md(name)}@{md(number or 'default')}) cannot be "
+               "opened", err)
         return
     if open_version(store, v, slot_key):
         where = "" if slot_key == "A" else f" as {state.SLOT_NAMES[slot_key]}"
-        state.flash("info", f"Reopened {v.ref} from the library{where} (the link names it).")
+        state.flash("info", f"Reopened {md(v.ref)} from the library{where} (the link names "
+                            "it).")
         st.rerun()
 
 
@@ -229,7 +236,7 @@ def _follow_renames(store: Store, slot_key: str) -> None:
     if v.name != slot.library_ref[0]:
         was = slot.ref
         renamed(slot.library_ref[0], v.name)
-        st.info(f"{was} was renamed in the library: it is {v.ref} now.")
+        st.info(f"{md(was)} was renamed in the library: it is {md(v.ref)} now.")
 
 
 def renamed(old: str, new: str) -> None:
@@ -268,7 +275,7 @@ def library_picker(store: Store, slot_key: str, prefix: str) -> int:
     right.markdown("&nbsp;")
     if (right.button("Open", key=f"{prefix}_lib_open") and ref is not None
             and open_version(store, refs[ref], slot_key)):
-        state.flash("success", f"{state.SLOT_NAMES[slot_key]} is {ref} from the library.")
+        state.flash("success", f"{state.SLOT_NAMES[slot_key]} is {md(ref)} from the library.")
         st.rerun()
     return len(refs)
 
@@ -329,7 +336,7 @@ def _record(store: Store, slot: state.ModelSlot, slot_key: str, operator: str,
     try:
         return store.history.record(entries)
     except PadimError as err:
-        st.warning(f"Not recorded in the history: {err}")
+        st.warning(f"Not recorded in the history: {md(err)}")
         return []
 
 
@@ -469,7 +476,7 @@ def operator_input(where: Any, key: str) -> str:
     widget key would be dropped by Streamlit on pages that do not draw it)."""
     who = access.viewer()
     if who is not None and who.signed_in:
-        where.caption(f"Decided by **{who.name}** (signed in)")
+        where.caption(f"Decided by **{md(who.name)}** (signed in)")
         return who.name
 
     def keep(value: str) -> None:
@@ -490,9 +497,9 @@ def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
     except PadimError as err:
         report("The history row cannot be read", err)
         return
-    st.markdown("**Operator decision**"
-                + (f": {row.decision_label} ({row.decided_by or 'unknown'}"
-                   f"{', ' + row.comment if row.comment else ''})" if row.decision
+    st.markdown("**Operator decision**"          # who and the comment are typed text
+                + (f": {row.decision_label} ({md(row.decided_by or 'unknown')}"
+                   f"{', ' + md(row.comment) if row.comment else ''})" if row.decision
                    else ": none yet"))
     d1, d2, d3 = st.columns([2, 3, 2])
     # Nothing is picked for a row without a decision: a click on Save alone must not record
@@ -507,7 +514,7 @@ def decision_panel(store: Store, inspection_id: int, prefix: str) -> None:
                   disabled=choice is None, help="Pick a decision first" if choice is None
                   else None)
             and choice is not None and decide(store, row.id, choice, comment, operator)):
-        state.flash("success", f"Decision on {row.file_name} saved: {DECISIONS[choice]}.")
+        state.flash("success", f"Decision on {md(row.file_name)} saved: {DECISIONS[choice]}.")
         st.rerun()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from inspector_ui import cards, panels, region_editor, state, views, widgets, workspace
+from inspector_ui.text import md
 
 TWO_IMAGES = "Two images, one model"
 TWO_MODELS = "One image, two models"
@@ -56,12 +57,12 @@ with st.sidebar:
     st.subheader("Thresholds")
     two = mode == TWO_MODELS and slot_b is not None
     if two:
-        st.markdown(f"**{state.SLOT_NAMES['A']}** ({slot_a.ref or 'not in the library'})")
+        st.markdown(f"**{state.SLOT_NAMES['A']}** ({md(slot_a.ref or 'not in the library')})")
     thr_a = widgets.threshold_controls("A", prefix="cmp", container=st.sidebar)
     rule_a = region_editor.defect_controls("A", prefix="cmp", container=st.sidebar)
     thr_b = rule_b = None
     if two:
-        st.markdown(f"**{state.SLOT_NAMES['B']}** ({slot_b.ref or 'not in the library'})")
+        st.markdown(f"**{state.SLOT_NAMES['B']}** ({md(slot_b.ref or 'not in the library')})")
         thr_b = widgets.threshold_controls("B", prefix="cmpB", container=st.sidebar)
         rule_b = region_editor.defect_controls("B", prefix="cmpB", container=st.sidebar)
     st.subheader("Heatmap")
@@ -109,6 +110,7 @@ else:
             (c2, "B", slot_b, pred_b, map_b, thr_b, rule_b)):
         cfg = slot.model.config
         about = f"{cfg.backbone}, d={cfg.d}"
-        title = f"{state.SLOT_NAMES[key]}: " + (f"{slot.ref} ({about})" if slot.ref else about)
+        title = f"{state.SLOT_NAMES[key]}: " + (f"{md(slot.ref)} ({about})" if slot.ref
+                                                else about)
         cards.comparison_side(column, title, pred, amap, display, thr, 1.0,
                               slot.model.region_, rule)

@@ -17,6 +17,7 @@ from inspector_ui import (
     widgets,
     workspace,
 )
+from inspector_ui.text import md
 
 widgets.page_start("Evaluate")
 workspace.sync_url(workspace.get_store())
@@ -75,7 +76,7 @@ if not current:
 rep = ev.report
 fmt = views.metric_text
 
-st.subheader(f"Results — {ev.label}")
+st.subheader(f"Results — {md(ev.label)}")   # the .zip's name
 st.caption(f"{rep.n_images} images ({rep.n_anomalous} defective), "
            f"{rep.n_pixel_images} with pixel ground truth · {ev.seconds:.1f} s")
 m = st.columns(5)

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 import streamlit as st
 
 from inspector_ui import feedback_panel, recorded, widgets, workspace
+from inspector_ui.text import md
 from padim_core.store import DECISIONS, VERDICTS
 
 widgets.page_start("History")
@@ -60,10 +61,11 @@ picked = st.selectbox("Row", list(by_id), key="hist_row",
 row = by_id[picked]
 image, overlay = store.history.thumbnails(row.id)
 with st.container(border=True):
-    st.markdown(f"**{row.file_name}** · {row.model_ref} · score {row.score:.3f} "
+    # The file name, model and operator are typed text (an upload names itself): escaped.
+    st.markdown(f"**{md(row.file_name)}** · {md(row.model_ref)} · score {row.score:.3f} "
                 f"(threshold {row.image_threshold:.3f}) · **{row.verdict}** · "
                 f"{row.inspected_at.astimezone():%Y-%m-%d %H:%M:%S}"
-                + (f" · by {row.operator}" if row.operator else ""))
+                + (f" · by {md(row.operator)}" if row.operator else ""))
     recorded.thumbnail_pair(image, overlay, "image", "heat map")
     workspace.decision_panel(store, row.id, "hist")
     feedback_panel.show(store, row.id, "hist", image=feedback_panel.session_image(row.id))

@@ -17,6 +17,7 @@ from inspector_ui import (
     widgets,
     workspace,
 )
+from inspector_ui.text import md
 from inspector_ui.uploads import ImageBatch
 
 GALLERY_PAGE = 12
@@ -67,7 +68,7 @@ ng = np.asarray(res.verdicts(thr.image, rule.min_area, rule.rule, thr.pixel), dt
 table = views.results_table(res.names, res.scores, thr.image, ng)
 n_ng = int(ng.sum())
 
-st.subheader(f"Results — {insp.label}")
+st.subheader(f"Results — {md(insp.label)}")   # a file name
 m = st.columns(5)
 m[0].metric("Images", len(res.names))
 m[1].metric("NG count", n_ng)
@@ -123,7 +124,7 @@ choice = pick.selectbox("Image", order, key="inspect_selected", format_func=imag
 view = mode.radio("Defect view", ["Contours", "Mask"], horizontal=True, key="inspect_view")
 i = int(choice if choice is not None else order[0])
 c1, c2, c3 = st.columns(3)
-c1.image(res.images[i], caption=f"{res.names[i]} (as scored)", width="stretch")
+c1.image(res.images[i], caption=f"{md(res.names[i])} (as scored)", width="stretch")
 c2.image(region_editor.overlay_picture(res.images[i], res.maps[i], display, res.region),
          caption=f"Heatmap overlay — score {res.scores[i]:.3f} "
                  f"({views.ratio(res.scores[i], thr.image):.2f} × threshold)", width="stretch")
@@ -165,4 +166,4 @@ for k, j in enumerate(shown):
         res.maps[j], thr.pixel, res.region, rule.min_area)[0]
     cols[k % 4].image(tile, width="stretch",
                       caption=f"{'NG' if ng[j] else 'OK'} · {res.scores[j]:.3f} · "
-                              f"{res.names[j]}")
+                              f"{md(res.names[j])}")

@@ -4,9 +4,12 @@ add model A or an uploaded file as a new version."""
 
 from __future__ import annotations
 
+import shlex
+
 import streamlit as st
 
 from inspector_ui import access, state, uploads, widgets, workspace
+from inspector_ui.text import code, md
 
 widgets.page_start("Models")
 store = workspace.get_store()
@@ -24,14 +27,14 @@ if access.allowed("engineer"):   # adding versions is for engineers and admins
             if slot is None:
                 st.caption("No model A yet: train one on the Train page, or upload a file.")
             else:
-                st.caption(slot.origin)
+                st.caption(md(slot.origin))
             save_name = st.text_input("Name", key="models_save_name", max_chars=200,
                                       placeholder="e.g. transistor line 3")
             note = st.text_input("Note (optional)", key="models_save_note")
             if st.button("Save model A to the library", key="models_save", disabled=slot is None):
                 saved = workspace.save_slot(store, "A", save_name, note)
                 if saved is not None:
-                    state.flash("success", f"Saved as {saved.ref}.")
+                    state.flash("success", f"Saved as {md(saved.ref)}.")
                     st.rerun()
         with right:
             st.markdown("**A model file (.safetensors)**")
@@ -44,7 +47,7 @@ if access.allowed("engineer"):   # adding versions is for engineers and admins
                 name = upload_name or upload.name.removesuffix(".safetensors")
                 added = workspace.upload_model(store, upload.getvalue(), upload.name, name)
                 if added is not None:
-                    state.flash("success", f"Added as {added.ref}.")
+                    state.flash("success", f"Added as {md(added.ref)}.")
                     st.rerun()
 
 if not entries:
@@ -80,16 +83,16 @@ version = next(v for v in entry.versions if v.version == number)
 
 with st.container(border=True):
     image, pixel = version.thresholds
-    st.markdown(
-        f"**{version.ref}**{' · default' if version.is_default else ''} · file: "
+    st.markdown(      # the name, the note and a file's device are typed text: escaped
+        f"**{md(version.ref)}**{' · default' if version.is_default else ''} · file: "
         f"{version.status}  \n"
         f"{version.backbone}, d = {version.d}, {version.image_size} → {version.crop} px · "
         f"{version.n_train_images} training images · fit {version.fit_seconds:.1f} s on "
-        f"{version.device}  \n"
+        f"{md(version.device)}  \n"
         f"thresholds: image {image:.3f}, pixel {pixel:.3f} "
         f"({'calibrated' if version.operating_image_threshold is None else 'saved'})"
         f" · created {version.created_at:%Y-%m-%d %H:%M} UTC"
-        + (f"  \nnote: {version.note}" if version.note else ""))
+        + (f"  \nnote: {md(version.note)}" if version.note else ""))
     c1, c2, c3, c4 = st.columns(4)
     usable = version.status == "ok"
     if (c1.button("Open as model A", key="models_open", type="primary", disabled=not usable)
@@ -100,7 +103,7 @@ with st.container(border=True):
                                disabled=version.is_default)
             and workspace.run_action("Not changed", store.library.set_default, name, number,
                                      role="engineer")):
-        state.flash("success", f"{version.ref} is now the default version of {name}.")
+        state.flash("success", f"{md(version.ref)} is now the default version of {md(name)}.")
         st.rerun()
     thr = state.get_thresholds("A")
     slot_a = state.get_slot("A")
@@ -113,19 +116,20 @@ with st.container(border=True):
             and workspace.run_action("Not saved", store.library.set_thresholds, version,
                                      thr.image, thr.pixel, role="engineer")):
         state.flash("success", f"Thresholds {thr.image:.3f} / {thr.pixel:.3f} saved on "
-                               f"{version.ref}.")
+                               f"{md(version.ref)}.")
         st.rerun()
     if engineer and thr is not None and a_ref != version.ref:
-        c3.caption(f":orange[Model A is {a_ref or 'not a library version'}: its thresholds "
-                   f"would go onto {version.ref}.]")
+        c3.caption(f":orange[Model A is {md(a_ref or 'not a library version')}: its "
+                   f"thresholds would go onto {md(version.ref)}.]")
     if usable:   # read when clicked: a default model file is 0.7 GB
         c4.download_button("Download", data=lambda: store.library.read_bytes(version),
                            file_name=f"{name}-v{number}.safetensors",
                            mime="application/octet-stream", key="models_download")
         if version.operating_image_threshold is not None \
                 or version.operating_pixel_threshold is not None:
+            command = code(f"padim predict --model {shlex.quote(version.ref)}")
             c4.caption("The file holds the calibrated thresholds; the saved ones stay in "
-                       f"the library (`padim predict --model \"{version.ref}\"` uses them).")
+                       f"the library ({command} uses them).")
 
     if admin:   # renaming and deleting
         rename_col, delete_col = st.columns(2)
@@ -134,17 +138,17 @@ with st.container(border=True):
                 and workspace.run_action("Not renamed", store.library.rename, name, new_name,
                                          role="admin")):
             workspace.renamed(name, new_name.strip())
-            state.flash("success", f"Renamed {name} to {new_name.strip()}.")
+            state.flash("success", f"Renamed {md(name)} to {md(new_name.strip())}.")
             st.session_state["models_renamed_to"] = new_name.strip()
             st.rerun()
         # One box per version: a tick must never arm the delete of another version.
-        sure = delete_col.checkbox(f"Yes, delete {version.ref}",
+        sure = delete_col.checkbox(f"Yes, delete {md(version.ref)}",
                                    key=f"models_delete_sure_{version.id}",
                                    help="Its history rows are kept.")
         if (delete_col.button("Delete this version", key="models_delete", disabled=not sure)
                 and workspace.run_action("Not deleted", store.library.delete, name, number,
                                          role="admin")):
-            state.flash("success", f"Deleted {version.ref}; its history rows are kept.")
+            state.flash("success", f"Deleted {md(version.ref)}; its history rows are kept.")
             st.rerun()
 
 workspace.audit_panel(store)

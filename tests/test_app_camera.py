@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from inspector_ui import testing as t
+from inspector_ui.text import md
 from padim_core.store import Filters, Store
 
 pytestmark = pytest.mark.usefixtures("demo_env")
@@ -58,7 +59,7 @@ def test_photos_join_the_results_and_the_history(demo_env: Path, tmp_path: Path,
     assert float(insp.result.scores[-1]) == pytest.approx(expected, rel=1e-6)
     assert insp.label == "demo test set + 1 photo"
     assert t.metric(at, "Images") == "7"
-    assert any(names[-1] in str(s.value) for s in [*at.success, *at.warning])
+    assert any(md(names[-1]) in str(s.value) for s in [*at.success, *at.warning])  # escaped
     # the photo is the selected image, and is in the history with the batch
     assert at.selectbox(key="inspect_selected").value == 6
     workspace = tmp_path / "workspace"

@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspector_ui import testing as t
+from inspector_ui.text import md
 from padim_core.store import DATA_DIR_ENV, Store
 
 pytestmark = pytest.mark.usefixtures("demo_env")
@@ -68,7 +69,7 @@ def test_accept_as_normal_learns_the_image_and_saves_a_new_version() -> None:
     assert (link["model"], link["v"]) == ("demo", "2")
     # Learned now: a second click would count the image twice (it did: 215 → 216 images).
     assert at.button(key="inspect_fb_accept").disabled
-    assert any(f"{name} is already learned by demo@2" in c.value for c in at.caption)
+    assert any(f"{md(name)} is already learned by demo@2" in c.value for c in at.caption)
 
 
 def test_several_images_at_once() -> None:
@@ -151,7 +152,7 @@ def test_accept_from_history_uses_the_image_this_session_inspected() -> None:
     assert not hist.button(key="hist_fb_accept").disabled
     hist.button(key="hist_fb_accept").click().run()
     assert not t.exceptions(hist) and not t.errors(hist)
-    assert any("demo@2" in s.value and name in s.value for s in hist.success)
+    assert any("demo@2" in s.value and md(name) in s.value for s in hist.success)
     with workspace() as store:
         assert store.history.get(row_id).decision == "false_alarm"
         assert store.library.version("demo", 2).note.startswith("demo@1 + 1 image(s)")

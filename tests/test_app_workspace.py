@@ -236,3 +236,30 @@ def test_empty_history_says_where_rows_come_from(store: Store) -> None:
     at = t.open_page(t.new_app(), "history")
     assert not t.exceptions(at) and not t.errors(at)
     assert any("Nothing recorded" in i.value for i in at.info)
+
+
+def test_history_shows_typed_text_literally_never_as_links(store: Store) -> None:
+    """An operator's upload named ``[Session expired](https://evil.example/login).png``, a
+    model name, the operator's name and a decision comment, all shown on an admin's History
+    page: each as its escaped text (a link or a remote image before), on the row's line,
+    in the decision and in the upload box's label."""
+    from inspector_ui.text import md
+
+    name = "[Session expired](https://evil.example/login).png"
+    model_name = "[Your model](https://evil.example/m)"
+    operator = "![t](https://evil.example/track.png)"
+    comment = "see :red[https://evil.example/c]"
+    [row] = store.history.record([NewInspection(name, 5.0, model_name, 1, 2.0, 1.0,
+                                                operator=operator)])
+    store.history.decide(row, "false_alarm", comment, operator)
+    at = t.open_page(t.new_app(), "history")
+    assert not t.exceptions(at) and not t.errors(at)
+    sources = [str(m.value) for m in at.markdown]
+    line = next(s for s in sources if md(name) in s)
+    assert md(model_name) in line and md(operator) in line
+    decision = next(s for s in sources if s.startswith("**Operator decision**"))
+    assert md(comment) in decision and md(operator) in decision
+    label = next(u.label for u in at.get("file_uploader"))
+    assert md(name) in label
+    for text in [*sources, label]:
+        assert "](https" not in text and "https://" not in text, text

@@ -203,6 +203,26 @@ def test_a_link_whose_version_is_not_a_number_is_refused() -> None:
     assert any("demo@abc" in e.value and "must be a number" in e.value for e in fresh.error)
 
 
+def opened_with(link: dict[str, str], page: str = "inspect") -> AppTest:
+    """A fresh session opened on ``page`` with the query string ``link``."""
+    fresh = AppTest.from_file(str(t.APP), default_timeout=t.TIMEOUT)
+    fresh.query_params.update(link)
+    return fresh.run().switch_page(f"pages/{page}.py").run()
+
+
+def test_a_link_names_its_model_as_text_never_as_a_link() -> None:
+    """``?model=[Your session expired - sign in again](https://evil.example/login)`` put a
+    working link to evil.example in the app's own error box."""
+    from inspector_ui.text import md
+
+    name = "[Your session expired - sign in again](https://evil.example/login)"
+    for link in ({"model": name, "v": "1"}, {"model": name, "v": "x"}):
+        fresh = opened_with(link)
+        assert not t.exceptions(fresh)
+        [error] = [str(e.value) for e in fresh.error]
+        assert md(name) in error and "](https" not in error and "https://" not in error
+
+
 def test_a_tab_follows_a_rename_made_in_another(demo_env) -> None:
     """Tab 2 kept the old name after tab 1 renamed the model: its inspections went to a
     ghost model without their version, and Accept as normal began a second model."""
