@@ -201,8 +201,9 @@ def sync_url(store: Store, slot_key: str = "A") -> None:
     if not name:
         return
     number = st.query_params.get(keys[1])
-    # The link is anybody's text: shown escaped.
-    if number and not number.isdigit():
+    # The link is anybody's text: shown escaped, and a version only of ASCII digits
+    # ('²'.isdigit() is true, but int('²') fails; so does int() of 5000 digits).
+    if number and not (number.isascii() and number.isdigit() and len(number) <= 9):
         st.error(f"The model in the link ({md(name)}@{md(number)}) cannot be opened: the "
                  "version must be a number (or left out, for the default version).",
                  icon=ERROR_ICON)

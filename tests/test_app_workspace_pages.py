@@ -210,6 +210,17 @@ def opened_with(link: dict[str, str], page: str = "inspect") -> AppTest:
     return fresh.run().switch_page(f"pages/{page}.py").run()
 
 
+@pytest.mark.parametrize("version", ["²", "١", "9" * 5000],
+                         ids=["superscript-two", "arabic-indic-one", "5000-digits"])
+def test_a_link_whose_version_is_no_plain_number_is_one_error(version: str) -> None:
+    """``?v=²`` gave a ValueError traceback: '²'.isdigit() is true but int('²') fails (and
+    int() refuses 5000 digits); Arabic-Indic '١' opened version 1."""
+    fresh = opened_with({"model": "demo", "v": version})
+    assert not t.exceptions(fresh), t.exceptions(fresh)
+    assert t.slot(fresh) is None
+    assert any(f"demo@{version}" in e and "must be a number" in e for e in t.errors(fresh))
+
+
 def test_a_link_names_its_model_as_text_never_as_a_link() -> None:
     """``?model=[Your session expired - sign in again](https://evil.example/login)`` put a
     working link to evil.example in the app's own error box."""
