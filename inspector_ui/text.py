@@ -13,7 +13,12 @@ bundle): bare URLs, e-mail addresses and ``:material_x:`` / ``:streamlit:`` / em
 codes are found by regular expressions over the text *after* escapes are decoded, and so are
 the ``->`` / ``--`` arrows and dashes. :func:`md` therefore also puts an invisible WORD JOINER
 (U+2060) where those patterns would match: after a ':' that is followed by text (``https:⁠//``,
-``:⁠material…``), between ``www`` and its dot, and after an '@' that starts a domain.
+``:⁠material…``) and between ``www`` and its dot.
+
+E-mail addresses are left as they are: Streamlit shows one as a ``mailto:`` link whose text is
+the address itself (nothing deceptive, nothing fetched), and account, operator and SSO names
+often are addresses, read on screen and copied into ``padim users`` commands, where an
+invisible character would make another name.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!:<>|~$&])")
 _BREAKS = (
     re.compile(r"(?<=:)(?=\S)"),                          # https://, :material_x:, :smile:, :red[
     re.compile(r"(?<=www)(?=\.)", re.IGNORECASE),         # www.evil.example
-    re.compile(r"(?<=@)(?=[-\w]+\.[-\w])"),               # name@evil.example (mailto:)
 )
 #: Streamlit turns these, between spaces, into arrows and a dash (→, ←, ↔, —, ≥, ≤, ≈).
 _PAIR = re.compile(r"(?:(?<=\s)|^)(<->|->|<-|--|>=|<=|~=)(?=\s|$)")
@@ -40,7 +44,7 @@ _EDGE_SPACES = re.compile(r"^ +| +$")
 def md(text: object) -> str:
     """``text`` (any value, as ``str()`` writes it) for a Markdown string, so that Streamlit
     shows it literally: Markdown's special characters backslash-escaped, no link, image,
-    e-mail or URL autolink, directive, icon or emoji, on one line (line breaks and tabs become
+    URL autolink, directive, icon or emoji, on one line (line breaks and tabs become
     spaces), and spaces at either end kept as spaces (not a code block, not an emphasis
     that stops working)."""
     value = _LINE_BREAKS.sub(" ", str(text))
