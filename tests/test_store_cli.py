@@ -171,6 +171,9 @@ def test_mistakes_are_one_line(demo: Path, workspace: tuple[Path, str | None], t
     code, _, err = _run(capsys, "predict", "--model", "nothing", demo / "test" / "good",
                         "--out", tmp_path / "p", "--data-dir", ws)
     assert code == 1 and "nothing: no model of that name" in _error(err)
+    code, _, err = _run(capsys, "predict", "--model", "nothing@²", demo / "test" / "good",
+                        "--out", tmp_path / "p", "--data-dir", ws)   # was a ValueError trace
+    assert code == 1 and "nothing@²: no model of that name" in _error(err)
     code, _, err = _run(capsys, "predict", tmp_path / "m.safetensors", demo / "test",
                         "--out", tmp_path / "p", "--record")
     assert code == 2 and "--record needs --model" in _error(err)

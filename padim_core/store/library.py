@@ -63,7 +63,7 @@ def check_name(name: Any, what: str = "model name") -> str:
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """``"name"`` or ``"name@3"`` → (name, 3); a name may itself contain '@'."""
     head, sep, tail = ref.rpartition("@")
-    if sep and head and tail.isdigit():
+    if sep and head and tail.isascii() and tail.isdigit():   # '²'.isdigit(), int('²') fails
         return head, int(tail)
     return ref, None
 
