@@ -91,6 +91,14 @@ def _wait_for(client: TestClient, version: str, seconds: float = 60.0) -> dict[s
         time.sleep(0.05)
 
 
+def _test_part_and_three_models(demo: Path) -> tuple[Path, list[PadimModel]]:
+    """A test image and three small models of the demo set (d = 16, 8, 12: told apart by
+    their scores)."""
+    images = sorted((demo / "train" / "good").glob("*.png"))
+    return next((demo / "test").glob("*/*.png")), [
+        PadimModel(d=d, image_size=96, crop=96, device="cpu").fit(images) for d in (16, 8, 12)]
+
+
 def test_follow_switches_versions_and_thresholds_without_a_restart(
         demo: Path, tmp_path: Path, served: list[Any],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,11 +106,7 @@ def test_follow_switches_versions_and_thresholds_without_a_restart(
     changed default and thresholds saved on the Models page reach the answers; a version
     whose file is gone is logged and the one before goes on serving."""
     ws = tmp_path / "ws"
-    images = sorted((demo / "train" / "good").glob("*.png"))
-    part = next((demo / "test").glob("*/*.png"))
-    first = PadimModel(d=16, image_size=96, crop=96, device="cpu").fit(images)
-    second = PadimModel(d=8, image_size=96, crop=96, device="cpu").fit(images)
-    third = PadimModel(d=12, image_size=96, crop=96, device="cpu").fit(images)
+    part, (first, second, third) = _test_part_and_three_models(demo)
     with Store.open(ws) as store:
         v1 = store.library.save(first, "plates")
 
@@ -163,11 +167,7 @@ def test_follow_keeps_following_a_renamed_model(
     it is called now (also in the overlay header), takes versions saved under the new name,
     and does not jump to a new model that takes the old name."""
     ws = tmp_path / "ws"
-    images = sorted((demo / "train" / "good").glob("*.png"))
-    part = next((demo / "test").glob("*/*.png"))
-    first = PadimModel(d=16, image_size=96, crop=96, device="cpu").fit(images)
-    second = PadimModel(d=8, image_size=96, crop=96, device="cpu").fit(images)
-    third = PadimModel(d=12, image_size=96, crop=96, device="cpu").fit(images)
+    part, (first, second, third) = _test_part_and_three_models(demo)
     with Store.open(ws) as store:
         store.library.save(first, "plates")
 
