@@ -138,8 +138,14 @@ def test_follow_switches_versions_and_thresholds_without_a_restart(
         assert answer["thresholds"] == {"image": 1e9, "pixel": 2e9}
         assert answer["verdict"] == "OK" and answer["model"]["id"] == model_id
 
-        v3 = store.library.save(third, "plates")                  # its file then goes missing
-        store.blobs.path(v3.sha256).unlink()
+        # a version whose file is missing from the start (unlinking it after the save raced
+        # the follower, which could load it in between)
+        store.blobs.publish = lambda sha, staged: (staged.unlink(), store.blobs.path(sha))[1]
+        try:
+            v3 = store.library.save(third, "plates")
+        finally:
+            del store.blobs.publish
+        assert not store.blobs.path(v3.sha256).exists()
         time.sleep(1.0)
         assert client.get("/health").json()["version"] == "plates@2"
         assert ask(client)["model"]["version"] == "plates@2"
