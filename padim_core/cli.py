@@ -444,6 +444,14 @@ def _load_model(path: str, device: str) -> PadimModel:
     return model
 
 
+def _model_file_or_ref(args: argparse.Namespace, device: str) -> tuple[PadimModel, str]:
+    """(model, what to call it) for ``args.model``: a model file (its backbone loaded now, so
+    missing weights stop the command before any work), or a library NAME[@V] where no such
+    file exists (``update``, ``evaluate --model``)."""
+    return store_commands.model_by_ref(args, device) or (_load_model(args.model, device),
+                                                         args.model)
+
+
 def _cluster(args: argparse.Namespace) -> Any:
     """A context giving a Dask client for --cluster/--scheduler, or None without them."""
     where = args.cluster or args.scheduler
@@ -570,8 +578,7 @@ def _cmd_update(args: argparse.Namespace, progress: _Progress) -> int:
     paths = _collect_inputs(args.inputs, args.recursive)
     out = _output_file(args.output) if args.output else None
     _check_device(args.device)
-    model, source = store_commands.model_by_ref(args) or \
-        (_load_model(args.model, args.device), args.model)
+    model, source = _model_file_or_ref(args, args.device)
     if not model.card()["updatable"]:
         raise InvalidInputError(args.model, "has no update data (a compact file or one from "
                                             "before updates): refit it with 'padim fit'")
@@ -719,6 +726,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
     out = _output_file(args.output)
+    # not _model_file_or_ref: export_onnx names missing weights itself
     model, label = store_commands.model_by_ref(args, "cpu") or \
         (PadimModel.load(args.model, device="cpu"), args.model)
     _say(f"exporting {label} -> {out}, checking it with onnxruntime")
@@ -876,8 +884,7 @@ def _cmd_evaluate(args: argparse.Namespace, progress: _Progress, argv: Sequence[
     json_out = _output_file(args.json) if args.json else None
     model_out = _output_file(args.save_model) if args.save_model else None
     if new_model is None:
-        found = store_commands.model_by_ref(args)
-        model = found[0] if found else _load_model(args.model, args.device)
+        model, _ = _model_file_or_ref(args, args.device)
         _apply_region_options(args, model)
     else:
         model = new_model
